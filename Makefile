@@ -1,0 +1,31 @@
+# The two commands of the README: `make demo` and `make test`. Both start from nothing but Python 3.11.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch first and pinned: the local CPU wheel; a bare `pip install torch` would pull a multi-GB CUDA build.
+INSTALL = $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
+
+.PHONY: demo test bench lint clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(INSTALL) torch==2.13.0
+	$(INSTALL) -e ".[all,dev]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/modelport demo
+
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.installed
+	$(BIN)/python bench/run_bench.py
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check src tests bench
+
+clean:
+	rm -rf $(VENV) bundles reports

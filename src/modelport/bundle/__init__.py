@@ -1,0 +1,8 @@
+"""Deployment bundles: an artifact + manifest.json + README, written atomically, checked on load."""
+
+from modelport.bundle.reader import Bundle, open_bundle
+from modelport.bundle.writer import write_bundle
+
+SCHEMA_VERSION = 1
+
+__all__ = ["SCHEMA_VERSION", "Bundle", "open_bundle", "write_bundle"]

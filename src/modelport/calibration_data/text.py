@@ -1,0 +1,59 @@
+"""Text -> feed dicts with a Hugging Face ``tokenizer.json`` (the `tokenizers` library, no torch)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from modelport.errors import CalibrationDataError, MissingDependency
+from modelport.specs import TensorSpec
+
+
+class TextTokenizer:
+    """Tokenize sentences into the int64 inputs a BERT-style graph takes."""
+
+    def __init__(self, tokenizer_json: Path, *, max_length: int = 128) -> None:
+        try:
+            from tokenizers import Tokenizer
+        except ImportError:
+            raise MissingDependency(
+                "tokenizing text needs 'tokenizers': pip install \"modelport[onnxruntime]\""
+            ) from None
+        self.path = Path(tokenizer_json)
+        self.max_length = max_length
+        self._tok = Tokenizer.from_file(str(self.path))
+        self._tok.no_padding()
+        self._tok.enable_truncation(max_length)
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        specs: Mapping[str, TensorSpec],
+        *,
+        pad_to: int | None = None,
+    ) -> dict[str, np.ndarray]:
+        """Encode a batch, padded to ``pad_to`` (or the longest text), for the inputs in ``specs``."""
+        encodings = self._tok.encode_batch(list(texts))
+        longest = max(len(e.ids) for e in encodings)
+        length = max(pad_to or 0, longest)
+        fields = {
+            "input_ids": lambda e: e.ids,
+            "attention_mask": lambda e: e.attention_mask,
+            "token_type_ids": lambda e: e.type_ids,
+        }
+        unknown = [n for n in specs if n not in fields]
+        if unknown:
+            raise CalibrationDataError(
+                f"text data can feed inputs named {sorted(fields)}; the model also takes "
+                f"{unknown}: give a folder of .npz feeds instead"
+            )
+        out = {}
+        for name, spec in specs.items():
+            array = np.zeros((len(encodings), length), dtype=np.dtype(spec.dtype))
+            for row, enc in enumerate(encodings):
+                values = fields[name](enc)
+                array[row, : len(values)] = values
+            out[name] = array
+        return out

@@ -1,0 +1,79 @@
+"""Every export is checked: ONNX Runtime vs the torch reference on fresh inputs, two batch sizes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from modelport.errors import ValidationError
+from modelport.models import PreparedModel
+
+#: fp32 export tolerances: graph rewrites reorder float sums, never more than this.
+ATOL = 1e-4
+RTOL = 1e-3
+
+
+def compare_outputs(
+    got: Mapping[str, np.ndarray], ref: Mapping[str, np.ndarray]
+) -> dict[str, dict[str, float]]:
+    """Per output: max abs error, relative error (max abs err / max |ref|), mean cosine."""
+    report = {}
+    for name, r in ref.items():
+        g = np.asarray(got[name], dtype=np.float64)
+        r = np.asarray(r, dtype=np.float64)
+        if g.shape != r.shape:
+            raise ValidationError(f"output '{name}' has shape {g.shape}, the reference {r.shape}")
+        diff = np.abs(g - r)
+        flat_g, flat_r = g.reshape(len(g), -1), r.reshape(len(r), -1)
+        denom = np.linalg.norm(flat_g, axis=1) * np.linalg.norm(flat_r, axis=1)
+        cosine = np.sum(flat_g * flat_r, axis=1) / np.maximum(denom, 1e-12)
+        report[name] = {
+            "max_abs_err": float(diff.max(initial=0.0)),
+            "rel_err": float(diff.max(initial=0.0) / max(np.abs(r).max(initial=0.0), 1e-12)),
+            "cosine_mean": float(cosine.mean()),
+            "cosine_min": float(cosine.min()),
+            "allclose": bool(np.all(diff <= ATOL + RTOL * np.abs(r))),
+        }
+    return report
+
+
+def torch_outputs(model: PreparedModel, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    import torch
+
+    with torch.no_grad():
+        out = model.module(**{k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feeds.items()})
+    if isinstance(out, torch.Tensor):
+        out = (out,)
+    if isinstance(out, dict):
+        out = tuple(out.values())
+    return {n: t.detach().numpy() for n, t in zip(model.output_names, out, strict=True)}
+
+
+def validate(model: PreparedModel, onnx_path: Path, *, batches: tuple[int, ...] = (1, 3)) -> dict:
+    """Run ORT and torch on fresh inputs; a mismatch over tolerance is an error, not a warning."""
+    if model.module is None:
+        return {"skipped": "no torch reference (the model was given as ONNX)"}
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    result: dict = {"atol": ATOL, "rtol": RTOL, "batches": {}}
+    for batch in batches:
+        feeds = model.fresh_inputs(batch)
+        got = dict(zip(model.output_names, session.run(model.output_names, feeds), strict=True))
+        report = compare_outputs(got, torch_outputs(model, feeds))
+        result["batches"][str(batch)] = report
+        bad = {n: r for n, r in report.items() if not r["allclose"]}
+        if bad:
+            name, r = next(iter(bad.items()))
+            raise ValidationError(
+                f"exported ONNX does not match torch at batch {batch}: output '{name}' max abs "
+                f"error {r['max_abs_err']:.3g} (tolerance {ATOL} + {RTOL}*|ref|); the exporter "
+                "changed the model's math: try --exporter torchscript or report the model"
+            )
+    result["max_abs_err"] = max(
+        r["max_abs_err"] for b in result["batches"].values() for r in b.values()
+    )
+    result["rel_err"] = max(r["rel_err"] for b in result["batches"].values() for r in b.values())
+    return result

@@ -1,0 +1,63 @@
+"""Backend registry: name -> import path, so listing targets never imports a runtime.
+
+Adding a backend is one module under ``runtimes/`` plus one entry here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from modelport.errors import UnknownTarget
+
+if TYPE_CHECKING:
+    from modelport.runtimes.base import Backend
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    name: str
+    import_path: str  # "module:Class"
+    targets: tuple[str, ...]  # "device:precision"
+    description: str
+
+
+BACKENDS: dict[str, BackendEntry] = {
+    entry.name: entry
+    for entry in (
+        BackendEntry(
+            "torch",
+            "modelport.runtimes.torch:TorchBackend",
+            ("cpu:fp32",),
+            "PyTorch eager: the FP32 reference every table is measured against",
+        ),
+        BackendEntry(
+            "onnxruntime",
+            "modelport.runtimes.onnxruntime:OnnxRuntimeBackend",
+            ("cpu:fp32", "cpu:int8"),
+            "ONNX Runtime CPU; INT8 = static QDQ calibrated on your data",
+        ),
+    )
+}
+
+
+def register(entry: BackendEntry) -> None:
+    """Register a third-party backend (same shape as the built-in ones)."""
+    BACKENDS[entry.name] = entry
+
+
+def all_target_names() -> list[str]:
+    return [f"{e.name}:{t}" for e in BACKENDS.values() for t in e.targets]
+
+
+def get_backend(name: str) -> type[Backend]:
+    """Import and return the backend class for a runtime name."""
+    try:
+        entry = BACKENDS[name]
+    except KeyError:
+        raise UnknownTarget(
+            f"unknown runtime '{name}': known runtimes are {', '.join(sorted(BACKENDS))}"
+        ) from None
+    module_name, _, class_name = entry.import_path.partition(":")
+    return getattr(importlib.import_module(module_name), class_name)

@@ -1,0 +1,192 @@
+"""The backend contract and the Session base class that checks every feed once.
+
+A backend only talks to its runtime; input validation, error wording and the context-manager
+protocol live here so every backend behaves the same (Polygraphy's BaseRunner idea).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from modelport.errors import InputError, MissingDependency
+from modelport.specs import TensorSpec
+
+if TYPE_CHECKING:
+    from modelport.calibration_data import CalibrationSet
+    from modelport.models import PreparedModel
+    from modelport.specs import Target
+
+
+@dataclass(frozen=True)
+class Availability:
+    ok: bool
+    reason: str = ""
+
+
+@dataclass
+class BuildOptions:
+    """Knobs a build may use; ``None`` means the backend's measured default."""
+
+    calibration_method: str | None = None  # minmax | entropy | percentile
+    int8_mode: str | None = None  # static | dynamic
+    threads: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Artifact:
+    """What a build produced: files inside ``workdir`` plus manifest facts about them."""
+
+    workdir: Path
+    main: str  # the file the runtime loads, relative to workdir
+    files: list[str]
+    info: dict[str, Any] = field(default_factory=dict)
+    #: the artifact's own I/O when it differs from the ONNX (e.g. TFLite's static shapes)
+    inputs: list[TensorSpec] | None = None
+    outputs: list[TensorSpec] | None = None
+    #: extra keyword arguments for Backend.load when loading this artifact right after build
+    session_options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def main_path(self) -> Path:
+        return self.workdir / self.main
+
+    @property
+    def size_bytes(self) -> int:
+        return sum((self.workdir / f).stat().st_size for f in self.files)
+
+
+def has_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def require(module: str, *, extra: str, what: str) -> None:
+    """Raise MissingDependency naming the extra when ``module`` is not importable."""
+    if not has_module(module):
+        raise MissingDependency(
+            f"{what} needs '{module}': pip install \"modelport[{extra}]\""
+        )
+
+
+class Backend:
+    """Build an artifact for a target and load it into a Session."""
+
+    name: ClassVar[str]
+    extra: ClassVar[str]
+    #: False for reference runtimes (torch) that are measured but not shipped as bundles.
+    bundleable: ClassVar[bool] = True
+
+    @classmethod
+    def availability(cls, target: Target) -> Availability:
+        raise NotImplementedError
+
+    @classmethod
+    def runnable(cls, target: Target) -> Availability:
+        """Can an artifact for ``target`` run on this machine? (A TensorRT bundle can be
+        built on a CPU-only machine but runs only on the GPU.) Defaults to availability()."""
+        return cls.availability(target)
+
+    @classmethod
+    def runtime_version(cls) -> str:
+        raise NotImplementedError
+
+    def build(
+        self,
+        model: PreparedModel,
+        target: Target,
+        calib: CalibrationSet | None,
+        workdir: Path,
+        options: BuildOptions,
+    ) -> Artifact:
+        raise NotImplementedError
+
+    def load(
+        self, path: Path, *, target: Target, inputs: list[TensorSpec],
+        outputs: list[TensorSpec], threads: int | None = None, **options: Any,
+    ) -> Session:
+        raise NotImplementedError
+
+
+class Session:
+    """A loaded artifact. ``infer`` checks the feed, then calls the runtime (``_infer``)."""
+
+    def __init__(self, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> None:
+        self.inputs: dict[str, TensorSpec] = {s.name: s for s in inputs}
+        self.outputs: dict[str, TensorSpec] = {s.name: s for s in outputs}
+
+    # -- public API ---------------------------------------------------------------------
+    def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        check_feeds(self.inputs, feeds)
+        return self._infer(feeds)
+
+    def synchronize(self) -> None:
+        """Wait for queued device work; a no-op for synchronous CPU runtimes."""
+
+    def close(self) -> None:
+        """Release runtime resources."""
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- for subclasses -----------------------------------------------------------------
+    def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+
+def check_feeds(specs: Mapping[str, TensorSpec], feeds: Mapping[str, Any]) -> None:
+    """One check, one wording for every backend: names, types, dtypes, ranks, static dims."""
+    if not isinstance(feeds, Mapping):
+        raise InputError(
+            f"feeds must be a dict of input name -> numpy array, got {type(feeds).__name__}"
+        )
+    expected = ", ".join(s.describe() for s in specs.values())
+    missing = [n for n in specs if n not in feeds]
+    if missing:
+        raise InputError(f"missing input(s) {missing}; the model takes {expected}")
+    extra = [str(n) for n in feeds if n not in specs]
+    if extra:
+        raise InputError(f"unknown input(s) {extra}; the model takes {expected}")
+    dynamic_sizes: dict[str, tuple[str, int]] = {}
+    for name, spec in specs.items():
+        value = feeds[name]
+        if not isinstance(value, np.ndarray):
+            raise InputError(
+                f"input '{name}' must be a numpy array, got {type(value).__name__}"
+            )
+        if value.dtype != np.dtype(spec.dtype):
+            raise InputError(
+                f"input '{name}' must be {spec.dtype}, got {value.dtype}: "
+                f"cast it with .astype(np.{spec.dtype})"
+            )
+        if value.ndim != len(spec.shape):
+            raise InputError(
+                f"input '{name}' must have rank {len(spec.shape)} {list(spec.shape)}, "
+                f"got shape {list(value.shape)}"
+            )
+        for axis, (want, got) in enumerate(zip(spec.shape, value.shape, strict=True)):
+            if isinstance(want, int) and want != got:
+                raise InputError(
+                    f"input '{name}' dimension {axis} must be {want} (this artifact has a "
+                    f"static shape {list(spec.shape)}), got {got}"
+                )
+            if isinstance(want, str):
+                if got < 1:
+                    raise InputError(f"input '{name}' dimension {axis} ('{want}') is empty")
+                seen = dynamic_sizes.setdefault(want, (name, got))
+                if seen[1] != got:
+                    raise InputError(
+                        f"inputs '{seen[0]}' and '{name}' disagree on '{want}': "
+                        f"{seen[1]} vs {got}"
+                    )

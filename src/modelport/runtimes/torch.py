@@ -1,0 +1,75 @@
+"""PyTorch eager: the FP32 reference row of every table (measured, never shipped as a bundle)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelport.errors import BuildError
+from modelport.runtimes.base import Artifact, Availability, Backend, BuildOptions, Session, has_module
+from modelport.specs import Target, TensorSpec
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    extra = "export"
+    bundleable = False
+
+    @classmethod
+    def availability(cls, target: Target) -> Availability:
+        if not has_module("torch"):
+            return Availability(False, 'torch not installed: pip install "modelport[export]"')
+        if target.device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                return Availability(False, "no CUDA device visible to torch")
+        return Availability(True)
+
+    @classmethod
+    def runtime_version(cls) -> str:
+        return importlib.metadata.version("torch")
+
+    def build(self, model, target: Target, calib, workdir: Path, options: BuildOptions) -> Artifact:
+        if model.module is None:
+            raise BuildError("torch targets need a torch model; this one was given as ONNX")
+        return Artifact(workdir, "", [], {"precision": str(target.precision)},
+                        session_options={"module": model.module})
+
+    def load(self, path: Path, *, target: Target, inputs: list[TensorSpec],
+             outputs: list[TensorSpec], threads: int | None = None, **options: Any) -> Session:
+        module = options.get("module")
+        if module is None:
+            raise BuildError("torch sessions are made from a live module (the reference), not a file")
+        return TorchSession(module, inputs, outputs, threads=threads)
+
+
+class TorchSession(Session):
+    def __init__(self, module, inputs: list[TensorSpec], outputs: list[TensorSpec], *,
+                 threads: int | None = None) -> None:
+        import torch
+
+        super().__init__(inputs, outputs)
+        self._torch = torch
+        self._module = module.eval()
+        self.threads = threads
+        self._previous_threads = torch.get_num_threads()
+        if threads:
+            torch.set_num_threads(threads)
+
+    def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        torch = self._torch
+        with torch.inference_mode():
+            out = self._module(**{k: torch.from_numpy(v) for k, v in feeds.items()})
+        if isinstance(out, torch.Tensor):
+            out = (out,)
+        elif isinstance(out, dict):
+            out = tuple(out.values())
+        return {n: t.numpy() for n, t in zip(self.outputs, out, strict=True)}
+
+    def close(self) -> None:
+        self._torch.set_num_threads(self._previous_threads)

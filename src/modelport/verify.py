@@ -1,0 +1,51 @@
+"""verify: is this bundle intact, and does it still compute what it computed when it was built?"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from modelport.errors import ValidationError
+
+
+def verify_bundle(path: str | Path, *, threads: int | None = None) -> dict[str, Any]:
+    """Checksums + schema (open_bundle), then the stored samples vs their reference outputs."""
+    from modelport.bundle import open_bundle
+    from modelport.evaluate import Budget, budget_misses, fidelity
+
+    bundle = open_bundle(path)
+    feeds, refs = bundle.samples()
+    report: dict[str, Any] = {"bundle": str(bundle.path), "target": bundle.manifest["target"],
+                              "files_checked": len(bundle.manifest["files"])}
+    if not feeds:
+        report["outputs_checked"] = False
+        return report
+    with bundle.session(threads=threads) as session:
+        from modelport.bench.harness import make_feeds
+        from modelport.pipeline import _batch_of
+
+        batch = _batch_of(bundle.inputs, len(next(iter(feeds.values()))))
+        rows = len(next(iter(feeds.values())))
+        outs: dict[str, list] = {}
+        for feed in make_feeds(feeds, batch, -(-rows // batch)):
+            for k, v in session.infer(feed).items():
+                outs.setdefault(k, []).append(v)
+    import numpy as np
+
+    got = {k: np.concatenate(v)[:rows] for k, v in outs.items()}
+    task = bundle.manifest["model"].get("task", "generic")
+    metrics = fidelity(got, refs, task="generic" if task == "classification" else task)
+    if task == "classification":
+        ref_top1 = next(iter(refs.values())).argmax(-1)
+        metrics["top1_agreement"] = float((next(iter(got.values())).argmax(-1) == ref_top1).mean())
+    recorded = (bundle.manifest.get("accuracy") or {}).get("metrics") or {}
+    budget = Budget(**(bundle.manifest.get("accuracy") or {}).get("budget", {}))
+    report.update(outputs_checked=True, metrics=metrics, recorded=recorded)
+    misses = budget_misses({k: v for k, v in metrics.items() if k != "accuracy_drop"}, budget)
+    allowed = (bundle.manifest.get("accuracy") or {}).get("allowed_drop", False)
+    if misses and not allowed:
+        raise ValidationError(
+            f"{bundle.path}: outputs on this machine differ from the stored reference: "
+            f"{'; '.join(misses)}"
+        )
+    return report

@@ -1,0 +1,115 @@
+"""Shared, session-scoped fixtures: each expensive artifact is built once per test run.
+
+Markers gate optional runtimes: a test marked `openvino` / `tflite` / `tensorrt` / `gpu` is
+skipped with the reason when that runtime or device is missing here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+MARKER_MODULES = {
+    "onnxruntime": ("onnxruntime", 'pip install "modelport[onnxruntime]"'),
+    "openvino": ("openvino", 'pip install "modelport[openvino]"'),
+    "tflite": ("ai_edge_litert", 'pip install "modelport[tflite]"'),
+    "tensorrt": ("tensorrt", "TensorRT is not installable from this machine's registries"),
+}
+
+
+def _has(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for marker, (module, how) in MARKER_MODULES.items():
+            if marker in item.keywords and not _has(module):
+                item.add_marker(pytest.mark.skip(reason=f"{module} not installed ({how})"))
+        if "gpu" in item.keywords and not _cuda():
+            item.add_marker(pytest.mark.skip(reason="no CUDA device on this machine"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cache_dir(tmp_path_factory):
+    """Keep the digits-cnn weight cache inside the test session unless one is configured."""
+    os.environ.setdefault("MODELPORT_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+def _exported(name: str, tmp_path_factory):
+    from modelport.exporters import export_onnx, validate
+    from modelport.models import resolve_model
+
+    model = resolve_model(f"builtin:{name}")
+    path = tmp_path_factory.mktemp(f"onnx-{name}") / "model.onnx"
+    artifact = export_onnx(model, path)
+    artifact.validation = validate(model, artifact.path)
+    model.onnx_artifact = artifact
+    return model
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory):
+    """builtin:digits-cnn, exported to ONNX and validated (model.onnx_artifact is set)."""
+    return _exported("digits-cnn", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def minilm(tmp_path_factory):
+    """builtin:minilm, exported to ONNX and validated (model.onnx_artifact is set)."""
+    return _exported("minilm", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def digits_data(digits):
+    """(calibration, evaluation) CalibrationSets of the held-out digits, with labels."""
+    return digits.default_data()
+
+
+@pytest.fixture(scope="session")
+def minilm_data(minilm):
+    """(calibration, evaluation) CalibrationSets of the project's sentences."""
+    return minilm.default_data()
+
+
+@pytest.fixture(scope="session")
+def digits_bundles(tmp_path_factory):
+    """builtin:digits-cnn exported to ORT FP32 + INT8 bundles through the real pipeline."""
+    import modelport
+
+    out = tmp_path_factory.mktemp("bundles") / "digits"
+    result = modelport.export("builtin:digits-cnn",
+                              ["onnxruntime:cpu:fp32", "onnxruntime:cpu:int8"],
+                              out=out, bench=None, progress=False)
+    return result
+
+
+def run_cli(*args: str, timeout: float = 600, env: dict | None = None,
+            cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the real CLI in a subprocess (what a user types)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "modelport.cli", *args],
+        capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd,
+    )
