@@ -69,3 +69,11 @@ class BuildError(ModelportError):
     """A backend failed to build its artifact."""
 
     exit_code = 1
+
+
+class UnsupportedOp(ModelportError):
+    """An exporter or runtime cannot handle an operator of the model; the message names it."""
+
+
+class OutputError(ModelportError):
+    """An output cannot be written (disk full, read-only, permission); nothing half-written is left."""
