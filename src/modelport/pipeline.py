@@ -11,7 +11,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,7 @@ def export(
     simplify: bool = False,
     opset: int | None = None,
     progress: bool = True,
+    keep_going: bool = False,
 ) -> ExportResult:
     """Export ``model`` to every target, measure each against the reference, write bundles.
 
@@ -101,7 +102,8 @@ def export(
             raise kind(f"cannot build {target}: {avail.reason}")
         if backend.bundleable and (out / target.slug).exists() and not force:
             raise BundleExists(f"'{out / target.slug}' exists already: pass --force to replace it")
-    prepared = model if isinstance(model, PreparedModel) else resolve_model(model)
+    # a copy: the pipeline sets onnx_artifact to files in its own temp dir
+    prepared = replace(model) if isinstance(model, PreparedModel) else resolve_model(model)
     options = options or BuildOptions()
     needs_calib = any(t.precision == Precision.INT8 for t in parsed)
     calib_set, eval_set = _data(prepared, calib, eval, needs_calib)
@@ -114,8 +116,15 @@ def export(
         bundles: dict[str, Path] = {}
         failures: list[str] = []
         for target, backend in backends.items():
-            row, bundle = _one_target(ctx, target, backend, options, out, force,
-                                      allow_accuracy_drop)
+            try:
+                row, bundle = _one_target(ctx, target, backend, options, out, force,
+                                          allow_accuracy_drop)
+            except Exception as exc:  # keep_going: one broken target must not hide the others
+                if not keep_going:
+                    raise
+                log.warning("%s failed: %s", target, exc)
+                row, bundle = {"target": str(target), "precision": str(target.precision),
+                               "status": f"failed: {type(exc).__name__}: {exc}"}, None
             rows.append(row)
             if bundle is not None:
                 bundles[str(target)] = bundle
@@ -314,7 +323,8 @@ def _bench_fields(ctx: _Context, session: Session, label: str, *, load_s: float 
     pool = _fit_arrays(ctx.pool, inputs) if inputs else ctx.pool
     result = benchmark(session, pool, settings, label=label, load_s=load_s,
                        progress=ctx.progress)
-    fields: dict[str, Any] = {"_result": result, "load_s": load_s}
+    fields: dict[str, Any] = {"_result": result, "load_s": load_s,
+                              "stats": [vars(s).copy() for s in result.stats]}
     for stats in result.stats:
         if stats.batch == min(settings.batch_sizes):
             fields.update(p50_ms=stats.p50_ms, p90_ms=stats.p90_ms, p99_ms=stats.p99_ms,
