@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=cmd_verify)
 
+    p = sub.add_parser("pack", help="pack a verified bundle into one .tar.gz for copying")
+    p.add_argument("bundle", metavar="BUNDLE")
+    p.add_argument("--out", type=Path, default=None, help="archive path (default BUNDLE.tar.gz)")
+    p.add_argument("--force", action="store_true", help="replace an existing archive")
+    p.set_defaults(func=cmd_pack)
+
     p = sub.add_parser("run", help="run a bundle on text or an .npz feed and print the outputs")
     p.add_argument("bundle", metavar="BUNDLE")
     src = p.add_mutually_exclusive_group(required=True)
@@ -172,7 +178,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from modelport.verify import verify_bundle
+    from modelport.bundle.verify import verify_bundle
 
     report = verify_bundle(args.bundle, threads=args.threads)
     line = f"OK {report['target']}: {report['files_checked']} files match their sha256"
@@ -181,6 +187,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
         line += (f"; {m['samples']} stored samples vs reference: cosine {m['cosine_mean']:.5f}"
                  f" (min {m['cosine_min']:.5f}), max abs err {m['max_abs_err']:.3g}")
     print(line)
+    return 0
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from modelport.bundle.archive import pack_bundle
+
+    print(f"packed {pack_bundle(args.bundle, args.out, force=args.force)}")
     return 0
 
 
@@ -276,8 +289,13 @@ class _Formatter(logging.Formatter):
         return f"warning: {msg}" if record.levelno >= logging.WARNING else msg
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, unwound like Ctrl-C (every temp dir is removed) but reported as exit 143."""
+
+
 def _on_sigterm(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM must not cut the cleanup short
+    raise Terminated
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -293,9 +311,11 @@ def main(argv: list[str] | None = None) -> int:
     except ModelportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("error: interrupted; nothing half-written was left behind", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        how = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"error: {how}; nothing half-written was left behind", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
 
 
 if __name__ == "__main__":
