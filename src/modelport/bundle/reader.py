@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
-from modelport.bundle.atomic import sha256_file
+from modelport.bundle.archive import extract_archive, is_archive
+from modelport.bundle.atomic import output_error, sha256_file
 from modelport.errors import BundleError, ModelportError
 from modelport.specs import Target, TensorSpec
 
@@ -22,6 +24,9 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 class Bundle:
     path: Path
     manifest: dict[str, Any]
+    #: the .tar.gz it was opened from; its extracted copy lives as long as this object
+    archive: Path | None = None
+    _tmp: Any = field(default=None, repr=False, compare=False)
 
     @property
     def target(self) -> Target:
@@ -45,7 +50,7 @@ class Bundle:
         if not name:
             return {}, {}
         try:
-            with np.load(self.path / name, allow_pickle=False) as npz:
+            with np.load(self.path / _inside(self.path, name), allow_pickle=False) as npz:
                 data = {k: npz[k] for k in npz.files}
         except (ValueError, OSError) as exc:
             raise BundleError(f"{self.path}: cannot read {name}: {exc}") from None
@@ -81,10 +86,16 @@ class Bundle:
 
 
 def open_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
-    """Read manifest.json, check its schema and (by default) every file's checksum."""
+    """Read manifest.json, check its schema and (by default) every file's checksum.
+
+    ``path`` is a bundle directory or a ``.tar.gz`` made by ``modelport pack`` (extracted to a
+    temp dir with tarfile's ``data`` filter after every member is checked).
+    """
     path = Path(path)
+    if path.is_file() and is_archive(path):
+        return _open_archive(path, verify=verify)
     if not path.is_dir():
-        raise BundleError(f"'{path}' is not a bundle directory")
+        raise BundleError(f"'{path}' is not a bundle directory or .tar.gz archive")
     manifest_path = path / "manifest.json"
     if not manifest_path.is_file():
         raise BundleError(f"'{path}' has no manifest.json: it is not a (complete) bundle")
@@ -96,6 +107,24 @@ def open_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
     if verify:
         verify_files(path, manifest)
     return Bundle(path, manifest)
+
+
+def _open_archive(archive: Path, *, verify: bool) -> Bundle:
+    tmp = tempfile.TemporaryDirectory(prefix="modelport-bundle-")
+    try:
+        root = extract_archive(archive, Path(tmp.name))
+        try:
+            bundle = open_bundle(root, verify=verify)
+        except BundleError as exc:  # name the archive the user gave, not the temp copy
+            raise BundleError(str(exc).replace(str(root), str(archive))) from None
+    except OSError as exc:
+        tmp.cleanup()
+        raise output_error(exc, Path(tmp.name)) from None
+    except BaseException:
+        tmp.cleanup()
+        raise
+    bundle.archive, bundle._tmp = archive, tmp
+    return bundle
 
 
 def check_manifest(manifest: Any, path: Path) -> None:
