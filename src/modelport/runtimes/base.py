@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from modelport.errors import InputError, MissingDependency
+from modelport.errors import InputError, MissingDependency, ModelportError
 from modelport.specs import TensorSpec
 
 if TYPE_CHECKING:
@@ -126,7 +126,16 @@ class Session:
     # -- public API ---------------------------------------------------------------------
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         check_feeds(self.inputs, feeds)
-        return self._infer(feeds)
+        try:
+            return self._infer(feeds)
+        except ModelportError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a runtime's own error, said in one line
+            raise InputError(
+                f"{self._describe_failure(exc)}; check that every dimension and index is within "
+                f"what the model was exported for (it takes "
+                f"{', '.join(s.describe() for s in self.inputs.values())})"
+            ) from None
 
     def synchronize(self) -> None:
         """Wait for queued device work; a no-op for synchronous CPU runtimes."""
@@ -143,6 +152,11 @@ class Session:
     # -- for subclasses -----------------------------------------------------------------
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         raise NotImplementedError
+
+    def _describe_failure(self, exc: Exception) -> str:
+        """One line for a runtime error on a feed that passed check_feeds (backends refine it)."""
+        lines = str(exc).strip().splitlines()
+        return f"the runtime failed on this feed: {type(exc).__name__}: {lines[0] if lines else ''}"
 
 
 def check_feeds(specs: Mapping[str, TensorSpec], feeds: Mapping[str, Any]) -> None:
