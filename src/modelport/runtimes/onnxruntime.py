@@ -9,6 +9,7 @@ ConvInteger, 4x slower than FP32).
 from __future__ import annotations
 
 import importlib.metadata
+import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from modelport.errors import ModelLoadError, ModelportError, UnsupportedOp
 from modelport.runtimes.base import (
     Artifact,
     Availability,
@@ -76,14 +78,71 @@ class OnnxRuntimeSession(Session):
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
+        # errors come back as exceptions (said in one line below); ORT's own log would repeat them
+        opts.log_severity_level = 4
         self.threads = threads
-        self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self._session = create_session(path, opts)
         self._output_names = list(self.outputs)
 
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         values = self._session.run(self._output_names, dict(feeds))
         return dict(zip(self._output_names, values, strict=True))
 
+    def _describe_failure(self, exc: Exception) -> str:
+        match = _RUN_FAILURE.search(str(exc))
+        if match:
+            op, node, message = match.groups()
+            message = _SOURCE_LOCATION.sub("", message).strip()  # C++ file:line and assertion
+            return f"ONNX Runtime failed at node '{node}' ({op}): {message[:300]}"
+        return super()._describe_failure(exc)
+
     def close(self) -> None:
         self._session = None
+
+
+_RUN_FAILURE = re.compile(r"running (\w+) node\. Name:'([^']*)' Status Message: ([^\n]*)")
+_NO_KERNEL = re.compile(r"Could not find an implementation for (\w+)\((\d+)\) node with name '([^']*)'")
+_SOURCE_LOCATION = re.compile(r"/onnxruntime_src/\S+:\d+ .*? was false\. ")
+_UNKNOWN_OP = re.compile(r"([\w.]*):(\w+)\((-?\d+)\) is not a registered function/op")
+
+
+def create_session(path: Path | str, options: Any = None):
+    """``ort.InferenceSession`` on CPU; an op it cannot run is an UnsupportedOp naming the node."""
+    import onnxruntime as ort
+
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own pybind exception types
+        raise load_failure(path, exc) from None
+
+
+def load_failure(path: Path | str, exc: Exception) -> ModelportError:
+    """Turn an ONNX Runtime load error into one line naming the node and what to try instead."""
+    text = str(exc)
+    if match := _NO_KERNEL.search(text):
+        op, opset, node = match.groups()
+        return UnsupportedOp(
+            f"ONNX Runtime (CPU) has no kernel for node '{node or _node_of(path, op)}' ({op}, "
+            f"opset {opset}) with the input types it gets: try another target ('modelport "
+            "targets'), export in float32, or another --opset"
+        )
+    if match := _UNKNOWN_OP.search(text):
+        domain, op, _ = match.groups()
+        return UnsupportedOp(
+            f"ONNX Runtime does not know op '{domain or 'ai.onnx'}:{op}' (node "
+            f"'{_node_of(path, op)}'): export without custom ops, or try another target "
+            "('modelport targets')"
+        )
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return ModelLoadError(f"ONNX Runtime cannot load the model: {first[:300]}")
+
+
+def _node_of(path: Path | str, op_type: str) -> str:
+    """The first node of ``op_type`` in the graph (ORT's message does not always name it)."""
+    try:
+        import onnx
+
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception:  # noqa: BLE001 - only a nicer message is at stake
+        return "?"
+    return next((n.name or f"#{i}" for i, n in enumerate(graph.node) if n.op_type == op_type), "?")
