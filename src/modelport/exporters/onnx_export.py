@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import os
+import re
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelport.errors import ExportError
+from modelport.errors import ExportError, ModelLoadError, UnsupportedOp
 from modelport.models import PreparedModel, tile_inputs
 from modelport.specs import TensorSpec
 
@@ -64,8 +69,11 @@ def export_onnx(
         log.warning("dynamo exporter failed (%s); falling back to the TorchScript exporter", first)
         exporter = "torchscript"
         try:
-            _export_torchscript(model, kwargs, path, opset=opset, external=external)
+            # the TorchScript exporter prints its whole IR graph on failure: keep stdout clean
+            with _quiet_stdout():
+                _export_torchscript(model, kwargs, path, opset=opset, external=external)
         except Exception as ts_exc:  # noqa: BLE001
+            _raise_unsupported_op(model, example, dynamo_exc, ts_exc)
             raise ExportError(
                 f"ONNX export of {model.name} failed with both exporters: dynamo: {first}; "
                 f"torchscript: {_one_line(ts_exc)}"
@@ -75,6 +83,23 @@ def export_onnx(
     inputs, outputs = read_io_specs(path)
     return OnnxArtifact(path, inputs, outputs, exporter, _opset_of(path), external,
                         seconds=time.perf_counter() - start)
+
+
+def _raise_unsupported_op(model, example, *errors: BaseException) -> None:
+    """If the exporters name the op they could not convert, say it and the module that uses it."""
+    from modelport.exporters.diagnose import failing_op, locate_op
+
+    op = failing_op(*(str(e) for e in errors))
+    if op is None:
+        return
+    where = locate_op(model.module, example, op)
+    raise UnsupportedOp(
+        f"the ONNX exporters cannot convert op '{op}'"
+        + (f" used in module {where}" if where else "")
+        + f" of {model.name}: rewrite it with standard torch ops, register an ONNX translation "
+        "for it (torch.onnx.export(custom_translation_table=...)), or export the .onnx yourself "
+        "and pass that file"
+    )
 
 
 def _export_dynamo(model, kwargs, path: Path, *, opset, external: bool) -> None:
@@ -155,8 +180,8 @@ def _copy_onnx(src: Path, dst: Path) -> None:
         proto = onnx.load(str(src))
         onnx.checker.check_model(proto)
     except Exception as exc:
-        raise ExportError(
-            f"'{src}' is not a valid ONNX model ({type(exc).__name__}: {_one_line(exc)})"
+        raise ModelLoadError(  # the user's file, not our export: exit 2
+            f"'{src}' is not a valid ONNX model ({_one_line(exc)}); re-export it"
         ) from None
     _save(dst, proto, external=proto.ByteSize() > EXTERNAL_DATA_THRESHOLD)
 
@@ -173,5 +198,27 @@ def _parameter_bytes(module) -> int:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+    text = _ANSI.sub("", str(exc)).strip()
+    if "## Exception summary" in text:  # the dynamo exporter's long report: its summary line
+        text = text.split("## Exception summary", 1)[1].strip()
+    lines = text.splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Silence stdout at the file-descriptor level (C++ prints bypass sys.stdout)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            with contextlib.redirect_stdout(io.StringIO()):
+                yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)

@@ -27,6 +27,12 @@ def resolve(spec: str) -> PreparedModel:
     path = Path(spec)
     if not path.exists():
         raise ModelLoadError(f"model '{spec}' not found; MODEL is {FORMS}")
+    from modelport.models.compressed import is_compressed_dir
+
+    if is_compressed_dir(path):  # a `modelport compress` output directory
+        from modelport.models.compressed import load as load_compressed
+
+        return load_compressed(path)
     if path.suffix == ".onnx":
         return load_onnx(path)
     if path.suffix == ".pt2":
@@ -81,14 +87,16 @@ def load_factory(file: Path, factory: str) -> PreparedModel:
         raise ModelLoadError(
             f"'{file}:{factory}()' must return a torch.nn.Module first, got {type(module).__name__}"
         )
-    examples = _name_examples(example, f"{file}:{factory}")
+    examples = _name_examples(example, f"{file}:{factory}", module)
+    if isinstance(example, (tuple, list, torch.Tensor)) and not _takes_names(module, examples):
+        module = _Positional(module, list(examples))
     module.eval()
     return _from_module(
         module, examples, dynamic, name=file.stem, source=f"{file}:{factory}"
     )
 
 
-def _name_examples(example: Any, where: str) -> dict[str, np.ndarray]:
+def _name_examples(example: Any, where: str, module: Any = None) -> dict[str, np.ndarray]:
     import torch
 
     if isinstance(example, torch.Tensor):
@@ -96,7 +104,11 @@ def _name_examples(example: Any, where: str) -> dict[str, np.ndarray]:
     if isinstance(example, dict):
         items = list(example.items())
     elif isinstance(example, (tuple, list)) and example:
-        items = [(f"input_{i}", t) for i, t in enumerate(example)]
+        # positional examples take forward()'s parameter names, so the ONNX inputs read well
+        names = _forward_names(module)[: len(example)]
+        if len(names) < len(example):
+            names = [f"input_{i}" for i in range(len(example))]
+        items = list(zip(names, example, strict=True))
     else:
         raise ModelLoadError(
             f"'{where}' gave no example inputs: return a tensor, a tuple of tensors or a "
@@ -108,6 +120,48 @@ def _name_examples(example: Any, where: str) -> dict[str, np.ndarray]:
             raise ModelLoadError(f"'{where}': example input '{name}' is not a torch.Tensor")
         out[str(name)] = tensor.detach().cpu().numpy()
     return out
+
+
+def _forward_names(module: Any) -> list[str]:
+    """forward()'s leading positional parameter names (none if it takes *args)."""
+    import inspect
+
+    try:
+        params = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError, AttributeError):
+        return []
+    names = []
+    for p in params:
+        if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            break
+        names.append(p.name)
+    return names
+
+
+def _takes_names(module: Any, examples: dict[str, np.ndarray]) -> bool:
+    return list(examples) == _forward_names(module)[: len(examples)] and not any(
+        n.startswith("input_") for n in examples if n not in _forward_names(module))
+
+
+def _positional_class():
+    import torch
+
+    class Positional(torch.nn.Module):
+        """Calls a module whose forward takes *args with the named feeds, in order."""
+
+        def __init__(self, inner: Any, names: list[str]) -> None:
+            super().__init__()
+            self.inner = inner
+            self.names = names
+
+        def forward(self, **feeds):
+            return self.inner(*[feeds[n] for n in self.names])
+
+    return Positional
+
+
+def _Positional(inner: Any, names: list[str]) -> Any:
+    return _positional_class()(inner, names)
 
 
 def _from_module(
@@ -128,8 +182,15 @@ def _from_module(
         axes = dynamic.get(input_name, {})
         shape = tuple(axes.get(i, d) for i, d in enumerate(array.shape))
         specs.append(TensorSpec(input_name, str(array.dtype), shape))
-    with torch.no_grad():
-        out = module(**{k: torch.from_numpy(v) for k, v in examples.items()})
+    try:
+        with torch.no_grad():
+            out = module(**{k: torch.from_numpy(v) for k, v in examples.items()})
+    except Exception as exc:  # noqa: BLE001 - the user's forward, said in one line
+        first = str(exc).strip().splitlines()
+        raise ModelLoadError(
+            f"'{source}': the model raised {type(exc).__name__} on its own example inputs "
+            f"({first[0][:200] if first else ''}); fix forward() or the example inputs"
+        ) from None
     if isinstance(out, torch.Tensor):
         output_names = ["output"]
     elif isinstance(out, dict):

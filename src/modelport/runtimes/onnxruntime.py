@@ -134,7 +134,8 @@ def load_failure(path: Path | str, exc: Exception) -> ModelportError:
             "('modelport targets')"
         )
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    return ModelLoadError(f"ONNX Runtime cannot load the model: {first[:300]}")
+    first = re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : |Load model from \S+ failed:", "", first)
+    return ModelLoadError(f"ONNX Runtime cannot load the model: {first[:300]}; fix or re-export it")
 
 
 def _node_of(path: Path | str, op_type: str) -> str:
