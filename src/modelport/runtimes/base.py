@@ -7,7 +7,8 @@ protocol live here so every backend behaves the same (Polygraphy's BaseRunner id
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -139,6 +140,21 @@ class Session:
 
     def synchronize(self) -> None:
         """Wait for queued device work; a no-op for synchronous CPU runtimes."""
+
+    #: requests an async runtime keeps in flight in ``infer_pipelined`` (1: one after another)
+    requests: int = 1
+
+    def infer_pipelined(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> list[int]:
+        """Run every feed for throughput and return each request's latency in ns (outputs are
+        dropped). The base class runs them one after another, so ``bench --streams`` works on
+        every backend; async runtimes (OpenVINO's infer-request pool) override it."""
+        latencies = []
+        for feed in feeds:
+            t0 = time.perf_counter_ns()
+            self.infer(feed)
+            self.synchronize()
+            latencies.append(time.perf_counter_ns() - t0)
+        return latencies
 
     def close(self) -> None:
         """Release runtime resources."""
