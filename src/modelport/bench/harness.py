@@ -26,6 +26,10 @@ class BenchSettings:
     min_iters: int = 10
     rotate: int = 8  # distinct input batches cycled through
     threads: int | None = None
+    #: None: the latency loop (one synchronous infer at a time). N: the throughput loop
+    #: (session.infer_pipelined, per-request latencies, throughput = samples / wall time); the
+    #: session must be loaded with the same streams (0 = the runtime's THROUGHPUT hint picks).
+    streams: int | None = None
 
     def __post_init__(self) -> None:
         if self.iters is not None and self.iters < 1:
@@ -34,6 +38,10 @@ class BenchSettings:
             raise UsageError("give --iters N or a positive --duration S")
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
             raise UsageError("batch sizes must be positive integers, e.g. --batch 1,8,32")
+        if self.rotate < 1:
+            raise UsageError("--rotate must be at least 1 (1 = reuse one input batch)")
+        if self.streams is not None and self.streams < 0:
+            raise UsageError("--streams must be 0 (the runtime picks) or a positive integer")
 
 
 @dataclass
@@ -49,14 +57,16 @@ class LatencyStats:
     throughput: float  # samples per second = batch / mean latency
 
     @classmethod
-    def from_ns(cls, batch: int, times_ns: list[int]) -> LatencyStats:
+    def from_ns(cls, batch: int, times_ns: list[int], *,
+                throughput: float | None = None) -> LatencyStats:
+        """``throughput`` overrides batch / mean latency (pipelined runs: samples / wall time)."""
         ms = np.asarray(times_ns, dtype=np.float64) / 1e6
         return cls(
             batch=batch, iters=len(ms),
             p50_ms=float(np.percentile(ms, 50)), p90_ms=float(np.percentile(ms, 90)),
             p99_ms=float(np.percentile(ms, 99)), mean_ms=float(ms.mean()),
             std_ms=float(ms.std()), min_ms=float(ms.min()),
-            throughput=float(batch * 1000.0 / ms.mean()),
+            throughput=float(throughput if throughput is not None else batch * 1000.0 / ms.mean()),
         )
 
 
@@ -106,6 +116,9 @@ def benchmark(
     stats = []
     for batch in settings.batch_sizes:
         feeds = make_feeds(pool, batch, settings.rotate)
+        if settings.streams is not None:
+            stats.append(_pipelined(session, feeds, batch, settings, label, progress))
+            continue
         for i in range(settings.warmup):
             session.infer(feeds[i % len(feeds)])
         session.synchronize()
@@ -143,3 +156,30 @@ def benchmark(
         settings={k: v for k, v in asdict(settings).items()},
         peak_rss_mb=peak, load_s=load_s, fingerprint=fingerprint(),
     )
+
+
+def _pipelined(session, feeds: list[dict[str, np.ndarray]], batch: int, settings: BenchSettings,
+               label: str, progress: bool) -> LatencyStats:
+    """Throughput loop: chunks of feeds through ``session.infer_pipelined`` (async runtimes keep
+    ``session.requests`` in flight), timed by wall clock; latencies are per request."""
+    from tqdm import tqdm
+
+    in_flight = max(1, int(getattr(session, "requests", 1)))
+    chunk = [feeds[i % len(feeds)] for i in range(max(len(feeds), 4 * in_flight))]
+    session.infer_pipelined(chunk[: max(settings.warmup, in_flight)])
+    bar = tqdm(total=settings.iters or round(settings.duration, 1), leave=False,
+               desc=f"benchmarking {label} batch {batch} ({in_flight} in flight)",
+               disable=not progress, mininterval=0.5)
+    latencies: list[int] = []
+    wall = 0
+    while True:
+        t0 = time.perf_counter_ns()
+        latencies.extend(session.infer_pipelined(chunk))
+        wall += time.perf_counter_ns() - t0
+        bar.update(len(chunk) if settings.iters else min(wall / 1e9, settings.duration) - bar.n)
+        if settings.iters and len(latencies) >= settings.iters:
+            break
+        if not settings.iters and wall >= settings.duration * 1e9 and len(latencies) >= settings.min_iters:
+            break
+    bar.close()
+    return LatencyStats.from_ns(batch, latencies, throughput=batch * len(latencies) * 1e9 / wall)
