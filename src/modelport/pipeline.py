@@ -94,6 +94,10 @@ def export(
     """
     out = Path(out)
     parsed = _parse_targets(targets)
+    if out.exists() and not out.is_dir():  # found now, not after minutes of export and build
+        from modelport.errors import UsageError
+
+        raise UsageError(f"--out '{out}' is a file: give a directory (one bundle per target)")
     backends = {t: registry.get_backend(t.runtime)() for t in parsed}
     for target, backend in backends.items():
         avail = backend.availability(target)

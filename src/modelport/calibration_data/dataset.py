@@ -157,7 +157,8 @@ class CalibrationSet:
                 array = sample[name]
                 if array.dtype != np.dtype(spec.dtype):
                     raise CalibrationDataError(
-                        f"{where}: input '{name}' is {array.dtype}, the model takes {spec.dtype}"
+                        f"{where}: input '{name}' is {array.dtype}, the model takes {spec.dtype}: "
+                        f"save it with .astype(np.{spec.dtype})"
                     )
                 if array.ndim != len(spec.shape):
                     raise CalibrationDataError(
