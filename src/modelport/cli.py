@@ -47,10 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=DEMO_OUT, help=f"output directory (default {DEMO_OUT})")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("bench", help="benchmark a bundle on this machine with the common harness")
-    p.add_argument("bundle", metavar="BUNDLE")
+    p = sub.add_parser("bench", help="benchmark a bundle (or a directory of bundles) here; or "
+                                     "build, check and time a MODEL on every target (--targets)")
+    p.add_argument("bundle", metavar="BUNDLE_OR_MODEL")
     _bench_args(p)
+    from modelport.bench.commands import add_bench_matrix_args, add_compare_parser, add_report_parser
+
+    add_bench_matrix_args(p)
     p.set_defaults(func=cmd_bench)
+    add_compare_parser(sub)
+    add_report_parser(sub)
 
     p = sub.add_parser("verify", help="check a bundle's checksums and re-run its stored samples")
     p.add_argument("bundle", metavar="BUNDLE")
@@ -71,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", type=Path, default=None, help="also write outputs as JSON here")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("build", help="build a bundle's device artifact here, ahead of first load "
+                                     "(TensorRT: the engine for this GPU, cached in the bundle)")
+    p.add_argument("bundle", metavar="BUNDLE")
+    p.add_argument("--rebuild", action="store_true", help="rebuild even if a matching engine exists")
+    p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("targets", help="list every target, whether it works here, and why not")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -98,16 +110,25 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--simplify", action="store_true", help="simplify the ONNX with onnxslim")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: exporter's)")
     p.add_argument("--json", type=Path, default=None, help="write the results rows as JSON here")
+    p.add_argument("--trt-profile", default=None, metavar="AXIS=MIN:OPT:MAX,...",
+                   help="TensorRT optimization profile per dynamic axis "
+                        "(default batch=1:8:32,seq=1:128:256)")
+    p.add_argument("--trt-workspace", type=int, default=None, metavar="MIB",
+                   help="TensorRT builder workspace in MiB (4096)")
+    p.add_argument("--torch-compile", action="store_true",
+                   help="torch:cuda:* rows run torch.compile'd instead of eager")
 
 
 def _bench_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--batch", default="1", help="comma-separated batch sizes (default 1)")
+    p.add_argument("--batch", default=None,
+                   help="comma-separated batch sizes (default 1 for a bundle, 1,32 for a model)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--iters", type=int, default=None, help="timed iterations per batch size")
     mode.add_argument("--duration", type=float, default=None, help="seconds per batch size (3)")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--json", type=Path, default=None, help="write the result as JSON here")
+    p.add_argument("--json", type=Path, nargs="?", const=Path("-"), default=None, metavar="PATH",
+                   help="write the report JSON here (no PATH or '-': print it instead)")
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -123,6 +144,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     options = BuildOptions(calibration_method=args.calib_method, int8_mode=args.int8_mode,
                            threads=args.threads)
+    if args.trt_profile:
+        from modelport.runtimes.trt_engine import parse_axes
+
+        options.extra["trt_profile"] = parse_axes(args.trt_profile)  # bad syntax: exit 2 now
+    if args.trt_workspace:
+        options.extra["trt_workspace_mib"] = args.trt_workspace
+    if args.torch_compile:
+        options.extra["torch_compile"] = True
     try:
         result = export(
             args.model, args.targets, out=args.out, calib=args.calib, eval=args.eval,
@@ -163,18 +192,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from modelport.bench.bundle_bench import bench_bundle
+    from modelport.bench.commands import cmd_bench as run
 
-    batches = _parse_batches(args.batch)
-    report = bench_bundle(args.bundle, batch_sizes=batches, iters=args.iters,
-                          duration=args.duration, warmup=args.warmup, threads=args.threads,
-                          progress=not args.quiet)
-    print(report["table"])
-    if args.json:
-        from modelport.bundle.atomic import write_json_atomic
-
-        write_json_atomic(args.json, {k: v for k, v in report.items() if k != "table"})
-    return 0
+    return run(args)  # bundle(s) -> device report; model -> the whole target matrix
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -227,6 +247,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         from modelport.bundle.atomic import write_json_atomic
 
         write_json_atomic(args.json, {k: v.tolist() for k, v in outputs.items()})
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from modelport import registry
+    from modelport.bundle import open_bundle
+
+    bundle = open_bundle(args.bundle)
+    backend = registry.get_backend(bundle.target.runtime)()
+    build = getattr(backend, "build_on_device", None)
+    if build is None:
+        raise UsageError(f"{bundle.target} bundles run as shipped; only TensorRT bundles build "
+                         "an engine on the device")
+    record = build(bundle, rebuild=args.rebuild)
+    verb = "built" if record.get("built_now") else "reused"
+    print(f"{verb} {record['engine_path']} for {record['gpu_name']} (compute capability "
+          f"{record['compute_capability']}, TensorRT {record['tensorrt_version']})")
     return 0
 
 

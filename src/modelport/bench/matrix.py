@@ -1,0 +1,156 @@
+"""`modelport bench MODEL --targets ...`: every registered target, measured the same way.
+
+One run of ``pipeline.export`` builds every available target, evaluates each on the same
+evaluation split and times each with the same BenchSettings, so the torch FP32 row and every
+speedup come from the same process and the same minutes. Targets that cannot be built here
+stay in the table with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from modelport import registry
+from modelport.bench.harness import BenchSettings
+from modelport.errors import ModelportError, UsageError
+from modelport.specs import Precision, Target
+
+log = logging.getLogger("modelport")
+
+#: the default matrix settings: batch-1 latency and batch-32 throughput, 2 s each
+MATRIX_BENCH = BenchSettings(batch_sizes=(1, 32), warmup=3, duration=2.0, min_iters=10)
+
+
+def expand_targets(spec: str | Sequence[str]) -> list[Target]:
+    """``all`` = every registered target; ``cpu`` (any device name) = those on that device;
+    otherwise a comma-separated list of target names (typos get a suggestion)."""
+    names = [spec] if isinstance(spec, str) else list(spec)
+    known = registry.all_target_names()
+    devices = {n.split(":")[1] for n in known}
+    out: list[Target] = []
+    for item in (x.strip() for name in names for x in name.split(",")):
+        if not item:
+            continue
+        if item == "all":
+            picked = [Target.parse(n) for n in known]
+        elif item in devices:
+            picked = [Target.parse(n) for n in known if n.split(":")[1] == item]
+        else:
+            picked = [Target.parse(item)]
+        out += [t for t in picked if t not in out]
+    if not out:
+        raise UsageError("--targets needs 'all', a device like 'cpu', or target names "
+                         "(see 'modelport targets')")
+    return out
+
+
+def split_available(targets: Sequence[Target], *, reference_is_torch: bool
+                    ) -> tuple[list[Target], list[dict[str, Any]]]:
+    """(targets to build, rows for those that cannot be built here, with the reason)."""
+    build: list[Target] = []
+    skipped: list[dict[str, Any]] = []
+    for target in targets:
+        try:
+            backend = registry.get_backend(target.runtime)
+            avail = backend.availability(target)
+        except ImportError as exc:  # a broken backend module is a row, not a crash
+            avail_ok, reason = False, f"backend failed to import: {exc}"
+        else:
+            avail_ok, reason = avail.ok, avail.reason
+            # the reference runtime's FP32 CPU target *is* the reference row: measure it once
+            if (avail_ok and reference_is_torch and not backend.bundleable
+                    and target.precision == Precision.FP32 and target.device == "cpu"):
+                continue
+        if avail_ok:
+            build.append(target)
+        else:
+            skipped.append({"target": str(target), "precision": str(target.precision),
+                            "status": "unavailable", "available": False, "reason": reason})
+    return build, skipped
+
+
+def bench_model(
+    model: str | Path,
+    targets: str | Sequence[str] = "all",
+    *,
+    report_dir: str | Path,
+    calib: str | Path | None = None,
+    eval: str | Path | None = None,  # noqa: A002 - mirrors the CLI flag
+    settings: BenchSettings | None = None,
+    threads: int | None = None,
+    label: str | None = None,
+    progress: bool = True,
+    plot: bool = True,
+) -> dict[str, Any]:
+    """Build, check and time ``model`` on every available target; write report.json/.md/.png.
+
+    Bundles go to ``report_dir/bundles`` (copy them to a device and run ``modelport bench``
+    there to add its numbers with ``modelport report merge``). Returns the report dict.
+    """
+    from modelport.bench.report_doc import new_report, write_report
+    from modelport.models import resolve_model
+    from modelport.pipeline import export
+
+    settings = settings or MATRIX_BENCH
+    if threads is not None and settings.threads != threads:
+        settings = BenchSettings(**{**settings.__dict__, "threads": threads})
+    report_dir = Path(report_dir)
+    wanted = expand_targets(targets)
+    prepared = resolve_model(model)
+    build, skipped = split_available(wanted, reference_is_torch=prepared.module is not None)
+    if not build:
+        log.warning("no requested target can be built here; only the reference is measured")
+    result = export(
+        prepared, build, out=report_dir / "bundles", calib=calib, eval=eval, force=True,
+        allow_accuracy_drop=True, bench=settings, threads=settings.threads,
+        progress=progress, keep_going=True,
+    ) if build else _reference_only(prepared, calib, eval, settings, report_dir, progress)
+    rows = [_row(r) for r in result.rows] + skipped
+    ref = rows[0]
+    evalset = _eval_description(result, ref)
+    report = new_report(
+        model={"name": prepared.name, "source": prepared.source, "task": prepared.task},
+        rows=rows, settings=settings.__dict__, source="model", reference=ref["target"],
+        fidelity_data=evalset, label=label,
+    )
+    write_report(report, report_dir, plot=plot)
+    return report
+
+
+def _reference_only(prepared, calib, evalset, settings, report_dir, progress):
+    """No target is available: still measure the reference, through the same pipeline."""
+    from modelport.pipeline import export
+
+    # the reference runtime's own target, when registered, yields exactly the reference row
+    ref_targets = [n for n in registry.all_target_names()
+                   if not registry.get_backend(n.split(":")[0]).bundleable]
+    if not ref_targets:
+        raise ModelportError("no target is available here and no reference runtime is registered")
+    result = export(prepared, ref_targets[:1], out=report_dir / "bundles", calib=calib,
+                    eval=evalset, force=True, allow_accuracy_drop=True, bench=settings,
+                    threads=settings.threads, progress=progress, keep_going=True)
+    result.rows = result.rows[:1]
+    return result
+
+
+def _row(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    status = str(row.get("status") or ("reference" if row.get("reference") else "ok"))
+    if status == "budget miss (allowed)":
+        status = "below budget"
+    if status.startswith("failed: "):
+        out["reason"], status = status[len("failed: "):], "failed"
+    elif status.startswith("not run here: "):
+        out["reason"], status = status[len("not run here: "):], "built, not run here"
+    out["status"] = status
+    if out.get("fidelity") is not None:
+        out["fidelity_on"] = "eval split"
+    return out
+
+
+def _eval_description(result, ref_row: dict[str, Any]) -> dict[str, Any]:
+    fid = ref_row.get("fidelity") or {}
+    return {"source": "eval split", "samples": fid.get("samples"), "reference": ref_row["target"]}
