@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import logging
 import importlib.util
 import sys
 from pathlib import Path
@@ -214,34 +215,65 @@ def load_pt2(path: Path) -> PreparedModel:
     """A ``torch.export.save`` archive; the user asked for it, so torch reads it (their file)."""
     import torch
 
+    # torch.export.load logs the real cause (with a traceback) before raising a generic error:
+    # keep that log off the user's terminal and put its last line into our one-line message
+    records: list[logging.LogRecord] = []
+    handler = _ListHandler(records)
+    torch_log = logging.getLogger("torch.export")
+    saved = torch_log.propagate, torch_log.handlers[:]
+    torch_log.handlers[:], torch_log.propagate = [handler], False
     try:
         program = torch.export.load(str(path))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - torch raises several types for a bad archive
+        cause = _last_line(records) or (str(exc).splitlines()[0] if str(exc) else "")
         raise ModelLoadError(
-            f"cannot load '{path}' with torch.export.load ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}); it may come from another torch "
-            f"version (this is torch {torch.__version__}): re-export it with this version"
+            f"cannot load '{path}' with torch.export.load ({type(exc).__name__}: {cause[:300]}); "
+            f"it may come from another torch version (this is torch {torch.__version__}): "
+            "re-export it with this version"
         ) from None
+    finally:
+        torch_log.propagate, torch_log.handlers[:] = saved[0], saved[1]
     args, kwargs = program.example_inputs or ((), {})
-    user_inputs = list(program.graph_signature.user_inputs)
-    examples = {name: t.detach().numpy() for name, t in zip(user_inputs, args, strict=False)}
+    positional = list(program.graph_signature.user_inputs)[: len(args)]
+    keywords = list(kwargs)
+    examples = {name: t.detach().numpy() for name, t in zip(positional, args, strict=True)}
     examples.update({k: v.detach().numpy() for k, v in kwargs.items()})
     if not examples:
         raise ModelLoadError(f"'{path}' has no example inputs; re-export it with torch.export")
     module = program.module()
 
-    class _Kw(torch.nn.Module):  # the exported module takes positional args in signature order
+    class _Kw(torch.nn.Module):  # one keyword interface, whatever the program was traced with
         def __init__(self) -> None:
             super().__init__()
             self.inner = module
 
         def forward(self, **feeds):
-            return self.inner(*[feeds[n] for n in user_inputs if n in feeds])
+            return self.inner(*[feeds[n] for n in positional], **{k: feeds[k] for k in keywords})
 
     prepared = _from_module(_Kw(), examples, None, name=path.stem, source=str(path))
     prepared.exported_program = program
     # dims that torch.export marked dynamic stay dynamic in the ONNX; read them back after export
     return prepared
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        super().__init__(logging.DEBUG)
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def _last_line(records: list[logging.LogRecord]) -> str:
+    """The last logged exception (or message): torch's real reason for a failed load."""
+    for record in reversed(records):
+        text = str(record.exc_info[1]) if record.exc_info and record.exc_info[1] else ""
+        text = text or record.getMessage()
+        lines = [line for line in text.strip().splitlines() if line.strip()]
+        if lines:
+            return lines[-1].strip()
+    return ""
 
 
 def load_onnx(path: Path) -> PreparedModel:
