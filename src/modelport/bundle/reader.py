@@ -72,7 +72,8 @@ class Bundle:
 
         target = self.target
         backend = registry.get_backend(target.runtime)()
-        avail = backend.availability(target)
+        # running needs only the runtime (a TFLite device has the interpreter, not the converter)
+        avail = backend.runnable(target)
         if not avail.ok:
             from modelport.errors import TargetUnavailable
 
