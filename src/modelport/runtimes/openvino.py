@@ -67,19 +67,20 @@ class OpenVINOBackend(Backend):
 
     @classmethod
     def availability(cls, target: Target) -> Availability:
-        if not has_module("openvino"):
-            return Availability(False, 'openvino not installed: pip install "modelport[openvino]"')
+        """Building: openvino, and nncf for INT8."""
         if target.precision == Precision.INT8 and not has_module("nncf"):
             return Availability(False, 'INT8 needs nncf: pip install "modelport[openvino]"')
-        if target.precision not in PRECISION_POLICY:
-            return Availability(False, f"no {target.precision} for OpenVINO here")
-        return Availability(True)
+        return cls.runnable(target)
 
     @classmethod
     def runnable(cls, target: Target) -> Availability:
-        avail = cls.availability(target)
-        if not avail.ok or target.device == "cpu":
-            return avail
+        """Running a bundle: openvino alone (no nncf, no torch) and the device."""
+        if not has_module("openvino"):
+            return Availability(False, 'openvino not installed: pip install "modelport[openvino]"')
+        if target.precision not in PRECISION_POLICY:
+            return Availability(False, f"no {target.precision} for OpenVINO here")
+        if target.device == "cpu":
+            return Availability(True)
         import openvino as ov
 
         devices = ov.Core().available_devices
