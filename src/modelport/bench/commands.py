@@ -47,9 +47,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     on_bundles = is_bundle_path(args.bundle)
     batches = _parse_batches(args.batch) if args.batch else ((1,) if on_bundles else (1, 32))
     default_duration = 3.0 if on_bundles else 2.0
+    if args.streams is not None and not on_bundles:
+        raise UsageError("--streams times a bundle's async requests: export first, then "
+                         "'modelport bench BUNDLE --streams N'")
     settings = BenchSettings(batch_sizes=batches, warmup=args.warmup, iters=args.iters,
                              duration=None if args.iters else (args.duration or default_duration),
-                             threads=args.threads)
+                             threads=args.threads, rotate=args.rotate, streams=args.streams)
     progress = not args.quiet  # bars go to stderr: stdout stays clean for --json -
     if on_bundles:
         from modelport.bench.device import bench_bundles

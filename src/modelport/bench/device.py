@@ -87,7 +87,9 @@ def _bench_one(path: Path, settings: BenchSettings, progress: bool
         settings = BenchSettings(**{**settings.__dict__, "batch_sizes": (static,)})
     t0 = time.perf_counter()
     try:
-        session = bundle.session(threads=settings.threads)
+        # throughput mode: the runtime compiles for N streams (async infer requests)
+        streams = {} if settings.streams is None else {"streams": settings.streams}
+        session = bundle.session(threads=settings.threads, **streams)
     except TargetUnavailable as exc:
         row.update(status="unavailable", available=False, reason=str(exc))
         return row, info
