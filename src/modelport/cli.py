@@ -117,6 +117,12 @@ def _export_args(p: argparse.ArgumentParser) -> None:
                    help="TensorRT builder workspace in MiB (4096)")
     p.add_argument("--torch-compile", action="store_true",
                    help="torch:cuda:* rows run torch.compile'd instead of eager")
+    p.add_argument("--accuracy-control", action="store_true",
+                   help="OpenVINO INT8: when INT8 misses the budget, keep the most sensitive "
+                        "layers in float until it fits (NNCF accuracy control)")
+    p.add_argument("--max-drop", type=float, default=None, metavar="X",
+                   help="accuracy control: allowed drop, a fraction (accuracy for labelled "
+                        "classifiers, mean cosine otherwise; default: from the budget)")
 
 
 def _bench_args(p: argparse.ArgumentParser) -> None:
@@ -127,6 +133,12 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     mode.add_argument("--duration", type=float, default=None, help="seconds per batch size (3)")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--streams", type=_parse_streams, default=None, metavar="N",
+                   help="BUNDLE: throughput mode, async requests on N streams (0 or 'auto': "
+                        "the runtime's THROUGHPUT hint picks); default: latency mode")
+    p.add_argument("--rotate", type=int, default=8, metavar="N",
+                   help="distinct input batches cycled through (8; 1 reuses one input, "
+                        "as benchmark_app does)")
     p.add_argument("--json", type=Path, nargs="?", const=Path("-"), default=None, metavar="PATH",
                    help="write the report JSON here (no PATH or '-': print it instead)")
 
@@ -152,6 +164,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         options.extra["trt_workspace_mib"] = args.trt_workspace
     if args.torch_compile:
         options.extra["torch_compile"] = True
+    if args.max_drop is not None and not 0.0 <= args.max_drop < 1.0:
+        raise UsageError(f"--max-drop is a fraction in [0, 1), e.g. 0.01; got {args.max_drop}")
+    if args.accuracy_control:
+        options.extra["accuracy_control"] = True
+    if args.max_drop is not None:
+        options.extra["max_drop"] = args.max_drop
     try:
         result = export(
             args.model, args.targets, out=args.out, calib=args.calib, eval=args.eval,
@@ -289,6 +307,18 @@ def _parse_batches(text: str) -> tuple[int, ...]:
     if not values or any(v < 1 for v in values):
         raise UsageError(f"--batch takes positive integers like 1,8,32, got '{text}'")
     return values
+
+
+def _parse_streams(text: str) -> int:
+    if text.strip().lower() == "auto":
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes a number of streams or 'auto', got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"takes 0 ('auto') or more streams, got {value}")
+    return value
 
 
 def _write_rows(path: Path | None, rows: list[dict[str, Any]]) -> None:
