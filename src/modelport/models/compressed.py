@@ -1,0 +1,39 @@
+"""A ``modelport compress`` output directory as a model source (``modelport export DIR``).
+
+The base model (named in compressed.json) brings the inputs, task, tokenizer and data; the
+directory brings the compressed module and the pass reports, which go into every bundle's
+manifest (``passes``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from modelport.models import PreparedModel
+
+
+def is_compressed_dir(path: Path) -> bool:
+    from modelport.optimizers.storage import MARKER
+
+    return path.is_dir() and (path / MARKER).is_file()
+
+
+def load(path: str | Path) -> PreparedModel:
+    from modelport.models.sources import resolve
+    from modelport.optimizers.storage import load_module, read_manifest
+
+    path = Path(path)
+    manifest = read_manifest(path)
+    prepared = resolve(manifest["base"])
+    prepared.module = load_module(path, prepared.module, manifest)
+    prepared.name = f"{prepared.name}-{manifest['recipe']['name']}"
+    prepared.source = f"{path} ({manifest['recipe']['name']} of {manifest['base']})"
+    prepared.metadata = {
+        **prepared.metadata,
+        "compressed_from": manifest["base"],
+        "compression": {"recipe": manifest["recipe"], "structure": manifest["structure"],
+                        "created_at": manifest.get("created_at")},
+        # the bundle manifest's `passes`: one PassReport per pass, in order
+        "passes": [{"recipe": manifest["recipe"]["name"], **r} for r in manifest["passes"]],
+    }
+    return prepared
