@@ -84,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rebuild", action="store_true", help="rebuild even if a matching engine exists")
     p.set_defaults(func=cmd_build)
 
+    from modelport.optimizers.cli import add_compress_parser
+
+    add_compress_parser(sub)
+
     p = sub.add_parser("targets", help="list every target, whether it works here, and why not")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_targets)
