@@ -121,6 +121,14 @@ def _export_args(p: argparse.ArgumentParser) -> None:
                    help="TensorRT builder workspace in MiB (4096)")
     p.add_argument("--torch-compile", action="store_true",
                    help="torch:cuda:* rows run torch.compile'd instead of eager")
+    p.add_argument("--shape", action="append", default=None, metavar="NAME=DIMS",
+                   help="static shape for TFLite (repeatable), e.g. input_ids=1x128 "
+                        "(default: batch 1, text seq 128)")
+    p.add_argument("--io", choices=["float", "int8"], default=None,
+                   help="TFLite INT8 input/output type (default float; int8 for "
+                        "microcontrollers: scales/zero points go in the bundle)")
+    p.add_argument("--tflite-float-ops", default=None, metavar="OP,OP",
+                   help="TFLite INT8: keep these op types in float, e.g. SOFTMAX,MEAN")
     p.add_argument("--accuracy-control", action="store_true",
                    help="OpenVINO INT8: when INT8 misses the budget, keep the most sensitive "
                         "layers in float until it fits (NNCF accuracy control)")
@@ -166,6 +174,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         options.extra["trt_profile"] = parse_axes(args.trt_profile)  # bad syntax: exit 2 now
     if args.trt_workspace:
         options.extra["trt_workspace_mib"] = args.trt_workspace
+    if args.shape:
+        from modelport.runtimes.tflite_convert import parse_shape
+
+        options.extra["shapes"] = dict(parse_shape(s) for s in args.shape)  # bad syntax: exit 2
+    if args.io:
+        options.extra["io"] = args.io
+    if args.tflite_float_ops:
+        options.extra["float_ops"] = [op.strip() for op in args.tflite_float_ops.split(",")
+                                      if op.strip()]
     if args.torch_compile:
         options.extra["torch_compile"] = True
     if args.max_drop is not None and not 0.0 <= args.max_drop < 1.0:
