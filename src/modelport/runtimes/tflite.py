@@ -53,8 +53,11 @@ class TFLiteBackend(Backend):
 
     @classmethod
     def availability(cls, target: Target) -> Availability:
-        """Can we build here? Needs the interpreter and the converter toolchain."""
+        """Can we build here? Needs the interpreter and a converter: the onnx2tf toolchain, or
+        litert-torch (the fallback, installed on its own)."""
         missing = [m for m in (RUNTIME_MODULE, *TOOLCHAIN_MODULES) if not has_module(m)]
+        if missing and has_module(RUNTIME_MODULE) and has_module("litert_torch"):
+            return Availability(True, "litert-torch only (onnx2tf toolchain not installed)")
         if missing:
             return Availability(
                 False, f"{', '.join(missing)} not installed: pip install \"modelport[tflite]\""
@@ -169,7 +172,8 @@ class TFLiteSession(Session):
 
 
 def _find(details: dict[str, dict], name: str, index: int, kind: str, path: Path) -> dict:
-    for key in (name, signature_name(name, index, kind)):
+    # onnx2tf path: the ONNX name (or <kind>_<i> when TF rejects it); litert-torch: <kind>_<i>
+    for key in (name, signature_name(name, index, kind), f"{kind}_{index}"):
         if key in details:
             return details[key]
     raise BundleError(

@@ -110,8 +110,8 @@ def convert(model, target: Target, calib, workdir: Path, options: BuildOptions) 
     io = options.extra.get("io") or "float"
     if io not in IO_CHOICES:
         raise UsageError(f"--io takes {' or '.join(IO_CHOICES)}, got '{io}'")
-    if io == "int8" and target.precision != Precision.INT8:
-        raise UsageError(f"--io int8 needs an INT8 target, not {target}")
+    if target.precision != Precision.INT8:
+        io = "float"  # --io concerns INT8 files only; fp32/fp16 files always take floats
     specs = static_specs(model, options)
     example = fit_example(model.fresh_inputs(specs[0].shape[0]), specs)
     reference = _onnx_reference(model, example)
@@ -124,6 +124,12 @@ def convert(model, target: Target, calib, workdir: Path, options: BuildOptions) 
                          exc)
     info["seconds"] = round(time.perf_counter() - start, 2)
     info.update(_describe_file(workdir / "model.tflite", specs, out_specs))
+    if target.precision == Precision.INT8:  # what the file really takes, whatever was asked
+        actual = "int8" if any(info["io_quantization"].values()) else "float"
+        if actual != io:
+            log.warning("the %s path made %s I/O (asked: %s); the session converts for you",
+                        info["conversion_path"], actual, io)
+        info["io"] = actual
     return Artifact(workdir, "model.tflite", ["model.tflite"], info, inputs=specs,
                     outputs=out_specs)
 
@@ -139,7 +145,7 @@ class _ConversionFailed(Exception):
 def _via_onnx2tf(model, target, calib, workdir, options, specs, example, reference, io):
     missing = [m for m in TOOLCHAIN_MODULES if not has_module(m)]
     if missing:
-        raise _ConversionFailed(f"{', '.join(missing)} not installed")
+        raise _ConversionFailed(f"its toolchain is not installed here: {', '.join(missing)}")
     from modelport.runtimes.tflite_onnx_prep import prepare_for_onnx2tf
     from modelport.runtimes.tflite_quantize import to_tflite
 
@@ -251,7 +257,7 @@ def _fallback(model, target, calib, workdir, options, specs, example, reference,
             "(PyTorch -> TFLite, no TensorFlow; ~2 GB, keep it in its own environment: "
             "pip install litert-torch) and export again"
         ) from exc
-    log.warning("onnx2tf could not convert %s (%s); falling back to litert-torch "
+    log.warning("ONNX -> TFLite with onnx2tf failed for %s (%s); falling back to litert-torch "
                 "(PyTorch -> TFLite directly)", model.name, reason)
     info = convert_with_litert_torch(model, target, calib, specs, options, io,
                                      workdir / "model.tflite")

@@ -1,0 +1,123 @@
+"""TFLite rows for bench/RESULTS.md: FP32 / FP16 / INT8 .tflite at 1 and 2 threads, timed in the
+same run, on the same inputs, as the torch FP32 eager baseline.
+
+Every .tflite is built by the real pipeline (fidelity on the held-out evaluation split; MiniLM
+INT8 is kept with --allow-accuracy-drop so its speed can be shown next to its miss). INT8 is also
+timed with XNNPACK off (TFLite's built-in kernels) to show the x86 INT8 slowdown of TensorFlow
+issue 21698. Static shapes: batch 1 (and seq 128 for MiniLM), so only batch-1 latency is timed.
+
+    .venv/bin/python bench/tflite_bench.py                      # full settings (lead)
+    .venv/bin/python bench/tflite_bench.py --duration 1 --models digits-cnn   # quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+TARGETS = ("tflite:cpu:fp32", "tflite:cpu:fp16", "tflite:cpu:int8")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default="digits-cnn,minilm")
+    p.add_argument("--threads", default="1,2")
+    p.add_argument("--duration", type=float, default=5.0, help="seconds per row")
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--json", type=Path, default=None, help="write the rows as JSON here")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("modelport").setLevel(logging.WARNING)
+    threads = tuple(int(t) for t in args.threads.split(","))
+    rows: list[dict] = []
+    for name in args.models.split(","):
+        rows += bench_model(name.strip(), threads, args.duration, args.warmup)
+    print(markdown(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+def bench_model(name: str, threads: tuple[int, ...], duration: float, warmup: int) -> list[dict]:
+    import modelport
+    from modelport.bench import BenchSettings, benchmark
+    from modelport.bundle import open_bundle
+    from modelport.errors import AccuracyBudgetExceeded
+    from modelport.models import resolve_model
+    from modelport.pipeline import _fit_arrays
+    from modelport.runtimes.torch import TorchSession
+
+    model = resolve_model(f"builtin:{name}")
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="tflite-bench-") as tmp:
+        t0 = time.perf_counter()
+        try:
+            result = modelport.export(model, list(TARGETS), out=tmp, bench=None, progress=False,
+                                      allow_accuracy_drop=True)
+        except AccuracyBudgetExceeded as exc:  # not raised with allow_accuracy_drop; kept safe
+            result = exc.result
+        build_s = time.perf_counter() - t0
+        by_target = {r["target"]: r for r in result.rows}
+        bundles = {t: open_bundle(p) for t, p in result.bundles.items()}
+        first = next(iter(bundles.values()))
+        pool, _ = first.samples()
+        pool = _fit_arrays(pool, first.inputs)  # torch sees exactly the tflite's static inputs
+
+        def measure(session, label: str, n: int) -> dict:
+            settings = BenchSettings(batch_sizes=(1,), warmup=warmup, duration=duration,
+                                     threads=n)
+            stats = benchmark(session, pool, settings, label=label, progress=False).stats[0]
+            return {"p50_ms": stats.p50_ms, "p90_ms": stats.p90_ms,
+                    "throughput": stats.throughput, "iters": stats.iters}
+
+        for n in threads:
+            with TorchSession(model.module, first.inputs, first.outputs, threads=n) as s:
+                base = measure(s, "torch:cpu:fp32", n)
+            rows.append({"model": name, "target": "torch:cpu:fp32 (eager)", "threads": n,
+                         "xnnpack": None, **base, "speedup": 1.0, "fidelity": None,
+                         "size_mb": None})
+            for target, bundle in bundles.items():
+                variants = [True, False] if target.endswith("int8") else [True]
+                for xnnpack in variants:
+                    with bundle.session(threads=n, xnnpack=xnnpack) as s:
+                        got = measure(s, target, n)
+                    row = by_target[target]
+                    rows.append({"model": name, "target": target, "threads": n,
+                                 "xnnpack": xnnpack, **got,
+                                 "speedup": base["p50_ms"] / got["p50_ms"],
+                                 "fidelity": row.get("fidelity"), "status": row.get("status"),
+                                 "size_mb": row.get("size_mb")})
+        for r in rows:
+            r.setdefault("build_s_all_targets", round(build_s, 1))
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    out = ["| model | target | threads | XNNPACK | p50 ms | speedup vs torch | fidelity | size MB |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        fid = r.get("fidelity") or {}
+        if "accuracy" in fid:
+            fidelity = f"acc {100 * fid['accuracy']:.2f}% (drop {100 * fid['accuracy_drop']:.2f})"
+        elif fid:
+            fidelity = f"cos {fid['cosine_mean']:.4f}"
+        else:
+            fidelity = "reference"
+        if r.get("status") and r["status"] != "ok":
+            fidelity += f" — {r['status']}"
+        xnn = "-" if r["xnnpack"] is None else ("on" if r["xnnpack"] else "off")
+        size = f"{r['size_mb']:.2f}" if r.get("size_mb") else "-"
+        out.append(f"| {r['model']} | {r['target']} | {r['threads']} | {xnn} | "
+                   f"{r['p50_ms']:.3f} | {r['speedup']:.2f}x | {fidelity} | {size} |")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    main()

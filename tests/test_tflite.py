@@ -1,0 +1,256 @@
+"""TFLite / LiteRT backend: real conversions (onnx2tf + TFLiteConverter), real interpreter.
+
+Each artifact is built once per session through the real pipeline (fidelity on the held-out
+evaluation splits, budget enforced by the pipeline). digits-cnn carries the heavy matrix;
+MiniLM is built at FP32 and INT8 only, because that is where the answers differ.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.tflite
+
+#: FP32 .tflite vs the torch reference (max abs error on every evaluation sample)
+FP32_ATOL = 1e-4
+
+
+def _export(model, targets, out, **kwargs):
+    import modelport
+    from modelport.errors import AccuracyBudgetExceeded
+
+    try:
+        return modelport.export(model, targets, out=out, bench=None, progress=False, **kwargs), None
+    except AccuracyBudgetExceeded as exc:
+        return exc.result, exc
+
+
+def _rows(result) -> dict[str, dict]:
+    return {row["target"]: row for row in result.rows}
+
+
+@pytest.fixture(scope="session")
+def tfl_digits(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tflite") / "digits"
+    result, error = _export("builtin:digits-cnn",
+                            ["tflite:cpu:fp32", "tflite:cpu:fp16", "tflite:cpu:int8"], out)
+    assert error is None, str(error)
+    return result
+
+
+@pytest.fixture(scope="session")
+def tfl_digits_int8io(tmp_path_factory):
+    """digits INT8 with int8 inputs/outputs, exported the way a user does: the CLI."""
+    out = tmp_path_factory.mktemp("tflite") / "digits-io"
+    proc = run_cli("-q", "export", "builtin:digits-cnn", "--target", "tflite:cpu:int8",
+                   "--io", "int8", "--shape", "image=1x1x8x8", "--out", str(out), "--no-bench")
+    assert proc.returncode == 0, proc.stderr
+    return out / "tflite-cpu-int8"
+
+
+@pytest.fixture(scope="session")
+def tfl_minilm(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tflite") / "minilm"
+    return _export("builtin:minilm", ["tflite:cpu:fp32", "tflite:cpu:int8"], out)
+
+
+# -- FP32 parity -------------------------------------------------------------------------------
+def test_digits_fp32_matches_torch(tfl_digits):
+    row = _rows(tfl_digits)["tflite:cpu:fp32"]
+    assert row["status"] == "ok"
+    assert row["fidelity"]["max_abs_err"] < FP32_ATOL, row["fidelity"]
+    assert row["fidelity"]["top1_agreement"] == 1.0
+
+
+def test_minilm_fp32_matches_torch(tfl_minilm):
+    result, _ = tfl_minilm
+    row = _rows(result)["tflite:cpu:fp32"]
+    assert row["status"] == "ok"
+    assert row["fidelity"]["max_abs_err"] < FP32_ATOL, row["fidelity"]
+    manifest = json.loads((result.bundles["tflite:cpu:fp32"] / "manifest.json").read_text())
+    assert manifest["build"]["conversion_path"] == "onnx2tf"
+    assert manifest["build"]["static_shapes"] is True
+    # static shapes: batch 1, seq = the model's bench length (128); names kept from the ONNX
+    assert {i["name"]: i["shape"] for i in manifest["inputs"]} == {
+        "input_ids": [1, 128], "attention_mask": [1, 128]}
+    assert manifest["outputs"][0]["name"] == "sentence_embedding"
+
+
+def test_digits_keeps_nchw_layout_and_names(tfl_digits):
+    """onnx2tf would make the image input NHWC; the file keeps the ONNX [N,1,8,8]."""
+    manifest = json.loads((tfl_digits.bundles["tflite:cpu:fp32"] / "manifest.json").read_text())
+    assert manifest["build"]["file_io"]["inputs"] == {"image": {"dtype": "float32",
+                                                                "shape": [1, 1, 8, 8]}}
+    assert manifest["build"]["file_io"]["outputs"] == {"logits": {"dtype": "float32",
+                                                                  "shape": [1, 10]}}
+
+
+# -- FP16 / INT8 within budget on the real evaluation splits -----------------------------------
+@pytest.mark.parametrize("target", ["tflite:cpu:fp16", "tflite:cpu:int8"])
+def test_digits_reduced_precision_within_budget(tfl_digits, target):
+    row = _rows(tfl_digits)[target]
+    assert row["status"] == "ok"
+    assert row["fidelity"]["samples"] >= 300  # the held-out evaluation split, not a toy
+    assert row["fidelity"]["accuracy_drop"] <= 0.01, row["fidelity"]
+    manifest = json.loads((tfl_digits.bundles[target] / "manifest.json").read_text())
+    assert manifest["accuracy"]["passed"] is True
+
+
+def test_digits_int8_is_full_integer(tfl_digits):
+    manifest = json.loads((tfl_digits.bundles["tflite:cpu:int8"] / "manifest.json").read_text())
+    build = manifest["build"]
+    assert build["quantization"].startswith("full-integer")
+    assert build["calibration_samples"] > 100
+    assert manifest["calibration"]["samples"] >= build["calibration_samples"]
+    # float I/O by default: no scales to apply
+    assert build["io_quantization"] == {"inputs": {}, "outputs": {}}
+
+
+def test_minilm_int8_budget_is_enforced(tfl_minilm):
+    """Full-integer MiniLM either keeps cosine >= 0.99 or is refused with the measured figures."""
+    result, error = tfl_minilm
+    row = _rows(result)["tflite:cpu:int8"]
+    cosine = row["fidelity"]["cosine_mean"]
+    if cosine >= 0.99:
+        assert error is None and "tflite:cpu:int8" in result.bundles
+    else:
+        from modelport.errors import AccuracyBudgetExceeded
+
+        assert isinstance(error, AccuracyBudgetExceeded)
+        assert "tflite:cpu:int8 misses its accuracy budget" in str(error)
+        assert f"mean cosine {cosine:.4f} < 0.99" in str(error)  # the measured figure
+        assert "tflite:cpu:int8" not in result.bundles
+        assert row["status"] == "budget miss"
+
+
+# -- int8 I/O ----------------------------------------------------------------------------------
+def test_int8_io_bundle_records_scales(tfl_digits_int8io):
+    manifest = json.loads((tfl_digits_int8io / "manifest.json").read_text())
+    q = manifest["build"]["io_quantization"]
+    assert q["inputs"]["image"]["dtype"] == "int8"
+    assert q["outputs"]["logits"]["dtype"] == "int8"
+    for entry in (q["inputs"]["image"], q["outputs"]["logits"]):
+        assert entry["scale"] > 0 and -128 <= entry["zero_point"] <= 127
+    # images are in [0, 1]: the calibrated input range maps onto int8 as 1/255 from -128
+    assert q["inputs"]["image"]["scale"] == pytest.approx(1 / 255, rel=0.02)
+    # the user-facing I/O stays float32, as in the ONNX
+    assert manifest["inputs"][0]["dtype"] == "float32"
+    assert manifest["outputs"][0]["dtype"] == "float32"
+
+
+def test_run_applies_int8_io_quantization(tfl_digits_int8io, tfl_digits, tmp_path):
+    """`modelport run` on the int8-I/O bundle gives float logits close to the FP32 bundle's."""
+    with np.load(tfl_digits_int8io / "samples.npz") as npz:
+        image = npz["in.image"][:1]
+    np.savez(tmp_path / "x.npz", image=image)
+    outs = {}
+    for name, bundle in (("int8", tfl_digits_int8io),
+                         ("fp32", tfl_digits.bundles["tflite:cpu:fp32"])):
+        proc = run_cli("-q", "run", str(bundle), "--input", str(tmp_path / "x.npz"),
+                       "--json", str(tmp_path / f"{name}.json"))
+        assert proc.returncode == 0, proc.stderr
+        outs[name] = np.asarray(json.loads((tmp_path / f"{name}.json").read_text())["logits"])
+    assert outs["int8"].dtype == np.float64 and outs["int8"].shape == (1, 10)
+    assert outs["int8"].argmax() == outs["fp32"].argmax()
+    scale = json.loads((tfl_digits_int8io / "manifest.json").read_text())[
+        "build"]["io_quantization"]["outputs"]["logits"]["scale"]
+    # dequantized logits sit on the output grid and within a few steps of FP32
+    steps = outs["int8"] / scale
+    assert np.allclose(steps, np.round(steps), atol=1e-3)
+    assert np.abs(outs["int8"] - outs["fp32"]).max() < 8 * scale
+
+
+def test_verify_int8_io_bundle(tfl_digits_int8io):
+    proc = run_cli("-q", "verify", str(tfl_digits_int8io))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("OK tflite:cpu:int8")
+
+
+def test_manifest_scales_must_match_the_file(tfl_digits_int8io, tmp_path):
+    from modelport import load
+    from modelport.errors import BundleError
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(tfl_digits_int8io, copy)
+    path = copy / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["build"]["io_quantization"]["inputs"]["image"]["scale"] *= 2
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="manifest records input 'image'"):
+        load(copy)
+
+
+# -- the loader is light -----------------------------------------------------------------------
+def test_loading_a_tflite_bundle_imports_no_torch_or_tensorflow(tfl_digits_int8io):
+    code = (
+        "import sys, numpy as np, modelport\n"
+        f"s = modelport.load({str(tfl_digits_int8io)!r})\n"
+        "out = s.infer({'image': np.zeros((1, 1, 8, 8), np.float32)})\n"
+        "assert out['logits'].shape == (1, 10) and out['logits'].dtype == np.float32\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('torch', 'tensorflow', 'tf_keras', 'keras', 'onnx2tf', 'onnx', 'onnxruntime'))\n"
+        "print(heavy)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+# -- options and errors ------------------------------------------------------------------------
+def test_static_shapes_from_options(minilm):
+    from modelport.runtimes.base import BuildOptions
+    from modelport.runtimes.tflite_convert import static_specs
+
+    specs = static_specs(minilm, BuildOptions(extra={"shapes": {"input_ids": (4, 64)}}))
+    # one dynamic axis fixed for one input is fixed for the inputs that share it
+    assert [s.shape for s in specs] == [(4, 64), (4, 64)]
+    assert [s.shape for s in static_specs(minilm, BuildOptions())] == [(1, 128), (1, 128)]
+
+
+@pytest.mark.parametrize("shapes, message", [
+    ({"input_idz": (1, 128)}, "unknown input"),
+    ({"input_ids": (1, 128, 3)}, "does not fit"),
+])
+def test_bad_static_shapes_are_named(minilm, shapes, message):
+    from modelport.errors import UsageError
+    from modelport.runtimes.base import BuildOptions
+    from modelport.runtimes.tflite_convert import static_specs
+
+    with pytest.raises(UsageError, match=message):
+        static_specs(minilm, BuildOptions(extra={"shapes": shapes}))
+
+
+def test_bad_shape_flag_exits_2_without_traceback(tmp_path):
+    proc = run_cli("export", "builtin:digits-cnn", "--target", "tflite:cpu:fp32",
+                   "--shape", "image=1xfoo", "--out", str(tmp_path / "b"), "--no-bench")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: --shape takes NAME=DIMS like input_ids=1x128, got 'image=1xfoo'"]
+    assert not (tmp_path / "b").exists()
+
+
+def test_onnx2tf_failure_without_litert_torch_names_the_fallback(digits, monkeypatch, tmp_path):
+    """When onnx2tf cannot convert and litert-torch is absent, the error says how to fall back."""
+    from modelport.errors import BuildError
+    from modelport.runtimes import tflite_convert, tflite_litert_torch
+    from modelport.runtimes.base import BuildOptions
+    from modelport.specs import Target
+
+    def fail(*args, **kwargs):
+        raise tflite_convert._ConversionFailed("onnx2tf: ValueError: unknown rank")
+
+    monkeypatch.setattr(tflite_convert, "_onnx2tf", fail)
+    monkeypatch.setattr(tflite_convert, "_GRAPHS", {})
+    monkeypatch.setattr(tflite_litert_torch, "available", lambda: False)
+    with pytest.raises(BuildError, match="install litert-torch"):
+        tflite_convert.convert(digits, Target.parse("tflite:cpu:fp32"), None, tmp_path,
+                               BuildOptions())
