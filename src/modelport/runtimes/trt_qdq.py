@@ -1,0 +1,472 @@
+"""A TensorRT-ready Q/DQ ONNX from the shared CalibrationSet (explicit quantization).
+
+TensorRT 10 deprecated and 11 removed the implicit INT8 calibrators: INT8 for TensorRT is an
+ONNX graph with QuantizeLinear/DequantizeLinear pairs, built as a strongly typed network.
+This module makes that graph with ``onnxruntime.quantization`` in the form TensorRT fuses:
+
+- int8 activations *and* weights, symmetric (every zero point is 0: TensorRT's scheme);
+- weights per-channel (Conv axis 0, MatMul axis 1, Gemm by transB), stored as int8 + DQ;
+- Q/DQ only at the inputs of weighted ops (Conv/ConvTranspose/MatMul/Gemm); their outputs
+  and biases stay float (TensorRT's placement advice: "quantize all inputs of weighted
+  operations, not their outputs"; the bias is folded into the INT8 kernel);
+- a residual Add fed by a Conv has a Q/DQ on its *other* (skip) input and none on the Conv
+  side, so TensorRT can fuse the Add into the Conv (its ResNet-style recommendation). An
+  identity skip already shares the Q/DQ of the Conv input it also feeds; any other skip gets
+  one of its own (``add_residual_qdq``);
+- sensitive layers fall back to float when the graph misses the accuracy budget on held-in
+  calibration samples (ranked by the quantization SNR of their input; see ``fallback``).
+
+The same file runs in ONNX Runtime on CPU, which is how its fidelity is checked here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelport.errors import BuildError, CalibrationDataError
+
+log = logging.getLogger("modelport")
+
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+#: samples of the calibration set used to rank layers and check the budget while building
+PROBE_SAMPLES = 64
+
+
+@dataclass(frozen=True)
+class QdqRecipe:
+    """How the Q/DQ graph is made; recorded in the bundle manifest."""
+
+    method: str = "minmax"
+    op_types: tuple[str, ...] = WEIGHTED_OPS
+    percentile: float = 99.999
+    exclude: tuple[str, ...] = ()
+    residual_qdq: bool = True
+    #: quantize activation x activation MatMuls (attention's Q.K^T and P.V) too
+    quantize_attention: bool = True
+    max_fallback: int = 8  # most layers given back to float to keep the budget
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["op_types"] = list(self.op_types)
+        out["exclude"] = list(self.exclude)
+        return out
+
+
+def default_recipe(onnx_path: Path, options=None) -> QdqRecipe:
+    """Measured defaults (README "TensorRT"): see ``bench/trt_qdq_sweep.py`` for the sweep."""
+    method = getattr(options, "calibration_method", None) or "minmax"
+    if method not in CALIBRATION_METHODS:
+        raise BuildError(f"unknown calibration method '{method}': use one of "
+                         f"{', '.join(CALIBRATION_METHODS)}")
+    extra = dict(getattr(options, "extra", {}) or {})
+    ops = tuple(extra.get("op_types") or WEIGHTED_OPS)
+    return QdqRecipe(method=method, op_types=ops,
+                     exclude=tuple(extra.get("nodes_to_exclude") or ()),
+                     max_fallback=int(extra.get("max_fallback", QdqRecipe.max_fallback)))
+
+
+# -- the one call ---------------------------------------------------------------------------
+def make_qdq_onnx(src: Path, dst: Path, calib, recipe: QdqRecipe, *, task: str = "generic",
+                  budget=None) -> dict[str, Any]:
+    """Calibrate once, write the Q/DQ graph to ``dst``; fall layers back to float if needed.
+
+    Returns manifest facts: recipe, layers quantized / fallen back, probe fidelity.
+    """
+    if calib is None or len(calib) == 0:
+        raise CalibrationDataError("TensorRT INT8 needs calibration data: pass --calib")
+    from modelport.evaluate import Budget, budget_misses
+
+    budget = budget or Budget()
+    with tempfile.TemporaryDirectory(prefix="modelport-trt-qdq-") as tmp:
+        tmpdir = Path(tmp)
+        pre = tmpdir / "pre.onnx"
+        _preprocess(src, pre)
+        cache = tmpdir / "ranges.json"
+        probe = calib.take(PROBE_SAMPLES)
+        reference = _run_onnx(pre, probe)
+        exclude = list(recipe.exclude)
+        _quantize(pre, dst, calib, recipe, exclude, cache)
+        metrics = _probe_fidelity(dst, probe, reference, task)
+        misses = budget_misses(metrics, budget)
+        ranking: list[dict[str, Any]] = []
+        fallen: list[str] = []
+        if misses and recipe.max_fallback > 0:
+            ranking = rank_sensitivity(pre, dst, probe)
+            log.info("Q/DQ graph misses the budget on %d calibration samples (%s); "
+                     "falling back the least quantizable layers to float", len(probe),
+                     "; ".join(misses))
+            for step in _fallback_steps(len(ranking), recipe.max_fallback):
+                fallen = [n for r in ranking[:step] for n in r["nodes"]]
+                _quantize(pre, dst, calib, recipe, exclude + fallen, cache)
+                metrics = _probe_fidelity(dst, probe, reference, task)
+                misses = budget_misses(metrics, budget)
+                log.info("  %d layer(s) in float: %s", len(fallen), _summary(metrics))
+                if not misses:
+                    break
+        if recipe.residual_qdq:
+            residual = add_residual_qdq(dst, pre, calib.take(PROBE_SAMPLES * 2))
+        else:
+            residual = []
+    problems = check_trt_qdq(dst)
+    if problems:
+        raise BuildError(f"the Q/DQ graph is not in TensorRT's form: {problems[0]}")
+    counts = qdq_counts(dst)
+    return {
+        "precision": "int8", "format": "QDQ (explicit quantization, strongly typed)",
+        "weights": "s8 per-channel symmetric", "activations": "s8 per-tensor symmetric (zp 0)",
+        "calibration_method": recipe.method, "calibration_samples": len(calib),
+        "qdq_recipe": recipe.to_dict(), "layers_quantized": counts["weighted_quantized"],
+        "layers_float": counts["weighted_float"], "fallback_to_float": fallen,
+        "residual_qdq": residual, "probe_fidelity": metrics,
+        "probe_budget_misses": misses,
+        "sensitivity": ranking[: max(len(fallen), 5)],
+    }
+
+
+def _fallback_steps(n: int, most: int) -> list[int]:
+    steps, k = [], 1
+    while k < min(n, most):
+        steps.append(k)
+        k *= 2
+    steps.append(min(n, most))
+    return sorted(set(steps))
+
+
+def _summary(metrics: dict[str, Any]) -> str:
+    keys = ("cosine_mean", "top1_agreement", "accuracy_drop")
+    return ", ".join(f"{k} {metrics[k]:.4f}" for k in keys if k in metrics)
+
+
+# -- ONNX Runtime quantizer with TensorRT's settings ----------------------------------------
+def _quantize(pre: Path, dst: Path, calib, recipe: QdqRecipe, exclude: list[str],
+              cache: Path) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
+    if not recipe.quantize_attention:  # ORT's MatMulConstBOnly is ignored by its QDQ format
+        exclude = exclude + [n for n in activation_matmuls(pre) if n not in exclude]
+    extra: dict[str, Any] = {
+        "ActivationSymmetric": True,  # zero point 0: TensorRT's only activation scheme
+        "WeightSymmetric": True,
+        "CalibTensorRangeSymmetric": True,
+        # Q/DQ on inputs of weighted ops only; TensorRT fuses their outputs itself
+        "OpTypesToExcludeOutputQuantization": list(WEIGHTED_OPS),
+        "QuantizeBias": False,  # float bias: TensorRT folds it into the INT8 kernel
+        "QDQKeepRemovableActivations": True,  # keep Relu/Clip explicit for TensorRT to fuse
+        "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},  # [in, out] weights: out channels
+        "DedicatedQDQPair": False,  # one pair per tensor: same scale either way, fewer nodes
+        **recipe.extra,
+    }
+    if recipe.method == "percentile":
+        extra["CalibPercentile"] = recipe.percentile
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the calibrators print() progress
+            quantize_static(
+                str(pre), str(dst), _Reader(calib) if not cache.exists() else None,
+                quant_format=QuantFormat.QDQ,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                calibrate_method=methods[recipe.method],
+                op_types_to_quantize=list(recipe.op_types),
+                nodes_to_exclude=exclude,
+                extra_options=extra,
+                calibration_cache_path=str(cache),
+            )
+    except ValueError as exc:
+        if "inhomogeneous" in str(exc):
+            raise CalibrationDataError(
+                f"{recipe.method} calibration needs every calibration sample padded to one "
+                "shape; pad text to one length (text files are padded for you)"
+            ) from None
+        raise
+
+
+def activation_matmuls(path: Path) -> list[str]:
+    """MatMuls of two activations (attention's Q.K^T and P.V): no weight to quantize."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    constants = {i.name for i in graph.initializer}
+    constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    return [n.name for n in graph.node
+            if n.op_type == "MatMul" and not any(i in constants for i in n.input[:2])]
+
+
+def _preprocess(src: Path, dst: Path) -> None:
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    # symbolic shape inference fails on dynamo-exported transformers (FINDINGS.md)
+    quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
+
+
+class _Reader:
+    """CalibrationDataReader over a CalibrationSet."""
+
+    def __init__(self, calib) -> None:
+        self._it = iter(calib)
+
+    def get_next(self):
+        return next(self._it, None)
+
+    def rewind(self) -> None:  # pragma: no cover - the static quantizer reads once
+        pass
+
+
+# -- fidelity on the probe and per-layer sensitivity ----------------------------------------
+def _session(path: Path):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def _run_onnx(path: Path, data) -> dict[str, np.ndarray]:
+    session = _session(path)
+    names = [o.name for o in session.get_outputs()]
+    chunks: dict[str, list[np.ndarray]] = {}
+    for feeds in data.batches(16):
+        for name, value in zip(names, session.run(names, feeds), strict=True):
+            chunks.setdefault(name, []).append(value)
+    return {k: np.concatenate(v) for k, v in chunks.items()}
+
+
+def _probe_fidelity(path: Path, probe, reference: dict[str, np.ndarray], task: str):
+    from modelport.evaluate import fidelity
+
+    got = _run_onnx(path, probe)
+    return fidelity(got, reference, task=task, labels=probe.labels)
+
+
+def rank_sensitivity(pre: Path, qdq: Path, probe) -> list[dict[str, Any]]:
+    """Rank quantized activation tensors, worst first, by the SNR of their fake quantization.
+
+    One float run with every quantized activation exposed; each tensor's noise is what its
+    Q/DQ scale does to the values it really sees. The consumers of the worst tensors are
+    the layers worth giving back to float.
+    """
+    import onnx
+
+    qmodel = onnx.load(str(qdq), load_external_data=False)
+    scales = _activation_scales(qmodel)
+    consumers = _consumers_through_qdq(qmodel)
+    if not scales:
+        return []
+    fmodel = onnx.load(str(pre))
+    known = {o.name for o in fmodel.graph.output}
+    for name in scales:
+        if name not in known:
+            fmodel.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    with tempfile.TemporaryDirectory(prefix="modelport-sens-") as tmp:
+        path = Path(tmp) / "exposed.onnx"
+        onnx.save(fmodel, str(path), save_as_external_data=True, location="exposed.onnx.data")
+        values = _run_onnx(path, probe)
+    ranking = []
+    for name, scale in scales.items():
+        x = values[name].astype(np.float64)
+        fq = np.clip(np.round(x / scale), -128, 127) * scale
+        noise = float(np.sum((x - fq) ** 2))
+        signal = float(np.sum(x**2))
+        sqnr_db = 10 * np.log10(signal / noise) if noise > 0 else float("inf")
+        nodes = sorted(n for n in consumers.get(name, []) if n)
+        if nodes:
+            ranking.append({"tensor": name, "nodes": nodes, "sqnr_db": round(sqnr_db, 2),
+                            "absmax": float(np.abs(x).max()), "scale": float(scale)})
+    ranking.sort(key=lambda r: r["sqnr_db"])
+    return ranking
+
+
+def _activation_scales(model) -> dict[str, float]:
+    """Float tensor -> scale of the QuantizeLinear that reads it (activations only)."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    out = {}
+    for node in model.graph.node:
+        if node.op_type == "QuantizeLinear" and node.input[0] not in inits:
+            scale = numpy_helper.to_array(inits[node.input[1]])
+            if scale.size == 1:
+                out[node.input[0]] = float(scale.reshape(()))
+    return out
+
+
+def _consumers_through_qdq(model) -> dict[str, list[str]]:
+    """Float tensor -> names of the weighted nodes that read its Q -> DQ output."""
+    by_input: dict[str, list] = {}
+    for node in model.graph.node:
+        for i in node.input:
+            by_input.setdefault(i, []).append(node)
+    out: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        if node.op_type != "QuantizeLinear":
+            continue
+        for dq in by_input.get(node.output[0], []):
+            if dq.op_type != "DequantizeLinear":
+                continue
+            for user in by_input.get(dq.output[0], []):
+                if user.op_type in WEIGHTED_OPS:
+                    out.setdefault(node.input[0], []).append(user.name)
+    return out
+
+
+# -- residual Add next to a Conv: Q/DQ on the skip input --------------------------------------
+def add_residual_qdq(qdq: Path, pre: Path, data) -> list[str]:
+    """Give a Conv-fed residual Add a symmetric int8 Q/DQ on its skip input (in place).
+
+    TensorRT fuses ``Conv -> Add(skip)`` into one INT8 kernel when the skip input is
+    quantized; the Conv side stays unquantized (a Q/DQ there splits the fusion).
+    Returns the skip tensors given a Q/DQ.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(qdq))
+    producers = {o: n for n in model.graph.node for o in n.output}
+    inits = {i.name for i in model.graph.initializer}
+    sites: list[tuple[Any, int]] = []
+    for node in model.graph.node:
+        if node.op_type != "Add" or len(node.input) != 2:
+            continue
+        kinds = [getattr(producers.get(i), "op_type", None) for i in node.input]
+        if kinds.count("Conv") != 1 or any(i in inits for i in node.input):
+            continue
+        skip = 1 - kinds.index("Conv")
+        if kinds[skip] == "DequantizeLinear":
+            continue
+        sites.append((node, skip))
+    if not sites:
+        return []
+    absmax = _absmax(pre, [n.input[s] for n, s in sites], data)
+    done = []
+    for node, skip in sites:
+        tensor = node.input[skip]
+        scale = max(absmax[tensor], 1e-8) / 127.0
+        base = f"{tensor}_residual"
+        model.graph.initializer.extend([
+            numpy_helper.from_array(np.array(scale, dtype=np.float32), f"{base}_scale"),
+            numpy_helper.from_array(np.array(0, dtype=np.int8), f"{base}_zp"),
+        ])
+        model.graph.node.extend([
+            helper.make_node("QuantizeLinear", [tensor, f"{base}_scale", f"{base}_zp"],
+                             [f"{base}_q"], name=f"{base}_Q"),
+            helper.make_node("DequantizeLinear", [f"{base}_q", f"{base}_scale", f"{base}_zp"],
+                             [f"{base}_dq"], name=f"{base}_DQ"),
+        ])
+        node.input[skip] = f"{base}_dq"
+        done.append(tensor)
+    _toposort(model.graph)
+    onnx.save(model, str(qdq))
+    return done
+
+
+def _absmax(pre: Path, tensors: list[str], data) -> dict[str, float]:
+    import onnx
+
+    model = onnx.load(str(pre))
+    known = {o.name for o in model.graph.output}
+    for name in tensors:
+        if name not in known:
+            model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    with tempfile.TemporaryDirectory(prefix="modelport-res-") as tmp:
+        path = Path(tmp) / "exposed.onnx"
+        onnx.save(model, str(path), save_as_external_data=True, location="exposed.onnx.data")
+        values = _run_onnx(path, data)
+    return {t: float(np.abs(values[t]).max()) for t in tensors}
+
+
+def _toposort(graph) -> None:
+    """Reorder nodes so every input is produced before it is read (appended Q/DQ nodes)."""
+    available = {i.name for i in graph.initializer} | {i.name for i in graph.input} | {""}
+    pending = list(graph.node)
+    ordered = []
+    while pending:
+        rest = []
+        for node in pending:
+            if all(i in available for i in node.input):
+                ordered.append(node)
+                available.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):
+            raise BuildError(f"Q/DQ graph has a cycle or a dangling input at '{rest[0].name}'")
+        pending = rest
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
+# -- structure checks (used at build time and by the tests) ---------------------------------
+def check_trt_qdq(path: Path) -> list[str]:
+    """Problems that would stop TensorRT from running this graph as explicit INT8 (empty = ok)."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    model = onnx.load(str(path), load_external_data=False)
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    producers = {o: n for n in graph.node for o in n.output}
+    problems = []
+    for node in graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        if len(node.input) < 3 or node.input[2] not in inits:
+            problems.append(f"{node.name}: no explicit zero point")
+            continue
+        zp = inits[node.input[2]]
+        if zp.data_type != TensorProto.INT8:
+            problems.append(f"{node.name}: zero point is {TensorProto.DataType.Name(zp.data_type)}"
+                            ", TensorRT needs INT8")
+        elif np.any(numpy_helper.to_array(zp) != 0):
+            problems.append(f"{node.name}: non-zero zero point (asymmetric)")
+    for node in graph.node:
+        if node.op_type not in WEIGHTED_OPS:
+            continue
+        dq = producers.get(node.input[1]) if len(node.input) > 1 else None
+        if dq is None or dq.op_type != "DequantizeLinear":
+            continue  # a float (fallen-back) layer
+        if dq.input[0] in inits:  # a quantized weight must be per-channel
+            scale = numpy_helper.to_array(inits[dq.input[1]])
+            if scale.size <= 1 and _channels(inits[dq.input[0]]) > 1:
+                problems.append(f"{node.name}: weight is quantized per-tensor, not per-channel")
+        act = producers.get(node.input[0])
+        if act is None or act.op_type != "DequantizeLinear":
+            problems.append(f"{node.name}: weight quantized but activation input is float")
+    return problems
+
+
+def _channels(init) -> int:
+    dims = list(init.dims)
+    return max(dims) if dims else 1
+
+
+def qdq_counts(path: Path) -> dict[str, int]:
+    """How many weighted layers read a DQ'd weight (quantized) and how many stay float."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    producers = {o: n for n in graph.node for o in n.output}
+    weighted = [n for n in graph.node if n.op_type in WEIGHTED_OPS]
+    quantized = sum(
+        1 for n in weighted
+        if all(getattr(producers.get(i), "op_type", None) == "DequantizeLinear" for i in n.input[:2])
+    )
+    return {"weighted": len(weighted), "weighted_quantized": quantized,
+            "weighted_float": len(weighted) - quantized,
+            "quantize_nodes": sum(n.op_type == "QuantizeLinear" for n in graph.node),
+            "dequantize_nodes": sum(n.op_type == "DequantizeLinear" for n in graph.node)}
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
