@@ -37,14 +37,22 @@ class TorchBackend(Backend):
     def build(self, model, target: Target, calib, workdir: Path, options: BuildOptions) -> Artifact:
         if model.module is None:
             raise BuildError("torch targets need a torch model; this one was given as ONNX")
+        session_options: dict[str, Any] = {"module": model.module}
+        if target.device == "cuda":  # optional torch.compile for the GPU baseline row
+            session_options["compile"] = bool(options.extra.get("torch_compile", False))
         return Artifact(workdir, "", [], {"precision": str(target.precision)},
-                        session_options={"module": model.module})
+                        session_options=session_options)
 
     def load(self, path: Path, *, target: Target, inputs: list[TensorSpec],
              outputs: list[TensorSpec], threads: int | None = None, **options: Any) -> Session:
         module = options.get("module")
         if module is None:
             raise BuildError("torch sessions are made from a live module (the reference), not a file")
+        if target.device == "cuda":
+            from modelport.runtimes.torch_cuda import TorchCudaSession
+
+            return TorchCudaSession(module, inputs, outputs, precision=str(target.precision),
+                                    compile=bool(options.get("compile", False)))
         return TorchSession(module, inputs, outputs, threads=threads)
 
 
