@@ -109,6 +109,7 @@ def export(
     # a copy: the pipeline sets onnx_artifact to files in its own temp dir
     prepared = replace(model) if isinstance(model, PreparedModel) else resolve_model(model)
     options = options or BuildOptions()
+    options.extra.setdefault("budget", budget or Budget())  # builds that fall layers back use it
     needs_calib = any(t.precision == Precision.INT8 for t in parsed)
     calib_set, eval_set = _data(prepared, calib, eval, needs_calib)
 
@@ -301,6 +302,17 @@ def _one_target(ctx: _Context, target: Target, backend, options: BuildOptions, o
     else:
         row["status"] = f"not run here: {runnable.reason}"
         log.info("%s: %s", target, row["status"])
+        proxy = _proxy_fidelity(ctx, target, backend, artifact, inputs, outputs)
+        if proxy is not None:  # the shipped graph, run here by another runtime (no timing)
+            metrics, row["fidelity"], row["fidelity_by"] = proxy, proxy, proxy["checked_with"]
+            misses = budget_misses(proxy, ctx.budget)
+            if misses and not allow_drop:
+                row["failure"] = (f"{target} misses its accuracy budget ({proxy['checked_with']}):"
+                                  f" {'; '.join(misses)}; no bundle written (keep it with "
+                                  "--allow-accuracy-drop, or try --calib-method)")
+                row["status"] = "budget miss"
+                log.warning(row["failure"])
+                return row, None
     if not backend.bundleable:
         return row, None
     manifest = _manifest(ctx, target, backend, artifact, inputs, outputs, metrics, bench_result,
@@ -314,6 +326,23 @@ def _one_target(ctx: _Context, target: Target, backend, options: BuildOptions, o
     row["bundle"] = str(bundle)
     log.info("wrote %s", bundle)
     return row, bundle
+
+
+def _proxy_fidelity(ctx: _Context, target, backend, artifact, inputs, outputs):
+    """Fidelity of a build-here/run-elsewhere artifact, from a runtime that can run its graph
+    here (TensorRT's ONNX / Q/DQ ONNX in ONNX Runtime CPU); None when there is none."""
+    make = getattr(backend, "proxy_session", None)
+    session = make(artifact.main_path, inputs=inputs, outputs=outputs,
+                   threads=ctx.threads) if make else None
+    if session is None:
+        return None
+    with session:
+        got = run_session(session, _fit(ctx.evalset, inputs), batch_size=_batch_of(inputs, 32))
+    metrics = _fidelity_of(ctx, got)
+    metrics["checked_with"] = f"{type(session).__name__} on this machine (the same graph)"
+    log.info("%s: fidelity of the shipped graph checked here with %s", target,
+             type(session).__name__)
+    return metrics
 
 
 def _bench_fields(ctx: _Context, session: Session, label: str, *, load_s: float | None = None,
