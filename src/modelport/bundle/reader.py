@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path, PurePosixPath
@@ -52,7 +53,7 @@ class Bundle:
         try:
             with np.load(self.path / _inside(self.path, name), allow_pickle=False) as npz:
                 data = {k: npz[k] for k in npz.files}
-        except (ValueError, OSError) as exc:
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
             raise BundleError(f"{self.path}: cannot read {name}: {exc}") from None
         feeds = {k[3:]: v for k, v in data.items() if k.startswith("in.")}
         refs = {k[4:]: v for k, v in data.items() if k.startswith("ref.")}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -101,7 +102,7 @@ def _read_arrays(file: Path, specs: Mapping[str, TensorSpec]) -> dict[str, np.nd
             return {k: npz[k] for k in npz.files}
     except CalibrationDataError:
         raise
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise CalibrationDataError(f"cannot read '{file}' as numpy data: {exc}") from None
 
 
