@@ -42,7 +42,7 @@ def load(bundle: Any, *, threads: int | None = None, verify: bool = True, **opti
 
 def verify(bundle: Any, **kwargs: Any) -> dict[str, Any]:
     """Checksums, schema, and the stored samples re-run against their reference outputs."""
-    from modelport.verify import verify_bundle
+    from modelport.bundle.verify import verify_bundle
 
     return verify_bundle(bundle, **kwargs)
 

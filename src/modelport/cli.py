@@ -116,11 +116,17 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", type=Path, default=None, help="write the results rows as JSON here")
     p.add_argument("--trt-profile", default=None, metavar="AXIS=MIN:OPT:MAX,...",
                    help="TensorRT optimization profile per dynamic axis "
-                        "(default batch=1:8:32,seq=1:128:256)")
+                        "(default batch=1:8:64,seq=1:128:256)")
     p.add_argument("--trt-workspace", type=int, default=None, metavar="MIB",
                    help="TensorRT builder workspace in MiB (4096)")
     p.add_argument("--torch-compile", action="store_true",
                    help="torch:cuda:* rows run torch.compile'd instead of eager")
+    p.add_argument("--accuracy-control", action="store_true",
+                   help="OpenVINO INT8: when INT8 misses the budget, keep the most sensitive "
+                        "layers in float until it fits (NNCF accuracy control)")
+    p.add_argument("--max-drop", type=float, default=None, metavar="X",
+                   help="accuracy control: allowed drop, a fraction (accuracy for labelled "
+                        "classifiers, mean cosine otherwise; default: from the budget)")
     p.add_argument("--shape", action="append", default=None, metavar="NAME=DIMS",
                    help="static shape for TFLite (repeatable), e.g. input_ids=1x128 "
                         "(default: batch 1, text seq 128)")
@@ -129,12 +135,6 @@ def _export_args(p: argparse.ArgumentParser) -> None:
                         "microcontrollers: scales/zero points go in the bundle)")
     p.add_argument("--tflite-float-ops", default=None, metavar="OP,OP",
                    help="TFLite INT8: keep these op types in float, e.g. SOFTMAX,MEAN")
-    p.add_argument("--accuracy-control", action="store_true",
-                   help="OpenVINO INT8: when INT8 misses the budget, keep the most sensitive "
-                        "layers in float until it fits (NNCF accuracy control)")
-    p.add_argument("--max-drop", type=float, default=None, metavar="X",
-                   help="accuracy control: allowed drop, a fraction (accuracy for labelled "
-                        "classifiers, mean cosine otherwise; default: from the budget)")
 
 
 def _bench_args(p: argparse.ArgumentParser) -> None:
@@ -399,6 +399,15 @@ def main(argv: list[str] | None = None) -> int:
     except ModelportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        from modelport.bundle.atomic import output_error
+
+        # a full disk or read-only dir outside the bundle writer (temp dir, --json): one line
+        error = output_error(exc, Path(exc.filename or "a temporary file"))
+        if not isinstance(error, ModelportError):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
     except KeyboardInterrupt as exc:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         how = "terminated" if isinstance(exc, Terminated) else "interrupted"

@@ -250,6 +250,9 @@ def load_pt2(path: Path) -> PreparedModel:
         def forward(self, **feeds):
             return self.inner(*[feeds[n] for n in positional], **{k: feeds[k] for k in keywords})
 
+        def train(self, mode: bool = True):  # an exported program has no train/eval switch
+            return self
+
     prepared = _from_module(_Kw(), examples, None, name=path.stem, source=str(path))
     prepared.exported_program = program
     # dims that torch.export marked dynamic stay dynamic in the ONNX; read them back after export
