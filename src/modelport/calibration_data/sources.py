@@ -79,8 +79,12 @@ def _from_array_files(
         for row in range(n):
             samples.append({k: a[row : row + 1] for k, a in feed.items()})
         if label is not None:
-            labels.append(np.atleast_1d(label).reshape(n, *np.atleast_1d(label).shape[1:])
-                          if np.atleast_1d(label).shape[0] == n else np.atleast_1d(label))
+            label = np.atleast_1d(label)
+            if label.shape[0] != n:
+                raise CalibrationDataError(
+                    f"'{file}': {label.shape[0]} labels for {n} samples; give one label per row"
+                )
+            labels.append(label)
     if labels and len(labels) != len(files):
         raise CalibrationDataError(f"{source}: some files have a 'label' array and some do not")
     return CalibrationSet(
