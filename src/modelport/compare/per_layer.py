@@ -72,11 +72,17 @@ def per_layer_compare(
         if stats is None:  # integer tensor (shapes, indices) or shapes that differ
             continue
         errors[t] = stats["rel_l2"]
-        inherited = max((errors.get(ref_graph.source(i), 0.0) for i in node.input if i),
-                        default=0.0)
+        # tensors the candidate does not have (fused away, e.g. Conv before Relu in a Q/DQ
+        # graph) make one region with the node: its error is added by the whole region
+        region, boundary = ref_graph.region(node, set(tensors))
+        inherited = max((errors.get(b, 0.0) for b in boundary), default=0.0)
+        scopes = [_torch_scope(n) for n in region]
         layers.append({"tensor": t, "node": node.name, "op_type": node.op_type,
                        **_torch_scope(node), **stats,
-                       "added_error": stats["rel_l2"] - inherited})
+                       "added_error": stats["rel_l2"] - inherited,
+                       "region": [n.name for n in region],
+                       "region_torch_modules": list(dict.fromkeys(
+                           s["torch_module"] for s in scopes if s["torch_module"]))})
     first = next((layer for layer in layers if layer["rel_l2"] > threshold
                   and layer["added_error"] > 0.5 * layer["rel_l2"]), None)
     worst = sorted(layers, key=lambda x: -x["added_error"])[:top]
@@ -104,6 +110,25 @@ class _GraphView:
                     if dq.op_type == "DequantizeLinear":
                         return dq.output[0]
         return tensor
+
+    def region(self, node, compared: set[str], limit: int = 64) -> tuple[list, set[str]]:
+        """``node`` and the upstream nodes whose outputs are not compared, in graph order,
+        and the compared tensors that feed that region."""
+        members, boundary, stack = {id(node): node}, set(), [node]
+        while stack and len(members) < limit:
+            for name in stack.pop().input:
+                src = self.source(name) if name else ""
+                producer = self.produced.get(src)
+                if not src:
+                    continue
+                if src in compared:
+                    boundary.add(src)
+                elif producer is not None and producer.op_type not in _SKIP_OPS \
+                        and id(producer) not in members:
+                    members[id(producer)] = producer
+                    stack.append(producer)
+        order = {id(n): i for i, n in enumerate(self.nodes)}
+        return sorted(members.values(), key=lambda n: order[id(n)]), boundary
 
     def source(self, tensor: str) -> str:
         """The tensor a DQ output stands for (walks DQ <- Q back to the float tensor)."""
@@ -189,8 +214,13 @@ def text_summary(result: dict[str, Any]) -> str:
     from modelport.bench.table import render
 
     def where(layer: dict[str, Any]) -> str:
-        module = f", torch module '{layer['torch_module']}'" if layer.get("torch_module") else ""
-        return f"node '{layer['node']}' ({layer['op_type']}) -> tensor '{layer['tensor']}'{module}"
+        modules = layer.get("region_torch_modules") or []
+        module = f", torch module {', '.join(repr(m) for m in modules)}" if modules else ""
+        fused = layer["region"][:-1]
+        extra = f" (with {', '.join(repr(n) for n in fused)}, absent in the candidate)" if fused \
+            else ""
+        return (f"node '{layer['node']}' ({layer['op_type']}){extra} -> tensor "
+                f"'{layer['tensor']}'{module}")
 
     first = result["first_jump"]
     head = (f"per-layer: {result['tensors_compared']} tensors compared on {result['samples']} "
@@ -198,9 +228,12 @@ def text_summary(result: dict[str, Any]) -> str:
     head += (f"error first jumps at {where(first)}: rel L2 {first['rel_l2']:.3g}, "
              f"{first['added_error']:.3g} added by this node" if first else
              f"no tensor passes rel L2 {result['threshold']:g}")
-    table = render(result["largest_jumps"], [
-        ("node", "node", str), ("op_type", "op", str),
-        ("torch_module", "torch module", lambda v: v or "-"),
+    rows = [{**x, "region_text": " + ".join(x["region"]),
+             "modules_text": ", ".join(x["region_torch_modules"]) or "-"}
+            for x in result["largest_jumps"]]
+    table = render(rows, [
+        ("region_text", "node (+ fused upstream)", str), ("op_type", "op", str),
+        ("modules_text", "torch module", str),
         ("rel_l2", "rel L2", lambda v: f"{v:.3g}"),
         ("added_error", "added", lambda v: f"{v:.3g}"),
         ("cosine", "cosine", lambda v: f"{v:.6f}"),
