@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.errors import BuildError, CalibrationDataError
+from modelport.errors import CalibrationDataError, UsageError
 from modelport.evaluate import Budget, fidelity
 from modelport.runtimes.base import BuildOptions
 
@@ -74,7 +74,7 @@ def _model_type(ov_model, options: BuildOptions) -> tuple[str, str]:
     forced = options.extra.get("model_type")
     if forced is not None:
         if forced not in MODEL_TYPES:
-            raise BuildError(f"unknown model type '{forced}': use one of {', '.join(MODEL_TYPES)}")
+            raise UsageError(f"unknown model type '{forced}': use one of {', '.join(MODEL_TYPES)}")
         return forced, "set by the user"
     if has_attention(ov_model):
         return "transformer", "graph has attention (Softmax + MatMul of two activations)"
@@ -120,7 +120,7 @@ def _nncf_kwargs(model_type: str, smooth: Any, device: str, *, subset_size: int)
         kwargs["model_type"] = nncf.ModelType.TRANSFORMER
     alpha = _smooth_alpha(model_type, smooth)
     if alpha is not False and not 0.0 < alpha <= 1.0:
-        raise BuildError(f"smooth_quant alpha must be in (0, 1], got {alpha}")
+        raise UsageError(f"smooth_quant alpha must be in (0, 1], got {alpha}")
     if smooth is not None:
         kwargs["advanced_parameters"] = AdvancedQuantizationParameters(
             smooth_quant_alphas=AdvancedSmoothQuantParameters(
@@ -179,16 +179,18 @@ def ac_settings(model, calib, options: BuildOptions) -> tuple[str, str, float]:
         metric = "accuracy" if model.task == "classification" and calib.labels is not None \
             else "cosine"
     if metric not in AC_METRICS:
-        raise BuildError(f"unknown accuracy metric '{metric}': use one of {', '.join(AC_METRICS)}")
+        raise UsageError(f"unknown accuracy metric '{metric}': use one of {', '.join(AC_METRICS)}")
     if metric == "accuracy" and (model.task != "classification" or calib.labels is None):
         raise CalibrationDataError("accuracy control on accuracy needs a classifier and labelled "
                                    "calibration data; use the cosine metric instead")
-    budget = Budget(**(options.extra.get("budget") or {}))
+    budget = options.extra.get("budget") or Budget()  # the pipeline passes its Budget
+    if isinstance(budget, dict):
+        budget = Budget(**budget)
     max_drop = options.extra.get("max_drop")
     if max_drop is None:
         max_drop = budget.max_accuracy_drop if metric == "accuracy" else 1.0 - budget.min_cosine
     if not 0.0 <= float(max_drop) < 1.0:
-        raise BuildError(f"max_drop must be in [0, 1), got {max_drop}")
+        raise UsageError(f"max_drop must be in [0, 1), got {max_drop}")
     key = "accuracy" if metric == "accuracy" else "cosine_mean"
     return metric, key, float(max_drop)
 
