@@ -289,9 +289,10 @@ def _one_target(ctx: _Context, target: Target, backend, options: BuildOptions, o
             row["fidelity"] = metrics
             misses = budget_misses(metrics, ctx.budget)
             if misses and not allow_drop:
+                hint = getattr(backend, "budget_hint", "try --int8-mode / --calib-method")
                 row["failure"] = (f"{target} misses its accuracy budget: {'; '.join(misses)}; "
                                   "no bundle written (keep it with --allow-accuracy-drop, or "
-                                  "try --int8-mode / --calib-method)")
+                                  f"{hint})")
                 row["status"] = "budget miss"
                 log.warning(row["failure"])
                 return row, None
