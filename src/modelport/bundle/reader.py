@@ -174,9 +174,15 @@ def check_manifest(manifest: Any, path: Path) -> None:
 
 def verify_files(path: Path, manifest: dict[str, Any]) -> None:
     """Every listed file exists, is a regular file inside the bundle, and matches its sha256."""
+    root = path.resolve()
     for rel, digest in manifest["files"].items():
         file = path / _inside(path, rel)
-        if file.is_symlink() or not file.is_file():
+        if file.is_symlink() or (file.exists() and root not in file.resolve().parents):
+            raise BundleError(
+                f"{path}: '{rel}' is a link (or under one) leading out of the bundle; bundles "
+                "hold only regular files: refused"
+            )
+        if not file.is_file():
             raise BundleError(f"{path}: file '{rel}' is missing (the bundle is incomplete)")
         if sha256_file(file) != digest:
             raise BundleError(
