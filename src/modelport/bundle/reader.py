@@ -161,6 +161,7 @@ def check_manifest(manifest: Any, path: Path) -> None:
         _inside(path, rel)
         if not isinstance(digest, str) or not _HEX64.match(digest):
             raise BundleError(f"{where}: invalid sha256 for '{rel}'")
+    _inside(path, manifest["artifact"]["file"])
     if manifest["artifact"]["file"] not in manifest["files"]:
         raise BundleError(f"{where}: artifact '{manifest['artifact']['file']}' is not listed in files")
     for key in ("inputs", "outputs"):
