@@ -120,8 +120,11 @@ def normalize(raw: dict[str, Any]) -> dict[str, Any]:
         if isinstance(entry, str):
             pname, options = entry, {}
         elif isinstance(entry, dict) and "pass" in entry:
-            options = {k: v for k, v in entry.items() if k != "pass"}
             pname = entry["pass"]
+            if set(entry) == {"pass", "options"}:  # the normalized form
+                options = entry["options"] or {}
+            else:
+                options = {k: v for k, v in entry.items() if k != "pass"}
         elif isinstance(entry, dict) and len(entry) == 1:
             pname, options = next(iter(entry.items()))
             options = options or {}

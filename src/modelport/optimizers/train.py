@@ -120,11 +120,11 @@ def fit(student: nn.Module, ctx: PassContext, *, settings: TrainSettings | None 
             loss.backward()
             optimizer.step()
             scheduler.step()
-            running += float(loss) * len(idx)
+            running += float(loss.detach()) * len(idx)
             seen += len(idx)
             step += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.4f}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
             if step >= total:
                 break
         student.eval()
