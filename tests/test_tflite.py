@@ -70,6 +70,7 @@ def test_digits_fp32_matches_torch(tfl_digits):
     assert row["fidelity"]["top1_agreement"] == 1.0
 
 
+@pytest.mark.slow
 def test_minilm_fp32_matches_torch(tfl_minilm):
     result, _ = tfl_minilm
     row = _rows(result)["tflite:cpu:fp32"]
@@ -114,6 +115,7 @@ def test_digits_int8_is_full_integer(tfl_digits):
     assert build["io_quantization"] == {"inputs": {}, "outputs": {}}
 
 
+@pytest.mark.slow
 def test_minilm_int8_budget_is_enforced(tfl_minilm):
     """Full-integer MiniLM either keeps cosine >= 0.99 or is refused with the measured figures."""
     result, error = tfl_minilm

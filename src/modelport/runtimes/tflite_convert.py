@@ -300,9 +300,24 @@ def _describe_file(path: Path, specs: list[TensorSpec], out_specs: list[TensorSp
                 "signature": SIGNATURE_KEY,
                 "file_io": file_io,
                 "io_quantization": session.io_quantization,
+                "op_dtypes": _op_dtypes(interpreter),
                 "tflite_size_bytes": path.stat().st_size}
     finally:
         session.close()
+
+
+def _op_dtypes(interpreter) -> dict[str, list[str]]:
+    """Op type -> output dtypes in the file: shows which ops run int8 and which stayed float."""
+    try:
+        tensors = {t["index"]: np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}
+        ops = interpreter._get_ops_details()  # no public op listing in the interpreter API
+    except Exception:  # an interpreter build without it: the summary is optional
+        return {}
+    out: dict[str, set[str]] = {}
+    for op in ops:
+        out.setdefault(op["op_name"], set()).update(
+            tensors.get(i, "?") for i in op["outputs"] if i >= 0)
+    return {name: sorted(dtypes) for name, dtypes in sorted(out.items())}
 
 
 def _version(dist: str) -> str:
