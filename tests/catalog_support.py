@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 FP32 = "onnxruntime:cpu:fp32"
 INT8 = "onnxruntime:cpu:int8"
@@ -234,40 +233,3 @@ def write_feeds(folder: Path, n: int, *, name: str = "features", dim: int = 12,
         np.savez(folder / f"s{i:03d}.npz", **{name: rng.standard_normal((1, dim)).astype(dtype)})
     return folder
 
-
-# -- fixtures shared by the catalog test modules (module scope: each builds its own) --------
-@pytest.fixture(scope="module")
-def files(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("catalog-inputs")
-
-
-@pytest.fixture(scope="module")
-def tiny_onnx(files) -> Path:
-    return write_tiny_onnx(files / "tiny.onnx")
-
-
-@pytest.fixture(scope="module")
-def mlp(files) -> Path:
-    return write_mlp_factory(files / "user_mlp.py")
-
-
-@pytest.fixture(scope="module")
-def tiny_bundle(tiny_onnx, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("tiny-bundles")
-    result = _export(str(tiny_onnx), [FP32], out=out, bench=None, progress=False)
-    return result.bundles[FP32]
-
-
-@pytest.fixture(scope="module")
-def mlp_bundle(mlp, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("mlp-bundles")
-    result = _export(f"{mlp}:make", [FP32], out=out, bench=None, progress=False)
-    return result.bundles[FP32]
-
-
-
-
-def _export(*args, **kwargs):
-    import modelport
-
-    return modelport.export(*args, **kwargs)

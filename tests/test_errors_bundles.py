@@ -24,7 +24,7 @@ from modelport.errors import BundleError, BundleExists, ModelportError
 from tests.catalog_support import ROOT, assert_user_error, cli_env, run_blocked
 from tests.conftest import run_cli
 
-pytest_plugins = ["tests.catalog_support"]
+pytest_plugins = ["tests.catalog_fixtures"]
 
 
 @pytest.fixture

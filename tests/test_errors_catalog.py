@@ -39,7 +39,7 @@ from tests.catalog_support import (
 from tests.conftest import ROOT, run_cli
 from tests.error_catalog import ROWS, markdown
 
-pytest_plugins = ["tests.catalog_support"]  # the tiny models and bundles, as fixtures
+pytest_plugins = ["tests.catalog_fixtures"]  # the tiny models and bundles, as fixtures
 
 FP32 = "onnxruntime:cpu:fp32"
 INT8 = "onnxruntime:cpu:int8"

@@ -1,0 +1,47 @@
+"""Fixtures shared by the error catalog test modules (loaded with ``pytest_plugins``).
+
+Module scope: each test module builds its own tiny model and bundle (about a second each).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.catalog_support import FP32, write_mlp_factory, write_tiny_onnx
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("catalog-inputs")
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(files) -> Path:
+    return write_tiny_onnx(files / "tiny.onnx")
+
+
+@pytest.fixture(scope="module")
+def mlp(files) -> Path:
+    return write_mlp_factory(files / "user_mlp.py")
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tiny_onnx, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("tiny-bundles")
+    result = _export(str(tiny_onnx), [FP32], out=out, bench=None, progress=False)
+    return result.bundles[FP32]
+
+
+@pytest.fixture(scope="module")
+def mlp_bundle(mlp, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("mlp-bundles")
+    result = _export(f"{mlp}:make", [FP32], out=out, bench=None, progress=False)
+    return result.bundles[FP32]
+
+
+def _export(*args, **kwargs):
+    import modelport
+
+    return modelport.export(*args, **kwargs)
