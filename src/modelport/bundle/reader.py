@@ -15,6 +15,7 @@ import numpy as np
 
 from modelport.bundle.archive import extract_archive, is_archive
 from modelport.bundle.atomic import output_error, sha256_file
+from modelport.bundle.manifest_check import check_optional_fields, check_tensor_specs
 from modelport.errors import BundleError, ModelportError
 from modelport.specs import Target, TensorSpec
 
@@ -164,13 +165,12 @@ def check_manifest(manifest: Any, path: Path) -> None:
     _inside(path, manifest["artifact"]["file"])
     if manifest["artifact"]["file"] not in manifest["files"]:
         raise BundleError(f"{where}: artifact '{manifest['artifact']['file']}' is not listed in files")
-    for key in ("inputs", "outputs"):
-        for item in manifest[key]:
-            try:
-                spec = TensorSpec.from_dict(item)
-                np.dtype(spec.dtype)
-            except (KeyError, TypeError, ValueError, AttributeError):
-                raise BundleError(f"{where}: invalid entry in '{key}': {item!r}") from None
+    check_tensor_specs(manifest, where)
+    check_optional_fields(manifest, where)
+    if manifest.get("samples") is not None:
+        _inside(path, manifest["samples"])
+    if (manifest.get("preprocessing") or {}).get("tokenizer"):
+        _inside(path, manifest["preprocessing"]["tokenizer"])
 
 
 def verify_files(path: Path, manifest: dict[str, Any]) -> None:
