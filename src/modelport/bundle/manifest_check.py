@@ -39,7 +39,7 @@ def _spec_ok(item: Any) -> bool:
         return False
     shape = item.get("shape")
     if not isinstance(shape, list) or not all(
-        (isinstance(d, int) and not isinstance(d, bool) and 0 < d < 2**31)
+        (isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**31)
         or (isinstance(d, str) and d) for d in shape
     ):
         return False
