@@ -226,13 +226,13 @@ MINILM_INPUTS = [TensorSpec("input_ids", "int64", ("batch", "seq")),
 
 def test_profiles_default_and_override():
     profiles, axes = make_profiles(MINILM_INPUTS, bench_dims={"seq": 128})
-    assert axes == {"batch": [1, 8, 32], "seq": [1, 128, 256]}
-    assert profiles["input_ids"] == {"min": [1, 1], "opt": [8, 128], "max": [32, 256]}
+    assert axes == {"batch": [1, 8, 64], "seq": [1, 128, 256]}
+    assert profiles["input_ids"] == {"min": [1, 1], "opt": [8, 128], "max": [64, 256]}
     assert profiles["attention_mask"] == profiles["input_ids"]
     profiles, axes = make_profiles(MINILM_INPUTS, overrides=parse_axes("batch=2:4:64,seq=16:64:512"))
     assert profiles["input_ids"] == {"min": [2, 16], "opt": [4, 64], "max": [64, 512]}
     image = [TensorSpec("image", "float32", ("batch", 1, 8, 8))]
-    assert make_profiles(image)[0]["image"]["max"] == [32, 1, 8, 8]
+    assert make_profiles(image)[0]["image"]["max"] == [64, 1, 8, 8]
 
 
 @pytest.mark.parametrize("text", ["batch=1:8", "batch=8:4:32", "batch=a:b:c", "=1:2:3"])
@@ -249,7 +249,7 @@ def test_profile_naming_an_unknown_axis_is_refused():
 def test_feed_outside_the_profile_is_named():
     profiles, axes = make_profiles(MINILM_INPUTS, bench_dims={"seq": 128})
     recipe = Recipe("int8", "model.onnx", profiles, axes)
-    assert check_in_profile(recipe, {"input_ids": (32, 256), "attention_mask": (32, 256)}) is None
+    assert check_in_profile(recipe, {"input_ids": (64, 256), "attention_mask": (64, 256)}) is None
     reason = check_in_profile(recipe, {"input_ids": (4, 300), "attention_mask": (4, 300)})
     assert "dimension 1 (seq) is 300" in reason and "[1, 256]" in reason
     assert "--trt-profile seq=" in reason
@@ -339,7 +339,7 @@ def test_bundle_ships_qdq_onnx_and_recipe(trt_bundles, tmp_path):
     build = bundle.manifest["build"]
     recipe = Recipe.from_dict(build["tensorrt"])
     assert recipe.precision == "int8" and recipe.strongly_typed and recipe.onnx == "model.onnx"
-    assert recipe.axes == {"batch": [1, 8, 32]}
+    assert recipe.axes == {"batch": [1, 8, 64]}
     assert trt_qdq.check_trt_qdq(path / recipe.onnx) == []
     assert build["layers_quantized"] == 4
     accuracy = bundle.manifest["accuracy"]

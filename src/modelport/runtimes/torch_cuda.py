@@ -26,8 +26,10 @@ class TorchCudaSession(Session):
         self._torch = torch
         self._dtype = getattr(torch, DTYPES[precision])
         # fp32 means fp32: no TF32 matmuls, so the row is comparable with the CPU reference
-        self._previous_tf32 = torch.backends.cuda.matmul.allow_tf32
+        self._previous_tf32 = (torch.backends.cuda.matmul.allow_tf32,
+                               torch.backends.cudnn.allow_tf32)
         torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False  # convolutions too (cuDNN defaults to TF32)
         self._module = copy.deepcopy(module).eval().to(device="cuda", dtype=self._dtype)
         if compile:
             self._module = torch.compile(self._module)
@@ -50,5 +52,6 @@ class TorchCudaSession(Session):
         self._torch.cuda.synchronize()
 
     def close(self) -> None:
-        self._torch.backends.cuda.matmul.allow_tf32 = self._previous_tf32
+        backends = self._torch.backends
+        backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32 = self._previous_tf32
         self._module = None

@@ -30,9 +30,10 @@ log = logging.getLogger("modelport")
 
 ENGINES_DIR = "engines"
 DEFAULT_WORKSPACE_MIB = 4096
-#: min/opt/max for the usual dynamic axis names; anything else: 1 / its bench size / 2x that
+#: min/opt/max for the usual dynamic axis names; anything else: 1 / its bench size / 2x that.
+#: batch max 64: `modelport verify` runs a bundle's 64 stored samples in one batch
 AXIS_DEFAULTS: dict[str, tuple[int, int, int]] = {
-    "batch": (1, 8, 32),
+    "batch": (1, 8, 64),
     "seq": (1, 128, 256),
     "sequence": (1, 128, 256),
     "tokens": (1, 128, 256),
