@@ -80,6 +80,8 @@ ROWS: tuple[Row, ...] = (
         "names the failing node; stay within the exported range"),
     Row("feed_index_out_of_range", "feeds", "token id beyond the vocabulary", "InputError",
         "names the failing node and the valid range"),
+    Row("feed_tflite_static_shape", "feeds", "TFLite bundle given another batch size than converted",
+        "InputError", "names the static shape; re-export with --shape"),
     Row("feed_npz_wrong_key", "feeds", "`modelport run --input` .npz with the wrong array name",
         "InputError", "lists the inputs the model takes"),
     # -- calibration / evaluation data -----------------------------------------------------
@@ -165,6 +167,9 @@ ROWS: tuple[Row, ...] = (
         "names the file (sha256 mismatch)"),
     Row("bundle_runtime_missing", "bundles", "loading a bundle whose runtime is not installed",
         "TargetUnavailable", "`pip install \"modelport[EXTRA]\"`"),
+    Row("bundle_trt_engine_other_gpu", "bundles",
+        "cached TensorRT engine from another GPU, TensorRT version or model, or modified",
+        "works", "never loaded: rebuilt for this GPU (`modelport build BUNDLE`)"),
     # -- faults ----------------------------------------------------------------------------
     Row("fault_sigint_calibration", "faults", "Ctrl-C during INT8 calibration",
         "exit 130", "no bundle, no temp files"),
