@@ -34,8 +34,10 @@ def add_bench_matrix_args(p: argparse.ArgumentParser) -> None:
 
 
 def is_bundle_path(text: str) -> bool:
+    from modelport.bundle.archive import is_archive
+
     path = Path(text)
-    if (path / "manifest.json").is_file():
+    if (path / "manifest.json").is_file() or (path.is_file() and is_archive(path)):
         return True
     return path.is_dir() and any((c / "manifest.json").is_file() for c in path.iterdir())
 

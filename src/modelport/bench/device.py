@@ -21,9 +21,11 @@ from modelport.errors import BundleError, TargetUnavailable, UsageError
 
 def find_bundles(path: str | Path) -> list[Path]:
     """A bundle directory, or a directory of bundles (e.g. a report's ``bundles/``)."""
+    from modelport.bundle.archive import is_archive
+
     path = Path(path)
-    if (path / "manifest.json").is_file():
-        return [path]
+    if (path / "manifest.json").is_file() or (path.is_file() and is_archive(path)):
+        return [path]  # a .tar.gz from `modelport pack` opens like a folder
     if path.is_dir():
         found = sorted(p for p in path.iterdir() if (p / "manifest.json").is_file())
         if found:
