@@ -51,7 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      "build, check and time a MODEL on every target (--targets)")
     p.add_argument("bundle", metavar="BUNDLE_OR_MODEL")
     _bench_args(p)
-    from modelport.bench.commands import add_bench_matrix_args, add_compare_parser, add_report_parser
+    from modelport.bench.commands import (
+        add_bench_matrix_args,
+        add_compare_parser,
+        add_report_parser,
+    )
 
     add_bench_matrix_args(p)
     p.set_defaults(func=cmd_bench)

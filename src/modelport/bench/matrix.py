@@ -78,7 +78,7 @@ def bench_model(
     *,
     report_dir: str | Path,
     calib: str | Path | None = None,
-    eval: str | Path | None = None,  # noqa: A002 - mirrors the CLI flag
+    eval: str | Path | None = None,
     settings: BenchSettings | None = None,
     threads: int | None = None,
     label: str | None = None,

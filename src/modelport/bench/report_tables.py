@@ -101,13 +101,13 @@ def markdown_report(report: dict[str, Any]) -> str:
         versions = ", ".join(f"{k} {v}" for k, v in (fp.get("versions") or {}).items())
         data = run.get("fidelity_data") or {}
         lines += [
-            f"- **{run['machine']}** ({run['created_at']}, from {run['source']}): {fp.get('cpu')}, "
+            (f"- **{run['machine']}** ({run['created_at']}, from {run['source']}): {fp.get('cpu')}, "
             f"{fp.get('logical_cores')} logical cores, flags {', '.join(fp.get('cpu_flags') or [])}; "
-            f"{fp.get('os')}, Python {fp.get('python')}",
+            f"{fp.get('os')}, Python {fp.get('python')}"),
             f"  - versions: {versions}",
             f"  - settings: {_settings_text(run.get('settings') or {})}",
-            f"  - fidelity on: {data.get('source', '-')} ({data.get('samples', '?')} samples) vs "
-            f"{data.get('reference') or run.get('reference') or 'the stored reference'}",
+            (f"  - fidelity on: {data.get('source', '-')} ({data.get('samples', '?')} samples) vs "
+            f"{data.get('reference') or run.get('reference') or 'the stored reference'}"),
         ]
     if report.get("plot"):
         lines += ["", f"![latency vs fidelity]({report['plot']['file']})"]

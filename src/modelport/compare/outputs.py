@@ -24,7 +24,7 @@ ATOL = 1e-4
 def compare(
     paths: Sequence[str | Path],
     *,
-    eval: str | Path | None = None,  # noqa: A002 - mirrors the CLI flag
+    eval: str | Path | None = None,
     rtol: float = RTOL,
     atol: float = ATOL,
     threads: int | None = None,
@@ -178,7 +178,7 @@ def text_report(report: dict[str, Any]) -> str:
                          "verdict": "PASS" if m["passed"] else "FAIL" + (
                              f" ({m['error']})" if m.get("error") else
                              f" ({100 * m['mismatch_fraction']:.2f}% out of tolerance)")})
-    sci = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
+    sci = lambda v: "-" if v is None else f"{v:.3g}"
     table = render(rows, [
         ("candidate", "candidate", str), ("output", "output", str),
         ("max_abs_err", "max abs err", sci), ("max_rel_err", "max rel err", sci),
@@ -187,9 +187,9 @@ def text_report(report: dict[str, Any]) -> str:
         ("verdict", "rtol/atol", str),
     ])
     tol = report["tolerances"]
-    lines = [f"reference: {report['reference']}; inputs: {report['inputs']['samples']} samples "
+    lines = [(f"reference: {report['reference']}; inputs: {report['inputs']['samples']} samples "
              f"from {report['inputs']['source']}; pass = |got-ref| <= {tol['atol']:g} + "
-             f"{tol['rtol']:g}*|ref| everywhere", table]
+             f"{tol['rtol']:g}*|ref| everywhere"), table]
     layer = report.get("per_layer")
     if layer:
         from modelport.compare.per_layer import text_summary
