@@ -188,6 +188,8 @@ def test_bundle_tar_round_trip(bundle, tmp_path):
                                       from_dir.infer(feeds)["embedding"])
     opened = open_bundle(archive)
     assert opened.archive == archive
+    proc = run_cli("bench", str(archive), "--iters", "3", "--warmup", "1")
+    assert proc.returncode == 0 and "onnxruntime:cpu:fp32" in proc.stdout, proc.stderr
 
 
 def _bundle_tar(bundle: Path, path: Path, extra) -> Path:
