@@ -111,7 +111,7 @@ def bench_model(name: str, targets: list[str], work: Path, *, max_steps: int | N
     from modelport.runtimes.torch import TorchSession
 
     teacher = resolve_model(f"builtin:{name}")
-    calib, evalset = teacher.default_data()
+    _calib, evalset = teacher.default_data()
     example = flop_example(teacher)
     pool = _bench_pool(teacher, evalset)
     settings = BenchSettings(batch_sizes=(1, 32), warmup=3, duration=duration, min_iters=10,
@@ -294,16 +294,16 @@ def markdown(rows, settings, machine, plot: Path | None) -> str:
     lines = [
         "## Compression: size × speed × fidelity",
         "",
-        f"Command: `{settings['command'].strip()}` ({settings['minutes']} min). Every ratio is "
+        (f"Command: `{settings['command'].strip()}` ({settings['minutes']} min). Every ratio is "
         "measured in this one run; the machine's 2 cores were shared with other jobs, so "
-        "absolute times are noisy and only the side-by-side ratios mean anything.",
+        "absolute times are noisy and only the side-by-side ratios mean anything."),
         f"Machine: {cpu.get('model', machine.get('cpu_model', '?')) if isinstance(cpu, dict) else cpu}."
         if machine else "",
-        "Fidelity is against the teacher on the held-out eval split (digits: accuracy on labels; "
+        ("Fidelity is against the teacher on the held-out eval split (digits: accuracy on labels; "
         "MiniLM: mean cosine of the sentence embedding to the 6-layer teacher's). "
         "`b1 × vs teacher same target` is the speedup the compression buys on that backend; "
         "unstructured sparsity (digits-cnn-sparse) buys none on these dense runtimes, only gzip "
-        "size. QAT/PTQ rows are Q/DQ graphs, run by fp32 targets (they carry their own INT8).",
+        "size. QAT/PTQ rows are Q/DQ graphs, run by fp32 targets (they carry their own INT8)."),
         "",
         render_markdown(rows, cols),
     ]

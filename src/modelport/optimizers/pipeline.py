@@ -41,7 +41,7 @@ class CompressResult:
 
 
 def run_pipeline(model: Any, recipe: str | Path | dict[str, Any], *, calib: Any = None,
-                 eval: Any = None, progress: bool = True,  # noqa: A002 - mirrors the CLI
+                 eval: Any = None, progress: bool = True,
                  max_steps: int | None = None) -> CompressResult:
     """Apply the recipe's passes to ``model`` (a MODEL string or a PreparedModel) in memory.
 
@@ -85,7 +85,7 @@ def run_pipeline(model: Any, recipe: str | Path | dict[str, Any], *, calib: Any 
 
 
 def compress(model: Any, recipe: str | Path | dict[str, Any], *, out: str | Path,
-             force: bool = False, calib: Any = None, eval: Any = None,  # noqa: A002
+             force: bool = False, calib: Any = None, eval: Any = None,
              progress: bool = True, max_steps: int | None = None) -> CompressResult:
     """Run the recipe and write the compressed-model directory to ``out`` (atomically)."""
     from modelport.errors import BundleExists

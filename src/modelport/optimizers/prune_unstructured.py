@@ -30,8 +30,8 @@ class MagnitudePrune(Pass):
     max_steps: int | None = None
 
     def apply(self, model: nn.Module, ctx: PassContext) -> nn.Module:
-        import torch.nn.utils.prune as prune
         from torch import nn
+        from torch.nn.utils import prune
 
         if not 0.0 < self.amount < 1.0:
             raise UsageError(f"prune-unstructured: amount must be in (0, 1), got {self.amount}")

@@ -13,6 +13,7 @@ ranges only) of the same layers: the fair comparison for QAT.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -148,8 +149,8 @@ class QuantizeAware(Pass):
                         "folded_batchnorm": len(folded), "finetune": history,
                         "format": "Q/DQ ONNX: u8 asymmetric activations per tensor, "
                                   "s8 symmetric weights per channel"}
-        self.notes = ["export with an fp32 target: the Q/DQ graph carries its own INT8 scales; "
-                      "an int8 target would quantize it a second time"]
+        self.notes = [("export with an fp32 target: the Q/DQ graph carries its own INT8 scales; "
+                      "an int8 target would quantize it a second time")]
         return model
 
     def structure(self) -> dict[str, Any] | None:
@@ -175,7 +176,7 @@ def fold_batchnorm(model: nn.Module) -> list[list[str]]:
         if not isinstance(parent, nn.Sequential):
             continue
         children = list(parent.named_children())
-        for (cname, conv), (bname, bn) in zip(children, children[1:], strict=False):
+        for (cname, conv), (bname, bn) in itertools.pairwise(children):
             if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d) \
                     and bn.track_running_stats:
                 with torch.no_grad():

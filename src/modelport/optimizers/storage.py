@@ -8,7 +8,7 @@ tensor shapes (structured pruning) and loads the weights strictly.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +42,7 @@ def save_compressed(out: Path, result: CompressResult, *, force: bool = False,
             "passes": [r.to_dict() for r in result.reports],
             "weights": {"file": WEIGHTS, "sha256": sha256_file(tmp / WEIGHTS)},
             "seconds": seconds,
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "modelport_version": __version__,
         }
         (tmp / MARKER).write_text(json.dumps(manifest, indent=2, default=str) + "\n", "utf-8")
