@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -78,10 +80,33 @@ def _in_calibration(proc) -> None:
     assert "calibrated INT8" not in proc.stderr, "the signal landed after calibration"
 
 
-def test_fault_sigint_calibration(tmp_path, mlp, calib):
+def test_fault_sigint_calibration(tmp_path, mlp, calib, monkeypatch):
     proc, out = _signalled(tmp_path, mlp, calib, "SIGINT", CALIBRATION, 50)
     _in_calibration(proc)
     assert not (out / SLUG_INT8).exists()
+    # the API: Ctrl-C is a KeyboardInterrupt out of modelport.export, after the same cleanup
+    from modelport.runtimes import ort_quantize
+
+    original, calls = ort_quantize._Reader.get_next, [0]
+
+    def get_next(self):
+        calls[0] += 1
+        if calls[0] == 50:
+            signal.raise_signal(signal.SIGINT)
+        return original(self)
+
+    api_tmp = tmp_path / "api-tmp"
+    api_tmp.mkdir()
+    monkeypatch.setattr(ort_quantize._Reader, "get_next", get_next)
+    monkeypatch.setattr(tempfile, "tempdir", str(api_tmp))
+    with pytest.raises(KeyboardInterrupt):
+        modelport.export(f"{mlp}:make", [INT8], out=out, calib=str(calib), bench=None,
+                         progress=False)
+    assert calls[0] == 50
+    assert not (out / SLUG_INT8).exists()
+    assert_nothing_half_written(out, api_tmp)
+    ours = [p.name for p in api_tmp.iterdir() if p.name.startswith("modelport-")]
+    assert not ours, ours  # (torch keeps its own caches there; those are not ours to remove)
 
 
 def test_fault_sigterm_calibration(tmp_path, mlp, calib):
