@@ -15,7 +15,8 @@ def verify_bundle(path: str | Path, *, threads: int | None = None) -> dict[str, 
 
     bundle = open_bundle(path)
     feeds, refs = bundle.samples()
-    report: dict[str, Any] = {"bundle": str(bundle.archive or bundle.path), "target": bundle.manifest["target"],
+    report: dict[str, Any] = {"bundle": str(bundle.archive or bundle.path),
+                              "target": bundle.manifest["target"],
                               "files_checked": len(bundle.manifest["files"])}
     if not feeds:
         report["outputs_checked"] = False
