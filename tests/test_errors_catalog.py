@@ -309,7 +309,7 @@ def test_feed_index_out_of_range(tiny_bundle, tmp_path):
 
 def test_feed_npz_wrong_key(tiny_bundle, tmp_path):
     _run_fails(tmp_path, tiny_bundle, {"tokens": np.zeros((1, 4), np.int64)},
-               "unknown input(s) ['tokens'] and missing ['ids']", "ids: int64")
+               "unknown input(s) ['tokens'] and missing input(s) ['ids']", "ids: int64")
 
 
 # -- calibration / evaluation data --------------------------------------------------------------

@@ -185,7 +185,7 @@ def check_feeds(specs: Mapping[str, TensorSpec], feeds: Mapping[str, Any]) -> No
     missing = [n for n in specs if n not in feeds]
     extra = [str(n) for n in feeds if n not in specs]
     if extra:  # a misspelt name is both: say the unknown one first, it is the typo
-        also = f" and missing {missing}" if missing else ""
+        also = f" and missing input(s) {missing}" if missing else ""
         raise InputError(f"unknown input(s) {extra}{also}; the model takes {expected}")
     if missing:
         raise InputError(f"missing input(s) {missing}; the model takes {expected}")
