@@ -29,6 +29,7 @@ class Distill(Pass):
     temperature: float = 4.0
     alpha: float = 0.5
     loss: str = "auto"  # auto | kd | cosine | mse
+    hidden_weight: float = 0.0  # > 0: also match the last block's token states (masked cosine)
 
     def apply(self, model: nn.Module, ctx: PassContext) -> nn.Module:
         if ctx.teacher is None:
@@ -47,7 +48,46 @@ class Distill(Pass):
                                      patience=self.patience, max_steps=self.max_steps)
         for p in model.parameters():
             p.requires_grad_(True)
-        self.details = fit(model, ctx, settings=settings, loss_fn=loss_fn,
-                           desc=f"distilling ({self.loss})")
+        extra, handles = (self._hidden_loss(model, ctx.teacher) if self.hidden_weight > 0
+                          else (None, []))
+        try:
+            self.details = fit(model, ctx, settings=settings, loss_fn=loss_fn,
+                               desc=f"distilling ({self.loss})", extra_loss=extra)
+        finally:
+            for h in handles:
+                h.remove()
+        self.details["hidden_weight"] = self.hidden_weight
         self.details["loss"] = "kd" if task == "classification" else kind
         return model
+
+    def _hidden_loss(self, student: nn.Module, teacher: nn.Module):
+        """Token-level cosine between the last transformer block of student and teacher
+        (TinyBERT/DistilBERT use hidden states too: far more signal per sentence)."""
+        import torch
+
+        from modelport.optimizers.layer_drop import _get, find_blocks
+
+        s_blocks = _get(student, find_blocks(student))
+        t_blocks = _get(teacher, find_blocks(teacher))
+        seen: dict[str, torch.Tensor] = {}
+
+        def hook(key: str):
+            def fn(module, args, output):
+                seen[key] = output[0] if isinstance(output, (tuple, list)) else output
+            return fn
+
+        handles = [s_blocks[-1].register_forward_hook(hook("student")),
+                   t_blocks[-1].register_forward_hook(hook("teacher"))]
+
+        def extra(batch: dict) -> torch.Tensor:
+            with torch.no_grad():
+                teacher(**batch)
+            s, t = seen["student"], seen["teacher"].detach()
+            cos = torch.nn.functional.cosine_similarity(s, t, dim=-1)
+            mask = batch.get("attention_mask")
+            if mask is None or mask.shape != cos.shape:
+                return self.hidden_weight * (1.0 - cos).mean()
+            mask = mask.to(cos.dtype)
+            return self.hidden_weight * ((1.0 - cos) * mask).sum() / mask.sum().clamp(min=1)
+
+        return extra, handles

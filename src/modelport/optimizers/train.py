@@ -72,11 +72,13 @@ def score(metric: dict[str, float]) -> float:
 
 def fit(student: nn.Module, ctx: PassContext, *, settings: TrainSettings | None = None,
         loss_fn: Callable[..., torch.Tensor] | None = None, teacher: nn.Module | None = None,
-        desc: str = "fine-tuning") -> dict[str, Any]:
+        desc: str = "fine-tuning",
+        extra_loss: Callable[[dict[str, Any]], torch.Tensor] | None = None) -> dict[str, Any]:
     """Train ``student`` on ``ctx.calib`` to match ``teacher`` (default ``ctx.teacher``).
 
     Teacher outputs are computed once (the data is fixed, so that is exact and saves a
     forward per step). Early stopping watches the eval metric and restores the best epoch.
+    ``extra_loss(feeds)`` is added after each student forward (hidden-state distillation).
     Returns a history for the PassReport.
     """
     import torch
@@ -111,11 +113,14 @@ def fit(student: nn.Module, ctx: PassContext, *, settings: TrainSettings | None 
         running = 0.0
         seen = 0
         for idx, feeds in iterate_minibatches(ctx.calib, settings.batch_size, generator):
-            out = first_output(student(**to_torch(feeds))).float()
+            batch = to_torch(feeds)
+            out = first_output(student(**batch)).float()
             t = targets[idx] if targets is not None else None
             y = labels[idx] if labels is not None else None
             loss = loss_fn(out, t, y) if t is not None else \
                 torch.nn.functional.cross_entropy(out, y)
+            if extra_loss is not None:
+                loss = loss + extra_loss(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
