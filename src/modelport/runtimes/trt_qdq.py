@@ -176,6 +176,8 @@ def _calibrate(pre: Path, calib, recipe: QdqRecipe, cache: Path) -> None:
         options.update(num_bins=2048, num_quantized_bins=128)
     elif recipe.method == "percentile":
         options.update(num_bins=2048, percentile=recipe.percentile)
+    log.info("calibrating the TensorRT Q/DQ graph on %d samples (%s) ...", len(calib),
+             recipe.method)
     with tempfile.TemporaryDirectory(prefix="modelport-calib-") as tmp:
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # the calibrators print() progress
@@ -250,13 +252,21 @@ def _preprocess(src: Path, dst: Path) -> None:
 
 
 class _Reader:
-    """CalibrationDataReader over a CalibrationSet."""
+    """CalibrationDataReader over a CalibrationSet, with a progress bar."""
 
-    def __init__(self, calib) -> None:
+    def __init__(self, calib, desc: str = "calibrating INT8 (TensorRT Q/DQ)") -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=len(calib), desc=desc, unit="sample", leave=False)
         self._it = iter(calib)
 
     def get_next(self):
-        return next(self._it, None)
+        sample = next(self._it, None)
+        if sample is None:
+            self._bar.close()
+        else:
+            self._bar.update(1)
+        return sample
 
     def rewind(self) -> None:  # pragma: no cover - the static quantizer reads once
         pass
