@@ -141,7 +141,7 @@ class OpenVINOBackend(Backend):
 
 
 class OpenVINOSession(Session):
-    """Sync infer for latency; an AsyncInferQueue of ``requests`` for throughput.
+    """Sync infer for latency; a pool of ``requests`` async infer requests for throughput.
 
     ``streams=None`` compiles with the LATENCY hint (one stream); ``streams=0`` with the
     THROUGHPUT hint (the plugin picks streams); ``streams=N`` with THROUGHPUT and N streams.
@@ -164,32 +164,44 @@ class OpenVINOSession(Session):
             if streams is not None else 1
         self._request = self._compiled.create_infer_request()
         self._ports = {name: self._compiled.output(name) for name in self.outputs}
-        self._queue = None
+        self._pool: list | None = None  # async infer requests, made on first use
 
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         result = self._request.infer(dict(feeds))  # copies outputs (share_outputs=False)
         return {name: result[port] for name, port in self._ports.items()}
 
     def infer_pipelined(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> list[int]:
-        """Keep ``requests`` async infer requests busy; latency per request as the runtime
-        measured it (InferRequest.latency, what benchmark_app reports)."""
-        import openvino as ov
+        """Keep ``requests`` async infer requests busy, round robin; latency per request as the
+        runtime measured it (InferRequest.latency, what benchmark_app reports).
 
+        No Python completion callback (AsyncInferQueue.set_callback): a callback makes the
+        runtime's stream threads take the GIL, and freeing the compiled model then deadlocked
+        (the destructor joins those threads while Python holds the GIL)."""
         for feed in feeds:
             check_feeds(self.inputs, feed)
-        if self._queue is None:
-            self._queue = ov.AsyncInferQueue(self._compiled, self.requests)
+        if self._pool is None:
+            self._pool = [self._compiled.create_infer_request() for _ in range(self.requests)]
         latencies: list[int] = []
-        self._queue.set_callback(lambda request, _: latencies.append(int(request.latency * 1e6)))
-        for feed in feeds:
-            self._queue.start_async(dict(feed))
-        self._queue.wait_all()
+        busy = [False] * len(self._pool)
+        for index, feed in enumerate(feeds):
+            slot = index % len(self._pool)
+            request = self._pool[slot]
+            if busy[slot]:
+                request.wait()
+                latencies.append(int(request.latency * 1e6))
+            request.start_async(dict(feed))
+            busy[slot] = True
+        for slot, request in enumerate(self._pool):
+            if busy[slot]:
+                request.wait()
+                latencies.append(int(request.latency * 1e6))
         return latencies
 
     def close(self) -> None:
-        if self._queue is not None:
-            self._queue.wait_all()
-        self._queue = self._request = self._compiled = None
+        for request in self._pool or []:
+            request.wait()
+        self._pool = self._request = self._compiled = None
+        self._ports = {}
 
 
 def compile_config(hint: str, *, threads: int | None = None,
