@@ -47,7 +47,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / "model.onnx"
         export_onnx(model, onnx_path)
-        reference = trt_qdq._run_onnx(onnx_path, evalset)
+        reference = trt_qdq.run_onnx(onnx_path, evalset)
         for method in args.methods.split(","):
             for ops, fallback in product(args.ops.split(","), args.fallback.split(",")):
                 recipe = trt_qdq.QdqRecipe(method=method, op_types=OP_SETS[ops],
@@ -57,7 +57,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 info = trt_qdq.make_qdq_onnx(onnx_path, dst, calib, recipe, task=model.task)
                 seconds = time.perf_counter() - t0
-                got = trt_qdq._run_onnx(dst, evalset)
+                got = trt_qdq.run_onnx(dst, evalset)
                 m = fidelity(got, reference, task=model.task, labels=evalset.labels)
                 row = {"model": args.model, "method": method, "ops": ops,
                        "calib": len(calib), "eval": len(evalset),

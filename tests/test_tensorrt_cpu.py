@@ -130,8 +130,8 @@ def test_minilm_qdq_is_in_tensorrt_form(minilm_qdq):
 
 def test_digits_qdq_keeps_accuracy_in_onnxruntime(digits, digits_data, digits_qdq):
     _, evalset = digits_data
-    ref = trt_qdq._run_onnx(digits.onnx_artifact.path, evalset)
-    got = trt_qdq._run_onnx(digits_qdq[0], evalset)
+    ref = trt_qdq.run_onnx(digits.onnx_artifact.path, evalset)
+    got = trt_qdq.run_onnx(digits_qdq[0], evalset)
     metrics = fidelity(got, ref, task="classification", labels=evalset.labels)
     assert budget_misses(metrics, Budget()) == [], metrics
     assert metrics["top1_agreement"] >= 0.98
@@ -140,8 +140,8 @@ def test_digits_qdq_keeps_accuracy_in_onnxruntime(digits, digits_data, digits_qd
 def test_minilm_qdq_keeps_the_budget_in_onnxruntime(minilm, minilm_data, minilm_qdq):
     """Held-out sentences (never calibrated on, never used to pick fallbacks)."""
     _, evalset = minilm_data
-    ref = trt_qdq._run_onnx(minilm.onnx_artifact.path, evalset)
-    got = trt_qdq._run_onnx(minilm_qdq[0], evalset)
+    ref = trt_qdq.run_onnx(minilm.onnx_artifact.path, evalset)
+    got = trt_qdq.run_onnx(minilm_qdq[0], evalset)
     metrics = fidelity(got, ref, task="embedding")
     assert metrics["cosine_mean"] >= Budget().min_cosine, (metrics, minilm_qdq[1]["fallback_to_float"])
 
@@ -204,7 +204,7 @@ def test_residual_add_after_conv_has_qdq_on_the_skip_input_only(tmp_path, skip_f
     assert producers[add.input[0]].op_type == "Conv"  # the Conv side stays unquantized
     assert producers[add.input[1]].op_type == "DequantizeLinear"
     assert trt_qdq.check_trt_qdq(dst) == []
-    ref, got = trt_qdq._run_onnx(src, data), trt_qdq._run_onnx(dst, data)
+    ref, got = trt_qdq.run_onnx(src, data), trt_qdq.run_onnx(dst, data)
     assert fidelity(got, ref, task="generic")["cosine_mean"] > 0.999
 
 
@@ -217,8 +217,8 @@ def test_fp16_graph_keeps_fp32_io_and_matches(digits, digits_data, tmp_path):
                for v in [*model.graph.input, *model.graph.output])
     assert any(i.data_type == TensorProto.FLOAT16 for i in model.graph.initializer)
     _, evalset = digits_data
-    ref = trt_qdq._run_onnx(digits.onnx_artifact.path, evalset)
-    got = trt_qdq._run_onnx(dst, evalset)
+    ref = trt_qdq.run_onnx(digits.onnx_artifact.path, evalset)
+    got = trt_qdq.run_onnx(dst, evalset)
     m = fidelity(got, ref, task="classification", labels=evalset.labels)
     assert m["cosine_mean"] > 0.9999 and m["top1_agreement"] == 1.0
 
@@ -353,7 +353,7 @@ def test_bundle_ships_qdq_onnx_and_recipe(trt_bundles, tmp_path):
     jsonschema.validate(bundle.manifest, json.loads(SCHEMA.read_text()))
     # the shipped graph reproduces the stored reference samples in ONNX Runtime
     feeds, refs = bundle.samples()
-    got = trt_qdq._run_onnx(path / recipe.onnx, CalibrationSet.from_iterable([feeds]))
+    got = trt_qdq.run_onnx(path / recipe.onnx, CalibrationSet.from_iterable([feeds]))
     assert (got["logits"].argmax(1) == refs["logits"].argmax(1)).mean() >= 0.97
     # a cached engine beside the bundle is outside the checksummed files: still a valid bundle
     copy = tmp_path / "copy"
