@@ -29,7 +29,8 @@ def _cpu_targets() -> list[str]:
     return [n for n in registry.all_target_names() if Target.parse(n).device == "cpu"]
 
 
-def _check_report(out, *, model: str, iters: int, batches: list[int]) -> dict:
+def _check_report(out, *, model: str, iters: int, batches: list[int],
+                  every_cpu_target: bool = True) -> dict:
     report = json.loads((out / "report.json").read_text())
     _validate(report)
     assert report["model"]["name"] == model
@@ -38,7 +39,8 @@ def _check_report(out, *, model: str, iters: int, batches: list[int]) -> dict:
     assert ref["reference"] and ref["status"] == "reference" and ref["target"] == "torch:cpu:fp32"
     assert ref["speedup_latency"] == pytest.approx(1.0)
     # every registered CPU target is a row: measured, or unavailable with the reason
-    assert set(_cpu_targets()) <= set(rows)
+    if every_cpu_target:
+        assert set(_cpu_targets()) <= set(rows)
     measured = [r for r in report["rows"] if r["p50_ms"] is not None]
     assert "onnxruntime:cpu:fp32" in {r["target"] for r in measured}
     for row in report["rows"]:
@@ -92,13 +94,19 @@ def test_digits_report_json_table_plot(digits_report):
 
 
 @pytest.mark.slow
-def test_minilm_report_on_every_cpu_target(tmp_path):
+def test_minilm_report(tmp_path):
+    # the ONNX Runtime targets only: every CPU target on MiniLM took 21 min on the shared
+    # 2-core machine (TFLite conversion dominates); digits-cnn above covers them all
     out = tmp_path / "minilm"
-    proc = run_cli("--quiet", "bench", "builtin:minilm", "--targets", "cpu", "--iters", "3",
+    proc = run_cli("--quiet", "bench", "builtin:minilm", "--targets",
+                   "onnxruntime:cpu:fp32,onnxruntime:cpu:int8", "--iters", "3",
                    "--batch", "1", "--report", str(out))
     assert proc.returncode == 0, proc.stderr
-    report = _check_report(out, model="minilm", iters=3, batches=[1])
+    report = _check_report(out, model="minilm", iters=3, batches=[1], every_cpu_target=False)
     assert report["plot"]["fidelity_metric"] == "cosine_mean"
+    assert [r["target"] for r in report["rows"]] == [
+        "torch:cpu:fp32", "onnxruntime:cpu:fp32", "onnxruntime:cpu:int8"]
+    assert report["rows"][2]["fidelity"]["cosine_mean"] > 0.98  # dynamic INT8 keeps MiniLM
 
 
 def test_device_report_from_bundles_and_merge(digits_report, tmp_path):

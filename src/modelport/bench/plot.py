@@ -45,46 +45,65 @@ def pareto_points(report: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
 
 
 def plot_pareto(report: dict[str, Any], path: str | Path) -> tuple[list[dict[str, Any]], str]:
-    """Draw the plot into ``path`` and return the points drawn and the fidelity metric used."""
+    """Draw the plot into ``path`` and return the points drawn and the fidelity metric used.
+
+    Colour = target, marker shape = machine, marker area = artifact size. Mean cosine is shown
+    as ``1 - cosine`` on a log axis (better is up): 0.9999 and 0.99 look alike on a linear
+    axis, yet one is a faithful artifact and the other a doubtful one.
+    """
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     points, metric = pareto_points(report)
-    label = dict(METRICS)[metric]
-    fig = Figure(figsize=(8.5, 5.2), dpi=110, layout="constrained")
+    loss = metric == "cosine_mean"
+    floor = 1e-7
+
+    def y(p: dict[str, Any]) -> float:
+        return max(1.0 - p["fidelity"], floor) if loss else p["fidelity"]
+
+    fig = Figure(figsize=(9.5, 5.4), dpi=110, layout="constrained")
     ax = fig.subplots()
     machines = sorted({p["machine"] for p in points})
-    sizes = [p["size_mb"] or 0.0 for p in points]
-    biggest = max(sizes, default=0.0) or 1.0
-    colors = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
-    for m_index, machine in enumerate(machines):
-        color = colors[m_index % len(colors)]
-        mine = [p for p in points if p["machine"] == machine]
-        ax.scatter([p["latency_ms"] for p in mine], [p["fidelity"] for p in mine],
-                   s=[40 + 900 * (p["size_mb"] or 0.0) / biggest for p in mine],
-                   c=color, alpha=0.55, edgecolors="black", linewidths=0.6,
-                   label=machine if len(machines) > 1 else None)
-        front = sorted((p for p in mine if p["on_front"]), key=lambda p: p["latency_ms"])
+    targets = list(dict.fromkeys(p["target"] for p in points))
+    palette = [f"C{i}" for i in range(10)] + ["black", "gold", "teal", "navy", "olive"]
+    color = {t: palette[i % len(palette)] for i, t in enumerate(targets)}
+    shapes = ["o", "s", "^", "D", "v", "P", "X"]
+    shape = {m: shapes[i % len(shapes)] for i, m in enumerate(machines)}
+    biggest = max((p["size_mb"] or 0.0 for p in points), default=0.0) or 1.0
+    for p in points:
+        ax.scatter([p["latency_ms"]], [y(p)], s=40 + 900 * (p["size_mb"] or 0.0) / biggest,
+                   c=color[p["target"]], marker=shape[p["machine"]], alpha=0.6,
+                   edgecolors="black", linewidths=1.4 if p["reference"] else 0.6)
+    for machine in machines:
+        front = sorted((p for p in points if p["machine"] == machine and p["on_front"]),
+                       key=lambda p: p["latency_ms"])
         if front:
-            ax.step([p["latency_ms"] for p in front], [p["fidelity"] for p in front],
-                    where="post", color=color, linestyle="--", linewidth=1.2, marker="x",
-                    markersize=7, label=None)
-        # labels alternate above/below so targets at similar speed stay readable
-        for i, p in enumerate(sorted(mine, key=lambda p: p["latency_ms"])):
-            ax.annotate(p["target"] + (" (ref)" if p["reference"] else ""),
-                        (p["latency_ms"], p["fidelity"]), textcoords="offset points",
-                        xytext=(8, (10, -14, 22, -26)[i % 4]), fontsize=8,
-                        arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.6})
+            ax.step([p["latency_ms"] for p in front], [y(p) for p in front], where="post",
+                    color="0.35", linestyle="--", linewidth=1.0)
+    handles = [Line2D([], [], marker="o", linestyle="", markersize=8, color=color[t],
+                      label=t + (" (reference)" if any(p["reference"] and p["target"] == t
+                                                       for p in points) else ""))
+               for t in targets]
+    if len(machines) > 1:
+        handles += [Line2D([], [], marker=shape[m], linestyle="", markersize=8, color="0.5",
+                           label=f"machine: {m}") for m in machines]
+    handles.append(Line2D([], [], color="0.35", linestyle="--", label="Pareto front"))
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+              frameon=False)
     lats = [p["latency_ms"] for p in points]
     if lats and max(lats) / max(min(lats), 1e-9) > 20:
         ax.set_xscale("log")
+    if loss:
+        ax.set_yscale("log")
+        ax.invert_yaxis()  # smaller loss = more faithful = higher
+        ax.set_ylabel(f"1 - mean cosine vs the reference (log; floor {floor:g})")
+    else:
+        ax.set_ylabel(dict(METRICS)[metric])
     batch = next((r.get("latency_batch") for r in report["rows"] if r.get("latency_batch")), None)
     ax.set_xlabel(f"p50 latency, ms (batch {batch})" if batch else "p50 latency, ms")
-    ax.set_ylabel(label)
     ax.set_title(f"{report['model'].get('name')}: latency vs fidelity "
-                 "(marker area = artifact size; dashed = Pareto front)", fontsize=10)
+                 "(up and left is better; marker area = artifact size)", fontsize=10)
     ax.grid(True, alpha=0.3)
-    if len(machines) > 1:
-        ax.legend(fontsize=8)
     summary = [{k: p[k] for k in ("machine", "target", "latency_ms", "fidelity")} for p in points]
     fig.savefig(path, format="png", metadata={
         "Software": "modelport", "Description": f"{len(points)} points: latency vs {metric}",
