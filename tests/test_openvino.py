@@ -16,7 +16,7 @@ from modelport.evaluate import Budget, budget_misses, fidelity, run_session
 from modelport.exporters.validate import torch_outputs
 from modelport.runtimes.base import BuildOptions
 from modelport.specs import Target
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.openvino
 
@@ -220,6 +220,11 @@ def test_cli_export_records_hint_and_accuracy_control_in_the_manifest(cli_bundle
     assert report["metric"] == "accuracy" and report["max_drop"] == 0.0
     assert isinstance(report["kept_float"], list) and "final" in report
     assert int8["accuracy"]["passed"] is True
+    import jsonschema
+
+    schema = json.loads((ROOT / "src/modelport/bundle/manifest.schema.json").read_text())
+    for manifest in (fp32, int8):
+        jsonschema.validate(manifest, schema)
 
 
 def test_bundle_loads_and_runs_with_openvino_only(cli_bundles):
