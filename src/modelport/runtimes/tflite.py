@@ -50,6 +50,10 @@ def signature_name(spec_name: str, index: int, kind: str) -> str:
 class TFLiteBackend(Backend):
     name = "tflite"
     extra = "tflite"
+    #: what to try when INT8 misses the budget (see README "TFLite / LiteRT targets")
+    budget_hint = ("keep op types in float with --tflite-float-ops, e.g. "
+                   "MEAN,SQUARED_DIFFERENCE,RSQRT,SOFTMAX,GELU; for transformers on x86 "
+                   "onnxruntime:cpu:int8 or openvino:cpu:int8 keep fidelity")
 
     @classmethod
     def availability(cls, target: Target) -> Availability:
