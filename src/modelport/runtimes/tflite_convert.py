@@ -65,7 +65,7 @@ def static_specs(model, options: BuildOptions) -> list[TensorSpec]:
         if spec.name in given:
             for want, got in zip(spec.shape, given[spec.name], strict=False):
                 if isinstance(want, str):
-                    defaults.setdefault(want, got)
+                    defaults[want] = got  # --shape wins over batch 1 / the bench length
     out = []
     for spec in specs:
         if spec.name in given:
