@@ -311,7 +311,7 @@ def _op_dtypes(interpreter) -> dict[str, list[str]]:
     try:
         tensors = {t["index"]: np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}
         ops = interpreter._get_ops_details()  # no public op listing in the interpreter API
-    except Exception:  # an interpreter build without it: the summary is optional
+    except (AttributeError, RuntimeError, ValueError, KeyError):  # optional summary
         return {}
     out: dict[str, set[str]] = {}
     for op in ops:
