@@ -300,24 +300,41 @@ def _describe_file(path: Path, specs: list[TensorSpec], out_specs: list[TensorSp
                 "signature": SIGNATURE_KEY,
                 "file_io": file_io,
                 "io_quantization": session.io_quantization,
-                "op_dtypes": _op_dtypes(interpreter),
+                "op_dtypes": _op_dtypes(path),
                 "tflite_size_bytes": path.stat().st_size}
     finally:
         session.close()
 
 
-def _op_dtypes(interpreter) -> dict[str, list[str]]:
-    """Op type -> output dtypes in the file: shows which ops run int8 and which stayed float."""
+_OP_DTYPES_SCRIPT = """
+import json, sys
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+it = Interpreter(model_path=sys.argv[1],
+                 experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+tensors = {t["index"]: np.dtype(t["dtype"]).name for t in it.get_tensor_details()}
+out = {}
+for op in it._get_ops_details():  # no public op listing in the interpreter API
+    out.setdefault(op["op_name"], set()).update(tensors.get(i, "?") for i in op["outputs"] if i >= 0)
+print(json.dumps({k: sorted(v) for k, v in sorted(out.items())}))
+"""
+
+
+def _op_dtypes(path: Path) -> dict[str, list[str]]:
+    """Op type -> output dtypes in the file: shows which ops run int8 and which stayed float.
+
+    Read in a child process: the interpreter's private op listing aborted the whole process on
+    a full-int8 MiniLM here, and this summary is optional."""
+    import json
+    import subprocess
+    import sys
+
     try:
-        tensors = {t["index"]: np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}
-        ops = interpreter._get_ops_details()  # no public op listing in the interpreter API
-    except (AttributeError, RuntimeError, ValueError, KeyError):  # optional summary
+        proc = subprocess.run([sys.executable, "-c", _OP_DTYPES_SCRIPT, str(path)],
+                              capture_output=True, text=True, timeout=120, check=False)
+        return json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else {}
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
         return {}
-    out: dict[str, set[str]] = {}
-    for op in ops:
-        out.setdefault(op["op_name"], set()).update(
-            tensors.get(i, "?") for i in op["outputs"] if i >= 0)
-    return {name: sorted(dtypes) for name, dtypes in sorted(out.items())}
 
 
 def _version(dist: str) -> str:
