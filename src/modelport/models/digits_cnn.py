@@ -21,7 +21,7 @@ log = logging.getLogger("modelport")
 
 SEED = 0
 EPOCHS = 40
-VERSION = "v1"  # bump when the architecture or training changes, to invalidate caches
+VERSION = "v2"  # bump when the architecture or training changes, to invalidate caches
 
 
 def cache_dir() -> Path:
@@ -72,6 +72,7 @@ def trained_module():
     import torch
 
     path = cache_dir() / f"digits-cnn-{VERSION}-seed{SEED}-e{EPOCHS}.pt"
+    torch.manual_seed(SEED)  # before building: the initial weights come from this generator
     model = build_module()
     if path.exists():
         try:
@@ -88,12 +89,19 @@ def trained_module():
     from tqdm import tqdm
 
     model.train()
-    for _ in tqdm(range(EPOCHS), desc="training digits-cnn", unit="epoch", leave=False):
-        for batch in torch.randperm(len(x), generator=generator).split(64):
-            optimizer.zero_grad()
-            loss = torch.nn.functional.cross_entropy(model(x[batch]), y[batch])
-            loss.backward()
-            optimizer.step()
+    # one thread: multi-threaded CPU reductions change the low bits run to run, and every
+    # INT8 number downstream would then depend on which weights this run happened to get
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in tqdm(range(EPOCHS), desc="training digits-cnn", unit="epoch", leave=False):
+            for batch in torch.randperm(len(x), generator=generator).split(64):
+                optimizer.zero_grad()
+                loss = torch.nn.functional.cross_entropy(model(x[batch]), y[batch])
+                loss.backward()
+                optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
     model.eval()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
