@@ -50,10 +50,10 @@ def main() -> None:
     body = "\n".join([
         f"## Spine: {args.model} (seq 128), torch vs ONNX Runtime — `bench/run_bench.py`",
         "",
-        f"Machine: {fp['cpu']}, {fp['logical_cores']} logical cores, flags "
-        f"{', '.join(fp['cpu_flags'])}; torch {ver.get('torch')}, onnxruntime "
-        f"{ver.get('onnxruntime')}; threads: {args.threads or 'runtime default'}; "
-        f"{args.duration:g} s per batch size per row.",
+        (f"Machine: {fp['cpu']}, {fp['logical_cores']} logical cores, flags "
+         f"{', '.join(fp['cpu_flags'])}; torch {ver.get('torch')}, onnxruntime "
+         f"{ver.get('onnxruntime')}; threads: {args.threads or 'runtime default'}; "
+         f"{args.duration:g} s per batch size per row."),
         "",
         table,
         "",

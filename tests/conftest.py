@@ -111,5 +111,5 @@ def run_cli(*args: str, timeout: float = 600, env: dict | None = None,
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "modelport.cli", *args],
-        capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd,
+        check=False, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd,
     )

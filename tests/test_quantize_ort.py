@@ -17,7 +17,8 @@ from modelport.specs import Target
 INT8 = Target.parse("onnxruntime:cpu:int8")
 
 
-def _int8_fidelity(model, data, tmp_path, options=BuildOptions()):
+def _int8_fidelity(model, data, tmp_path, options: BuildOptions | None = None):
+    options = options or BuildOptions()
     calib, evalset = data
     backend = OnnxRuntimeBackend()
     artifact = backend.build(model, INT8, calib, tmp_path, options)

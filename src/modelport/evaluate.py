@@ -52,7 +52,7 @@ def fidelity(
         "cosine_mean": float(min(cos_mean)),
         "cosine_min": float(min(cos_min)),
         "max_abs_err": float(max(max_abs)),
-        "samples": int(len(next(iter(reference.values())))),
+        "samples": len(next(iter(reference.values()))),
     }
     if task == "classification":
         name = next(iter(reference))

@@ -75,7 +75,7 @@ def export(
     *,
     out: str | Path,
     calib: str | Path | CalibrationSet | None = None,
-    eval: str | Path | CalibrationSet | None = None,  # noqa: A002 - mirrors the CLI flag
+    eval: str | Path | CalibrationSet | None = None,
     force: bool = False,
     allow_accuracy_drop: bool = False,
     budget: Budget | None = None,

@@ -37,7 +37,8 @@ def fingerprint() -> dict[str, Any]:
 
 def _cpuinfo() -> tuple[str, set[str]]:
     try:
-        text = open("/proc/cpuinfo", encoding="utf-8").read()
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            text = fh.read()
     except OSError:
         return "", set()
     model, flags = "", set()

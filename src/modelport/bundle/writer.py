@@ -67,8 +67,8 @@ def render_readme(m: dict[str, Any]) -> str:
     lines = [
         f"# {m['model']['name']} for `{target}`",
         "",
-        f"Made by modelport {m.get('modelport_version', '')} on {m.get('created_at', '')} from "
-        f"`{m['model']['source']}`.",
+        (f"Made by modelport {m.get('modelport_version', '')} on {m.get('created_at', '')} from "
+         f"`{m['model']['source']}`."),
         "",
         f"- artifact: `{m['artifact']['file']}` ({runtime} {m['runtime'].get('version', '')})",
         "- inputs: " + ", ".join(f"`{i['name']}` {i['dtype']}{i['shape']}" for i in m["inputs"]),

@@ -78,7 +78,7 @@ def trained_module():
         try:
             model.load_state_dict(torch.load(path, weights_only=True))
             return model.eval()
-        except Exception:  # a corrupt cache is rebuilt, never trusted
+        except Exception:  # noqa: BLE001 - a corrupt cache is rebuilt, never trusted
             log.warning("digits-cnn cache %s is unreadable; retraining", path)
     images, labels = dataset()
     train = splits()["train"]

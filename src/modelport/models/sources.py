@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import logging
 import importlib.util
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -66,14 +66,14 @@ def load_factory(file: Path, factory: str) -> PreparedModel:
     sys.modules[module_name] = user
     try:
         spec.loader.exec_module(user)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the user's module may raise anything
         raise ModelLoadError(f"importing '{file}' failed: {type(exc).__name__}: {exc}") from None
     fn = getattr(user, factory, None)
     if not callable(fn):
         raise ModelLoadError(f"'{file}' has no function '{factory}'")
     try:
         result = fn()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the user's factory may raise anything
         raise ModelLoadError(
             f"'{file}:{factory}()' raised {type(exc).__name__}: {exc}"
         ) from None

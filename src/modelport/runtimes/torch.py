@@ -10,7 +10,14 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import BuildError
-from modelport.runtimes.base import Artifact, Availability, Backend, BuildOptions, Session, has_module
+from modelport.runtimes.base import (
+    Artifact,
+    Availability,
+    Backend,
+    BuildOptions,
+    Session,
+    has_module,
+)
 from modelport.specs import Target, TensorSpec
 
 
