@@ -55,20 +55,20 @@ BUILTIN_RECIPES: dict[str, dict[str, Any]] = {
         "description": "3-layer student (every other teacher layer), distilled on the "
                        "calibration split (cosine on the sentence embedding)",
         "model": "builtin:minilm",
-        "train": {"epochs": 8, "lr": 1e-4, "batch_size": 32, "patience": 2},
+        "train": {"epochs": 8, "lr": 5e-4, "batch_size": 32, "patience": 2},
         "passes": [{"layer-drop": {"every": 2}}, {"distill": {"loss": "cosine"}}],
     },
     "minilm-l3-qat": {
         "description": "minilm-l3-distill, then quantization-aware training (Q/DQ INT8 ONNX)",
         "model": "builtin:minilm",
-        "train": {"epochs": 8, "lr": 1e-4, "batch_size": 32, "patience": 2},
+        "train": {"epochs": 8, "lr": 5e-4, "batch_size": 32, "patience": 2},
         "passes": [{"layer-drop": {"every": 2}}, {"distill": {"loss": "cosine"}},
                    {"qat": {"epochs": 2, "lr": 2e-5}}],
     },
     "minilm-ffn-half": {
         "description": "half the FFN neurons of every block (L2), then distilled",
         "model": "builtin:minilm",
-        "train": {"epochs": 6, "lr": 1e-4, "batch_size": 32, "patience": 2},
+        "train": {"epochs": 6, "lr": 5e-4, "batch_size": 32, "patience": 2},
         "passes": [{"prune-structured": {"ratio": 0.5}}, {"distill": {"loss": "cosine"}}],
     },
 }
