@@ -69,7 +69,7 @@ def _signalled(tmp_path, mlp, calib, signame, at, count, *, target=INT8, extra=(
     return proc, out
 
 
-CALIBRATION = "modelport.runtimes.ort_quantize:_Reader.get_next"
+CALIBRATION = "modelport.runtimes.ort_quantize:CalibrationReader.get_next"
 BUILD = "modelport.runtimes.ort_quantize:_preprocess"
 WRITING = "modelport.bundle.writer:render_readme"  # artifact + samples already in the temp dir
 BEFORE_RENAME = "modelport.bundle.atomic:_fsync_dir"  # the temp dir is complete
@@ -87,7 +87,7 @@ def test_fault_sigint_calibration(tmp_path, mlp, calib, monkeypatch):
     # the API: Ctrl-C is a KeyboardInterrupt out of modelport.export, after the same cleanup
     from modelport.runtimes import ort_quantize
 
-    original, calls = ort_quantize._Reader.get_next, [0]
+    original, calls = ort_quantize.CalibrationReader.get_next, [0]
 
     def get_next(self):
         calls[0] += 1
@@ -97,7 +97,7 @@ def test_fault_sigint_calibration(tmp_path, mlp, calib, monkeypatch):
 
     api_tmp = tmp_path / "api-tmp"
     api_tmp.mkdir()
-    monkeypatch.setattr(ort_quantize._Reader, "get_next", get_next)
+    monkeypatch.setattr(ort_quantize.CalibrationReader, "get_next", get_next)
     monkeypatch.setattr(tempfile, "tempdir", str(api_tmp))
     with pytest.raises(KeyboardInterrupt):
         modelport.export(f"{mlp}:make", [INT8], out=out, calib=str(calib), bench=None,

@@ -79,7 +79,7 @@ def _quantize_static(pre: Path, dst: Path, calib, options: BuildOptions) -> dict
         extra["CalibPercentile"] = 99.999
     exclude = list(options.extra.get("nodes_to_exclude") or [])
     quantize_static(
-        str(pre), str(dst), _Reader(calib),
+        str(pre), str(dst), CalibrationReader(calib),
         quant_format=QuantFormat.QDQ,
         # u8 activations + s8 weights: s8s8 QDQ ran slower than FP32 on this x86 CPU
         activation_type=QuantType.QUInt8,
@@ -104,14 +104,13 @@ def _preprocess(src: Path, dst: Path) -> None:
     quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
 
 
-class _Reader:
-    """CalibrationDataReader over a CalibrationSet, with a progress bar."""
+class CalibrationReader:
+    """CalibrationDataReader over a CalibrationSet, with a progress bar (ORT and TensorRT Q/DQ)."""
 
-    def __init__(self, calib) -> None:
+    def __init__(self, calib, desc: str = "calibrating INT8 (onnxruntime)") -> None:
         from tqdm import tqdm
 
-        self._bar = tqdm(total=len(calib), desc="calibrating INT8 (onnxruntime)", unit="sample",
-                         leave=False)
+        self._bar = tqdm(total=len(calib), desc=desc, unit="sample", leave=False)
         self._it = iter(calib)
 
     def get_next(self):

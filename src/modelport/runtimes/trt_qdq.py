@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import BuildError, CalibrationDataError
+from modelport.runtimes.ort_quantize import CalibrationReader
 from modelport.runtimes.trt_qdq_graph import (
     WEIGHTED_OPS,
     add_residual_qdq,
@@ -191,7 +192,7 @@ def _calibrate(pre: Path, calib, recipe: QdqRecipe, cache: Path) -> None:
                     Path(pre), list(recipe.op_types),
                     augmented_model_path=str(Path(tmp) / "augmented.onnx"),
                     calibrate_method=methods[recipe.method], extra_options=options)
-                calibrator.collect_data(_Reader(calib))
+                calibrator.collect_data(CalibrationReader(calib, "calibrating INT8 (TensorRT Q/DQ)"))
                 save_tensors_data(calibrator.compute_data(), cache)
         except ValueError as exc:
             if "inhomogeneous" in str(exc):
@@ -255,27 +256,6 @@ def _preprocess(src: Path, dst: Path) -> None:
 
     # symbolic shape inference fails on dynamo-exported transformers (FINDINGS.md)
     quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
-
-
-class _Reader:
-    """CalibrationDataReader over a CalibrationSet, with a progress bar."""
-
-    def __init__(self, calib, desc: str = "calibrating INT8 (TensorRT Q/DQ)") -> None:
-        from tqdm import tqdm
-
-        self._bar = tqdm(total=len(calib), desc=desc, unit="sample", leave=False)
-        self._it = iter(calib)
-
-    def get_next(self):
-        sample = next(self._it, None)
-        if sample is None:
-            self._bar.close()
-        else:
-            self._bar.update(1)
-        return sample
-
-    def rewind(self) -> None:  # pragma: no cover - the static quantizer reads once
-        pass
 
 
 # -- fidelity on the probe and per-layer sensitivity ----------------------------------------
