@@ -49,7 +49,7 @@ def bench_model(name: str, threads: tuple[int, ...], duration: float, warmup: in
     import modelport
     from modelport.bench import BenchSettings, benchmark
     from modelport.bundle import open_bundle
-    from modelport.errors import AccuracyBudgetExceeded
+    from modelport.errors import AccuracyBudgetExceeded, BundleError
     from modelport.models import resolve_model
     from modelport.pipeline import _fit_arrays
     from modelport.runtimes.torch import TorchSession
@@ -87,14 +87,17 @@ def bench_model(name: str, threads: tuple[int, ...], duration: float, warmup: in
                 # XNNPACK off: TFLite's built-in kernels (the INT8-vs-FP32 comparison of TF #21698)
                 variants = [True] if target.endswith("fp16") else [True, False]
                 for xnnpack in variants:
-                    with bundle.session(threads=n, xnnpack=xnnpack) as s:
-                        got = measure(s, target, n)
                     row = by_target[target]
-                    rows.append({"model": name, "target": target, "threads": n,
-                                 "xnnpack": xnnpack, **got,
-                                 "speedup": base["p50_ms"] / got["p50_ms"],
-                                 "fidelity": row.get("fidelity"), "status": row.get("status"),
-                                 "size_mb": row.get("size_mb")})
+                    entry = {"model": name, "target": target, "threads": n, "xnnpack": xnnpack,
+                             "fidelity": row.get("fidelity"), "status": row.get("status"),
+                             "size_mb": row.get("size_mb")}
+                    try:
+                        with bundle.session(threads=n, xnnpack=xnnpack) as s:
+                            got = measure(s, target, n)
+                    except BundleError as exc:  # built-in kernels abort on some INT8 graphs
+                        rows.append({**entry, "error": str(exc)})
+                        continue
+                    rows.append({**entry, **got, "speedup": base["p50_ms"] / got["p50_ms"]})
         for r in rows:
             r.setdefault("build_s_all_targets", round(build_s, 1))
     return rows
@@ -115,6 +118,10 @@ def markdown(rows: list[dict]) -> str:
             fidelity += f" — {r['status']}"
         xnn = "-" if r["xnnpack"] is None else ("on" if r["xnnpack"] else "off")
         size = f"{r['size_mb']:.2f}" if r.get("size_mb") else "-"
+        if "error" in r:
+            out.append(f"| {r['model']} | {r['target']} | {r['threads']} | {xnn} | - | - | "
+                       f"{fidelity} — does not run: {r['error'].split(': ', 1)[1]} | {size} |")
+            continue
         out.append(f"| {r['model']} | {r['target']} | {r['threads']} | {xnn} | "
                    f"{r['p50_ms']:.3f} | {r['speedup']:.2f}x | {fidelity} | {size} |")
     return "\n".join(out)

@@ -105,6 +105,24 @@ def test_digits_reduced_precision_within_budget(tfl_digits, target):
     assert manifest["accuracy"]["passed"] is True
 
 
+def test_builtin_kernels_agree_with_xnnpack_on_digits_int8(tfl_digits):
+    """xnnpack=False (TFLite's own kernels, probed in a child process first) runs the same
+    full-integer file to the same classes; XNNPACK stays the default."""
+    from modelport.bundle import open_bundle
+
+    bundle = open_bundle(tfl_digits.bundles["tflite:cpu:int8"])
+    pool, _ = bundle.samples()
+    rows = [{k: v[i : i + 1] for k, v in pool.items()} for i in range(16)]  # static batch 1
+    outs = {}
+    for xnnpack in (True, False):
+        with bundle.session(threads=1, xnnpack=xnnpack) as s:
+            assert s.xnnpack is xnnpack
+            outs[xnnpack] = np.concatenate([s.infer(r)["logits"] for r in rows])
+    assert (outs[True].argmax(-1) == outs[False].argmax(-1)).all()
+    scale = np.abs(outs[True]).max()
+    assert np.abs(outs[True] - outs[False]).max() <= 0.05 * scale
+
+
 def test_digits_int8_is_full_integer(tfl_digits):
     manifest = json.loads((tfl_digits.bundles["tflite:cpu:int8"] / "manifest.json").read_text())
     build = manifest["build"]

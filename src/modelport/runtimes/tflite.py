@@ -16,6 +16,8 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -108,6 +110,8 @@ class TFLiteSession(Session):
         super().__init__(inputs, outputs)
         self.threads = threads or os.cpu_count() or 1
         self.xnnpack = xnnpack
+        if not xnnpack:
+            check_builtin_kernels(path, self.threads)
         resolver = (OpResolverType.AUTO if xnnpack
                     else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         self._interpreter = Interpreter(model_path=str(path), num_threads=self.threads,
@@ -173,6 +177,39 @@ class TFLiteSession(Session):
 
     def close(self) -> None:
         self._interpreter = None
+
+
+_PROBE = """
+import sys
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+Interpreter(model_path=sys.argv[1], num_threads=int(sys.argv[2]),
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+            ).allocate_tensors()
+"""
+_probed: dict[tuple[str, int, float], str | None] = {}
+
+
+def check_builtin_kernels(path: Path, threads: int) -> None:
+    """Refuse, with a named error, a file TFLite's built-in kernels cannot run.
+
+    Measured here (ai-edge-litert 2.x): the full-integer MiniLM .tflite makes
+    ``allocate_tensors`` abort the whole process (SIGABRT, no message) without XNNPACK, while
+    XNNPACK runs it. A child process takes that hit instead of the caller (once per file).
+    """
+    key = (str(path), threads, path.stat().st_mtime)
+    if key not in _probed:
+        proc = subprocess.run([sys.executable, "-c", _PROBE, str(path), str(threads)],
+                              capture_output=True, text=True, timeout=600, check=False)
+        why = None
+        if proc.returncode < 0 or proc.returncode > 128:
+            why = f"allocate_tensors aborted the process (signal {abs(proc.returncode) % 128})"
+        elif proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+            why = f"allocate_tensors failed: {last[:200]}"
+        _probed[key] = why
+    if _probed[key]:
+        raise BundleError(f"TFLite's built-in kernels cannot run {path.name}: {_probed[key]}; "
+                          "run it with XNNPACK (the default)")
 
 
 def _find(details: dict[str, dict], name: str, index: int, kind: str, path: Path) -> dict:
