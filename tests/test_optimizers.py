@@ -129,6 +129,42 @@ def test_ffn_pruning_shrinks_bert_intermediate_layers(minilm):
     assert out.shape == (2, 384) and torch.allclose(out.norm(dim=1), torch.ones(2), atol=1e-5)
 
 
+@pytest.mark.onnxruntime
+def test_head_pruning_shrinks_attention_reloads_and_exports(minilm, tmp_path):
+    """Half the heads of every block: q/k/v lose head-sized row blocks, the attention output
+    loses the same columns; the saved directory rebuilds it from the weights alone and the
+    exported ONNX agrees with it in ORT."""
+    import torch
+
+    import modelport
+    from modelport.models import resolve_model
+    from modelport.optimizers import compress
+    from modelport.optimizers.prune_structured import attention_blocks
+
+    recipe = {"name": "heads-half", "model": "builtin:minilm",
+              "passes": [{"prune-structured": {"ratio": 0.0, "heads": 0.5}}]}
+    result = compress("builtin:minilm", recipe, out=tmp_path / "heads", progress=False)
+    blocks = attention_blocks(result.module)
+    assert len(blocks) == 6
+    for _, attn, out in blocks:  # 12 heads of 32 -> 6
+        assert attn.query.weight.shape == (192, 384) and attn.value.bias.shape == (192,)
+        assert out.weight.shape == (384, 192)
+    report = result.reports[0]
+    assert all(len(h) == 6 for h in report.details["heads_kept"].values())
+    assert report.params_before - report.params_after == 6 * 4 * 384 * 192 + 6 * 3 * 192
+    assert report.flops_after < report.flops_before
+    assert 0.5 < report.metric_after["cosine_to_teacher"] < 0.999  # changed, still an embedder
+
+    loaded = resolve_model(str(result.out))
+    feeds = {k: torch.from_numpy(v) for k, v in minilm.fresh_inputs(3).items()}
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.module(**feeds), result.module(**feeds), rtol=0, atol=0)
+    exported = modelport.export(str(result.out), ["onnxruntime:cpu:fp32"], out=tmp_path / "b",
+                                bench=None, progress=False)
+    row = exported.rows[0]
+    assert row["status"] == "ok" and row["fidelity"]["cosine_min"] > 0.9999
+
+
 # -- unstructured pruning ------------------------------------------------------------------------
 def test_unstructured_pruning_zeroes_weights_keeps_shapes_and_says_so(digits, digits_data):
     from modelport.optimizers.base import run_pass

@@ -2,8 +2,9 @@
 
 CNNs: output channels of convolutions, with every dependent tensor (BatchNorm, the next layer's
 input channels, flatten -> Linear) kept consistent by torch-pruning's DepGraph. Transformers
-(BERT-style blocks with ``intermediate.dense`` / ``output.dense``): FFN neurons, pruned by hand
-since the dependency is just "rows of one Linear = columns of the next".
+(BERT-style blocks): FFN neurons (rows of ``intermediate.dense`` = columns of ``output.dense``) and
+attention heads (head-sized row blocks of query/key/value = column blocks of the attention's
+``output.dense``), pruned by hand since those dependencies are that simple.
 Importance: L2 (or L1) weight norm by default; Taylor (|gradient x weight|) when asked and data
 is there. The last layer (the model's outputs) is never pruned.
 """
@@ -23,19 +24,27 @@ if TYPE_CHECKING:
 @dataclass
 class StructuredPrune(Pass):
     name: ClassVar[str] = "prune-structured"
-    ratio: float = 0.5  # fraction of channels / FFN neurons removed per layer
+    ratio: float = 0.5  # fraction of channels / FFN neurons removed per layer (0: none)
+    heads: float = 0.0  # transformers: fraction of attention heads removed per block
     importance: str = "l2"  # l1 | l2 | taylor
     taylor_batches: int = 4
     round_to: int | None = None  # keep channel counts multiples of this (e.g. 8 for tensor cores)
 
     def apply(self, model: nn.Module, ctx: PassContext) -> nn.Module:
-        if not 0.0 < self.ratio < 1.0:
-            raise UsageError(f"prune-structured: ratio must be in (0, 1), got {self.ratio}")
+        if not 0.0 <= self.ratio < 1.0 or not 0.0 <= self.heads < 1.0:
+            raise UsageError(f"prune-structured: ratio and heads must be in [0, 1), got ratio "
+                             f"{self.ratio}, heads {self.heads}")
+        if self.ratio == 0.0 and self.heads == 0.0:
+            raise UsageError("prune-structured: nothing to prune: give ratio (channels / FFN "
+                             "neurons) and/or heads (attention heads) above 0")
         if self.importance not in ("l1", "l2", "taylor"):
             raise UsageError("prune-structured: importance is l1, l2 or taylor")
-        blocks = ffn_blocks(model)
-        if blocks:
-            return self._prune_ffn(model, blocks, ctx)
+        blocks, attentions = ffn_blocks(model), attention_blocks(model)
+        if self.heads and not attentions:
+            raise UsageError("prune-structured: heads needs BERT-style attention (query/key/value "
+                             "Linears with attention_head_size); this model has none")
+        if blocks or attentions:
+            return self._prune_transformer(model, blocks, attentions, ctx)
         return self._prune_channels(model, ctx)
 
     # -- CNN channels with torch-pruning ----------------------------------------------------
@@ -103,14 +112,55 @@ class StructuredPrune(Pass):
                 loss = torch.nn.functional.cross_entropy(out, labels[idx])
             loss.backward()
 
-    # -- transformer FFN neurons --------------------------------------------------------------
-    def _prune_ffn(self, model: nn.Module, blocks: list[tuple[str, Any, Any]], ctx: PassContext
-                   ) -> nn.Module:
+    # -- transformers: FFN neurons and attention heads -----------------------------------------
+    def _prune_transformer(self, model: nn.Module, blocks: list[tuple[str, Any, Any]],
+                           attentions: list[tuple[str, Any, Any]], ctx: PassContext) -> nn.Module:
+        if self.importance == "taylor":
+            self._taylor_grads(model, ctx)  # one set of gradients scores heads and neurons
+        self.details = {"method": "FFN neurons (intermediate.dense rows = output.dense columns)"
+                                  + ("; attention heads (q/k/v row blocks = output.dense column "
+                                     "blocks)" if self.heads else "")}
+        if self.ratio:
+            self.details["ffn_kept"] = self._prune_ffn(blocks)
+        if self.heads:
+            self.details["heads_kept"] = self._prune_heads(attentions)
+        else:
+            self.notes = ["attention heads kept (give heads: FRACTION to prune them)"]
+        model.zero_grad(set_to_none=True)
+        return model
+
+    def _prune_heads(self, attentions: list[tuple[str, Any, Any]]) -> dict[str, list[int]]:
+        """Drop the lowest-scoring heads of every attention block (at least one is kept)."""
         import torch
 
-        grads = {}
-        if self.importance == "taylor":
-            self._taylor_grads(model, ctx)
+        kept: dict[str, list[int]] = {}
+        for name, attn, out in attentions:
+            size = attn.attention_head_size
+            n_heads = attn.query.out_features // size
+            score = torch.zeros(n_heads, dtype=torch.float64)
+            for layer, dim in ((attn.query, 0), (attn.key, 0), (attn.value, 0), (out, 1)):
+                w = layer.weight.detach()
+                if self.importance == "taylor" and layer.weight.grad is not None:
+                    w = (layer.weight.grad * w).abs()
+                per_head = (w if dim == 0 else w.T).reshape(n_heads, size, -1)
+                score += (per_head.abs().sum((1, 2)) if self.importance in ("l1", "taylor")
+                          else per_head.pow(2).sum((1, 2)).sqrt()).double()
+            keep_n = max(1, round(n_heads * (1.0 - self.heads)))
+            heads = torch.topk(score, keep_n).indices.sort().values
+            rows = (heads[:, None] * size + torch.arange(size)).reshape(-1)
+            for layer in (attn.query, attn.key, attn.value):
+                _shrink_linear(layer, rows, dim=0)
+            _shrink_linear(out, rows, dim=1)
+            if hasattr(attn, "num_attention_heads"):  # HF reads -1 heads from the shapes;
+                attn.num_attention_heads = keep_n  # keep the descriptive attributes true too
+            if hasattr(attn, "all_head_size"):
+                attn.all_head_size = keep_n * size
+            kept[name] = heads.tolist()
+        return kept
+
+    def _prune_ffn(self, blocks: list[tuple[str, Any, Any]]) -> dict[str, int]:
+        import torch
+
         kept: dict[str, int] = {}
         for name, up, down in blocks:
             w_up, w_down = up.weight.detach(), down.weight.detach()
@@ -126,12 +176,7 @@ class StructuredPrune(Pass):
             _shrink_linear(up, keep, dim=0)
             _shrink_linear(down, keep, dim=1)
             kept[name] = int(keep_n)
-            grads[name] = None
-        model.zero_grad(set_to_none=True)
-        self.details = {"method": "FFN neurons (intermediate.dense rows = output.dense columns)",
-                        "ffn_kept": kept}
-        self.notes = ["attention heads are not pruned (FFN neurons only)"]
-        return model
+        return kept
 
 
 def ffn_blocks(model: nn.Module) -> list[tuple[str, Any, Any]]:
@@ -147,6 +192,27 @@ def ffn_blocks(model: nn.Module) -> list[tuple[str, Any, Any]]:
         if isinstance(up, nn.Linear) and isinstance(down, nn.Linear) \
                 and up.out_features == down.in_features:
             out.append((name, up, down))
+    return out
+
+
+def attention_blocks(model: nn.Module) -> list[tuple[str, Any, Any]]:
+    """(name, self-attention, output projection) for each BERT-style attention: a module with
+    ``self.query/key/value`` Linears and ``attention_head_size``, and ``output.dense``.
+
+    The forward must infer the head count from the tensor shapes (HF's ``view(..., -1, size)``),
+    which is what lets the pruned weights alone describe the pruned model on reload.
+    """
+    from torch import nn
+
+    out = []
+    for name, module in model.named_modules():
+        attn = getattr(module, "self", None)
+        dense = getattr(getattr(module, "output", None), "dense", None)
+        if isinstance(dense, nn.Linear) and isinstance(getattr(attn, "attention_head_size", None),
+                                                       int) \
+                and all(isinstance(getattr(attn, k, None), nn.Linear)
+                        for k in ("query", "key", "value")):
+            out.append((name, attn, dense))
     return out
 
 
