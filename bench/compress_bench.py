@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "compress_results")
     parser.add_argument("--update-results", action="store_true")
+    parser.add_argument("--compressed", type=Path, default=None,
+                        help="keep the compressed-model directories here and reuse those "
+                             "present (train once, time later on a quiet machine)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TQDM_DISABLE", "1")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for model in args.models.split(","):
             rows += bench_model(model, targets, work, max_steps=max_steps, duration=duration,
-                                threads=args.threads)
+                                threads=args.threads, keep=args.compressed)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     from modelport.bench.fingerprint import fingerprint
@@ -100,11 +103,11 @@ def main(argv: list[str] | None = None) -> int:
 
 # -- one model ---------------------------------------------------------------------------------
 def bench_model(name: str, targets: list[str], work: Path, *, max_steps: int | None,
-                duration: float, threads: int | None) -> list[dict[str, Any]]:
+                duration: float, threads: int | None,
+                keep: Path | None = None) -> list[dict[str, Any]]:
     import modelport
     from modelport.bench import BenchSettings
     from modelport.models import resolve_model
-    from modelport.optimizers import compress
     from modelport.optimizers.base import count_flops
     from modelport.optimizers.pipeline import flop_example
     from modelport.pipeline import _bench_pool
@@ -121,15 +124,8 @@ def bench_model(name: str, targets: list[str], work: Path, *, max_steps: int | N
         "params": sum(p.numel() for p in teacher.module.parameters()),
         "flops": count_flops(teacher.module, example), "reports": []}]
     for recipe in RECIPES[name]:
-        log.info("[%s] compressing with %s ...", name, recipe)
-        t0 = time.perf_counter()
-        result = compress(f"builtin:{name}", recipe, out=work / recipe, progress=False,
-                          max_steps=max_steps)
-        last = result.reports[-1]
-        variants.append({"variant": recipe, "dir": str(result.out), "module": result.module,
-                         "params": last.params_after, "flops": last.flops_after,
-                         "sparsity": last.sparsity_after, "compress_s": time.perf_counter() - t0,
-                         "reports": [r.to_dict() for r in result.reports]})
+        variants.append(_compressed_variant(name, recipe, (keep or work) / recipe,
+                                            max_steps=max_steps, reuse=keep is not None))
 
     teacher_eval = _torch_outputs(teacher, teacher.module, evalset)
     rows = []
@@ -168,6 +164,32 @@ def bench_model(name: str, targets: list[str], work: Path, *, max_steps: int | N
             r["speedup_same_target"] = ref["p50_ms"] / r["p50_ms"]
             r["thru_gain_same_target"] = r["throughput"] / ref["throughput"]
     return rows
+
+
+def _compressed_variant(name: str, recipe: str, out: Path, *, max_steps: int | None,
+                        reuse: bool) -> dict[str, Any]:
+    """Compress (or reload a directory an earlier run kept): module, counts, pass reports."""
+    from modelport.models import resolve_model
+    from modelport.optimizers import compress
+
+    saved = out / "compressed.json"
+    if reuse and saved.is_file():
+        log.info("[%s] reusing %s", name, out)
+        manifest = json.loads(saved.read_text())
+        reports = manifest["passes"]
+        module = resolve_model(str(out)).module
+        compress_s = manifest.get("seconds")
+    else:
+        log.info("[%s] compressing with %s ...", name, recipe)
+        t0 = time.perf_counter()
+        result = compress(f"builtin:{name}", recipe, out=out, progress=False,
+                          max_steps=max_steps, force=True)
+        reports, module = [r.to_dict() for r in result.reports], result.module
+        compress_s = time.perf_counter() - t0
+    last = reports[-1]
+    return {"variant": recipe, "dir": str(out), "module": module,
+            "params": last["params_after"], "flops": last["flops_after"],
+            "sparsity": last["sparsity_after"], "compress_s": compress_s, "reports": reports}
 
 
 def _row(name, v, target, bundle_path, teacher, teacher_eval, evalset, base, got, timing):
