@@ -38,7 +38,7 @@ START, END = "<!-- compress-bench:start -->", "<!-- compress-bench:end -->"
 RECIPES = {
     "digits-cnn": ["digits-cnn-slim", "digits-cnn-lowrank", "digits-cnn-sparse",
                    "digits-cnn-ptq", "digits-cnn-qat"],
-    "minilm": ["minilm-l3-distill", "minilm-l3-qat", "minilm-ffn-half"],
+    "minilm": ["minilm-l3-distill", "minilm-l3-qat", "minilm-prune-half"],
 }
 TARGETS = ["onnxruntime:cpu:fp32", "onnxruntime:cpu:int8", "openvino:cpu:fp32",
            "openvino:cpu:int8"]

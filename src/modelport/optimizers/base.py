@@ -54,6 +54,8 @@ class PassContext:
     seed: int = 0
     progress: bool = True
     example: dict[str, np.ndarray] | None = None  # one feed (batch 1) for counting FLOPs
+    #: texts -> CalibrationSet with the model's tokenizer (text models only; augmentation)
+    tokenize: Callable[[list[str]], CalibrationSet] | None = None
     _teacher_eval: dict[str, np.ndarray] | None = None
 
     def teacher_eval_outputs(self) -> np.ndarray | None:
@@ -77,9 +79,31 @@ class PassContext:
             cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1),
                                               1e-12)
             out["cosine_to_teacher"] = float(cos.mean())
+            if self.task == "embedding" and len(a) > 2:
+                out["similarity_spearman"] = similarity_spearman(a, b)
             if self.task == "classification":
                 out["top1_agreement"] = float((got.argmax(-1) == ref.argmax(-1)).mean())
         return out
+
+
+def similarity_spearman(student: np.ndarray, teacher: np.ndarray) -> float:
+    """Spearman correlation of all pairwise cosine similarities, student vs teacher.
+
+    What an embedding is used for (search, clustering, STS) depends on how it ranks pairs, not
+    on matching the teacher's vectors exactly: 1.0 = every pair ordered as the teacher orders it.
+    """
+    def pair_sims(x: np.ndarray) -> np.ndarray:
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        sims = x @ x.T
+        return sims[np.triu_indices(len(x), k=1)]
+
+    def ranks(v: np.ndarray) -> np.ndarray:
+        r = np.empty(len(v))
+        r[np.argsort(v, kind="stable")] = np.arange(len(v))
+        return r
+
+    rs, rt = ranks(pair_sims(student)), ranks(pair_sims(teacher))
+    return float(np.corrcoef(rs, rt)[0, 1])
 
 
 @dataclass

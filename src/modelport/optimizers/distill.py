@@ -2,7 +2,9 @@
 
 The teacher is the model as it was before the pipeline ran (``ctx.teacher``). Classifiers use
 soft-target KL at temperature T (scaled by T^2) plus alpha * cross-entropy on labels; embedding
-models use cosine (or MSE) on the output embedding.
+models use cosine (or MSE) on the output embedding, optionally plus hidden states of every
+student block against the teacher block it came from (``hidden_weight``), and optionally on
+augmented text (``augment``: extra rows made from the calibration sentences, text_augment.py).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ class Distill(Pass):
     temperature: float = 4.0
     alpha: float = 0.5
     loss: str = "auto"  # auto | kd | cosine | mse
-    hidden_weight: float = 0.0  # > 0: also match the last block's token states (masked cosine)
+    hidden_weight: float = 0.0  # > 0: also match each block's token states (masked cosine)
+    augment: int = 0  # text models: this many extra training rows made from the calib texts
 
     def apply(self, model: nn.Module, ctx: PassContext) -> nn.Module:
         if ctx.teacher is None:
@@ -50,25 +53,52 @@ class Distill(Pass):
             p.requires_grad_(True)
         extra, handles = (self._hidden_loss(model, ctx.teacher) if self.hidden_weight > 0
                           else (None, []))
+        train_ctx = self._augmented(ctx) if self.augment else ctx
         try:
-            self.details = fit(model, ctx, settings=settings, loss_fn=loss_fn,
+            self.details = fit(model, train_ctx, settings=settings, loss_fn=loss_fn,
                                desc=f"distilling ({self.loss})", extra_loss=extra)
         finally:
             for h in handles:
                 h.remove()
         self.details["hidden_weight"] = self.hidden_weight
+        self.details["augmented_rows"] = len(train_ctx.calib) - len(ctx.calib) if ctx.calib else 0
         self.details["loss"] = "kd" if task == "classification" else kind
         return model
 
+    def _augmented(self, ctx: PassContext) -> PassContext:
+        """The context with ``augment`` extra text rows appended to the training split."""
+        import dataclasses
+
+        from modelport.calibration_data import CalibrationSet
+        from modelport.optimizers.text_augment import augment_texts
+
+        if ctx.calib is None or not ctx.calib.texts or ctx.tokenize is None:
+            raise UsageError("distill: augment needs text calibration data and the model's "
+                             "tokenizer (a text model, e.g. builtin:minilm, or --calib FILE.txt)")
+        texts = list(ctx.calib.texts)
+        extra = ctx.tokenize(augment_texts(texts, self.augment, seed=ctx.seed))
+        # one padded length for all rows: minibatches stack samples of the two sets
+        width = max((v.shape[1] for s in (ctx.calib.samples[0], extra.samples[0])
+                     for v in s.values() if v.ndim == 2), default=0)
+        samples = [_pad(s, width) for s in (*ctx.calib.samples, *extra.samples)]
+        merged = CalibrationSet(samples, texts=texts + list(extra.texts or []),
+                                source=f"{ctx.calib.source} + {len(extra)} augmented rows")
+        return dataclasses.replace(ctx, calib=merged)
+
     def _hidden_loss(self, student: nn.Module, teacher: nn.Module):
-        """Token-level cosine between the last transformer block of student and teacher
-        (TinyBERT/DistilBERT use hidden states too: far more signal per sentence)."""
+        """Token-level cosine between every student block and the teacher block it started
+        from (layer-drop keeps the mapping; same-depth models map 1:1): TinyBERT/DistilBERT
+        use hidden states too, far more signal per sentence than one pooled vector."""
         import torch
 
         from modelport.optimizers.layer_drop import _get, find_blocks
 
         s_blocks = _get(student, find_blocks(student))
         t_blocks = _get(teacher, find_blocks(teacher))
+        origin = getattr(student, "_modelport_kept_blocks", None) or list(range(len(s_blocks)))
+        if len(origin) != len(s_blocks) or max(origin) >= len(t_blocks):
+            origin = [round(i * (len(t_blocks) - 1) / max(len(s_blocks) - 1, 1))
+                      for i in range(len(s_blocks))]
         seen: dict[str, torch.Tensor] = {}
 
         def hook(key: str):
@@ -76,18 +106,32 @@ class Distill(Pass):
                 seen[key] = output[0] if isinstance(output, (tuple, list)) else output
             return fn
 
-        handles = [s_blocks[-1].register_forward_hook(hook("student")),
-                   t_blocks[-1].register_forward_hook(hook("teacher"))]
+        handles = []
+        for i, t in enumerate(origin):
+            handles.append(s_blocks[i].register_forward_hook(hook(f"s{i}")))
+            handles.append(t_blocks[t].register_forward_hook(hook(f"t{i}")))
 
         def extra(batch: dict) -> torch.Tensor:
             with torch.no_grad():
                 teacher(**batch)
-            s, t = seen["student"], seen["teacher"].detach()
-            cos = torch.nn.functional.cosine_similarity(s, t, dim=-1)
             mask = batch.get("attention_mask")
-            if mask is None or mask.shape != cos.shape:
-                return self.hidden_weight * (1.0 - cos).mean()
-            mask = mask.to(cos.dtype)
-            return self.hidden_weight * ((1.0 - cos) * mask).sum() / mask.sum().clamp(min=1)
+            total = 0.0
+            for i in range(len(origin)):
+                cos = torch.nn.functional.cosine_similarity(seen[f"s{i}"],
+                                                            seen[f"t{i}"].detach(), dim=-1)
+                if mask is None or mask.shape != cos.shape:
+                    total = total + (1.0 - cos).mean()
+                else:
+                    m = mask.to(cos.dtype)
+                    total = total + ((1.0 - cos) * m).sum() / m.sum().clamp(min=1)
+            return self.hidden_weight * total / len(origin)
 
         return extra, handles
+
+
+def _pad(sample: dict, width: int) -> dict:
+    """Right-pad 2-D token inputs (ids, mask, type ids) with zeros to ``width`` columns."""
+    import numpy as np
+
+    return {k: np.pad(v, [(0, 0), (0, width - v.shape[1])]) if v.ndim == 2 and v.shape[1] < width
+            else v for k, v in sample.items()}

@@ -126,6 +126,9 @@ def drop_blocks(model: nn.Module, path: str, keep: list[int]) -> None:
     parent = _get(model, parent_path) if parent_path else model
     kept = nn.ModuleList([blocks[i] for i in keep])
     setattr(parent, attr, kept)
+    # which teacher block each student block started as (hidden-state distillation pairs them)
+    before = getattr(model, "_modelport_kept_blocks", None) or list(range(len(blocks)))
+    model._modelport_kept_blocks = [int(before[i]) for i in keep]
     for i, block in enumerate(kept):
         for sub in block.modules():  # HF attention modules carry their layer index (KV caches)
             if hasattr(sub, "layer_idx"):

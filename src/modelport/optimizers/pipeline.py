@@ -68,7 +68,7 @@ def run_pipeline(model: Any, recipe: str | Path | dict[str, Any], *, calib: Any 
         train = train.updated(max_steps=max_steps)
     ctx = PassContext(task=prepared.task, calib=calib_set, eval=eval_set, teacher=teacher,
                       train=train, seed=recipe["seed"], progress=progress,
-                      example=flop_example(prepared))
+                      example=flop_example(prepared), tokenize=text_encoder(prepared))
     reports, structure = [], []
     for step in recipe["passes"]:
         options = dict(step["options"])
@@ -100,6 +100,18 @@ def compress(model: Any, recipe: str | Path | dict[str, Any], *, out: str | Path
     result.out = save_compressed(out, result, force=force,
                                  seconds=time.perf_counter() - start)
     return result
+
+
+def text_encoder(prepared: Any):
+    """texts -> CalibrationSet with the model's own tokenizer, or None for non-text models."""
+    if prepared.tokenizer_json is None:
+        return None
+    from modelport.calibration_data.sources import texts_to_set
+    from modelport.calibration_data.text import TextTokenizer
+
+    tokenizer = TextTokenizer(prepared.tokenizer_json, max_length=prepared.max_length or 128)
+    specs = {s.name: s for s in prepared.inputs}
+    return lambda texts: texts_to_set(texts, tokenizer, specs, source="augmented text")
 
 
 def flop_example(prepared: Any) -> dict[str, np.ndarray]:
