@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 
 def qdq(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
-        axis: int | None = None) -> torch.Tensor:
+        axis: int | None = None, qmax: int = 127) -> torch.Tensor:
     """Quantize-dequantize: fake-quant in eager (STE gradients), Q/DQ nodes in ONNX export."""
     import torch
 
@@ -39,7 +39,8 @@ def qdq(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
                                        dtype=x.dtype, shape=x.shape)
     if axis is None:
         return torch.fake_quantize_per_tensor_affine(x, scale, zero_point.int(), 0, 255)
-    return torch.fake_quantize_per_channel_affine(x, scale, zero_point.int(), axis, -128, 127)
+    return torch.fake_quantize_per_channel_affine(x, scale, zero_point.int(), axis, -qmax - 1,
+                                                  qmax)
 
 
 def _make_quant_module():
@@ -49,9 +50,10 @@ def _make_quant_module():
     class QuantWrapper(nn.Module):
         """Fake-quantizes the input (u8, per tensor) and weight (s8, per channel) of ``inner``."""
 
-        def __init__(self, inner: nn.Module) -> None:
+        def __init__(self, inner: nn.Module, weight_bits: int = 8) -> None:
             super().__init__()
             self.inner = inner
+            self.weight_qmax = 2 ** (weight_bits - 1) - 1  # 127 (8 bits) or 63 (7 bits)
             out = inner.weight.shape[0]
             self.register_buffer("act_scale", torch.tensor(1.0))
             self.register_buffer("act_zero_point", torch.tensor(0, dtype=torch.uint8))
@@ -74,7 +76,7 @@ def _make_quant_module():
         def refresh_weight_scale(self) -> None:
             with torch.no_grad():
                 w = self.inner.weight.detach().reshape(self.inner.weight.shape[0], -1)
-                self.weight_scale.copy_(w.abs().amax(1).clamp(min=1e-8) / 127.0)
+                self.weight_scale.copy_(w.abs().amax(1).clamp(min=1e-8) / self.weight_qmax)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             if self.observing:
@@ -84,7 +86,8 @@ def _make_quant_module():
             if self.training:
                 self.refresh_weight_scale()  # weights move while training; scales follow
             xq = qdq(x, self.act_scale, self.act_zero_point)
-            wq = qdq(self.inner.weight, self.weight_scale, self.weight_zero_point, axis=0)
+            wq = qdq(self.inner.weight, self.weight_scale, self.weight_zero_point, axis=0,
+                     qmax=self.weight_qmax)
             if isinstance(self.inner, nn.Linear):
                 return nn.functional.linear(xq, wq, self.inner.bias)
             c = self.inner
@@ -112,6 +115,7 @@ class QuantizeAware(Pass):
     max_steps: int | None = None
     calib_batches: int = 16
     skip_last: bool = False
+    weight_bits: int = 7  # 7: no int16 saturation in ORT's u8s8 kernels on non-VNNI x86
     _structure: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def apply(self, model: nn.Module, ctx: PassContext) -> nn.Module:
@@ -119,12 +123,14 @@ class QuantizeAware(Pass):
 
         if ctx.calib is None:
             raise UsageError("qat needs calibration data (give --calib or use a built-in model)")
+        if self.weight_bits not in (7, 8):
+            raise UsageError(f"qat: weight_bits is 7 or 8, not {self.weight_bits}")
         folded = fold_batchnorm(model)
         names = [n for n, m in prunable_layers(model) if m.weight.dim() in (2, 4)
                  and getattr(m, "groups", 1) == 1]
         if self.skip_last and names:
             names = names[:-1]
-        wrap(model, names)
+        wrap(model, names, self.weight_bits)
         wrappers = [m for m in model.modules() if isinstance(m, quant_wrapper_class())]
         for w in wrappers:
             w.refresh_weight_scale()
@@ -144,11 +150,12 @@ class QuantizeAware(Pass):
             history = fit(model, ctx, settings=settings, desc="quantization-aware training")
         for w in wrappers:
             w.refresh_weight_scale()
-        self._structure = {"op": "qat", "fold_bn": folded, "layers": names}
+        self._structure = {"op": "qat", "fold_bn": folded, "layers": names,
+                           "weight_bits": self.weight_bits}
         self.details = {"mode": "qat" if self.epochs else "ptq", "quantized_layers": len(names),
                         "folded_batchnorm": len(folded), "finetune": history,
                         "format": "Q/DQ ONNX: u8 asymmetric activations per tensor, "
-                                  "s8 symmetric weights per channel"}
+                                  f"s8 symmetric weights per channel ({self.weight_bits} bits)"}
         self.notes = [("export with an fp32 target: the Q/DQ graph carries its own INT8 scales; "
                       "an int8 target would quantize it a second time")]
         return model
@@ -157,13 +164,13 @@ class QuantizeAware(Pass):
         return self._structure
 
 
-def wrap(model: nn.Module, names: list[str]) -> None:
+def wrap(model: nn.Module, names: list[str], weight_bits: int = 8) -> None:
     from modelport.optimizers.lowrank import _replace
 
     cls = quant_wrapper_class()
     modules = dict(model.named_modules())
     for name in names:
-        _replace(model, name, cls(modules[name]))
+        _replace(model, name, cls(modules[name], weight_bits))
 
 
 def fold_batchnorm(model: nn.Module) -> list[list[str]]:
@@ -203,4 +210,4 @@ def replay(model: nn.Module, record: dict[str, Any]) -> None:
         from modelport.optimizers.lowrank import _replace
 
         _replace(model, bn_name, nn.Identity())
-    wrap(model, record["layers"])
+    wrap(model, record["layers"], int(record.get("weight_bits", 8)))
