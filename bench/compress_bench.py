@@ -225,7 +225,10 @@ def _fidelity(teacher, got, ref, evalset) -> dict[str, float]:
         out["teacher_accuracy"] = float((ref.argmax(-1) == evalset.labels).mean())
         out["fidelity"] = out["accuracy"]
     else:
+        from modelport.optimizers.base import similarity_spearman
+
         out["fidelity"] = out["cosine_to_teacher"]
+        out["similarity_spearman"] = similarity_spearman(a, b)
     return out
 
 
@@ -296,7 +299,10 @@ def markdown(rows, settings, machine, plot: Path | None) -> str:
     def fid(r):
         if "accuracy" in r:
             return f"acc {100 * r['accuracy']:.2f}% (teacher {100 * r['teacher_accuracy']:.2f}%)"
-        return "-" if "cosine_to_teacher" not in r else f"cos {r['cosine_to_teacher']:.4f}"
+        if "cosine_to_teacher" not in r:
+            return "-"
+        rho = r.get("similarity_spearman")
+        return f"cos {r['cosine_to_teacher']:.4f}" + (f", ρ {rho:.3f}" if rho is not None else "")
 
     for r in rows:
         r["fid_text"] = fid(r)
@@ -317,12 +323,13 @@ def markdown(rows, settings, machine, plot: Path | None) -> str:
         "## Compression: size × speed × fidelity",
         "",
         (f"Command: `{settings['command'].strip()}` ({settings['minutes']} min). Every ratio is "
-        "measured in this one run; the machine's 2 cores were shared with other jobs, so "
-        "absolute times are noisy and only the side-by-side ratios mean anything."),
-        f"Machine: {cpu.get('model', machine.get('cpu_model', '?')) if isinstance(cpu, dict) else cpu}."
-        if machine else "",
+        "measured in this one run, side by side on the same inputs."),
+        (f"Machine: {cpu.get('model', '?') if isinstance(cpu, dict) else cpu}, "
+         f"{machine.get('logical_cores', '?')} cores, flags {machine.get('cpu_flags', [])}."
+         if machine else ""),
         ("Fidelity is against the teacher on the held-out eval split (digits: accuracy on labels; "
-        "MiniLM: mean cosine of the sentence embedding to the 6-layer teacher's). "
+        "MiniLM: mean cosine of the sentence embedding to the 6-layer teacher's, and ρ = Spearman "
+        "correlation of all pairwise sentence similarities with the teacher's). "
         "`b1 × vs teacher same target` is the speedup the compression buys on that backend; "
         "unstructured sparsity (digits-cnn-sparse) buys none on these dense runtimes, only gzip "
         "size. QAT/PTQ rows are Q/DQ graphs, run by fp32 targets (they carry their own INT8)."),
