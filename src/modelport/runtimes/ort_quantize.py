@@ -40,6 +40,17 @@ def has_activation_matmul(onnx_path: Path) -> bool:
     )
 
 
+def reduce_range(options: BuildOptions) -> bool:
+    """7-bit weights (ORT's ``reduce_range``) unless asked otherwise.
+
+    On x86 CPUs without VNNI, ORT's u8 x s8 kernels add pairs of products in int16 and saturate
+    with full-range s8 weights. Measured on an AVX2-only EPYC (tests' 12-16-8 MLP, 100
+    calibration rows): full range cosine 0.953 vs its own un-fused Q/DQ math 0.9998; 7-bit
+    weights 0.9998 on both. The artifact may run on either kind of CPU, so it is built safe.
+    """
+    return bool(options.extra.get("reduce_range", True))
+
+
 def quantize_int8(src: Path, dst: Path, calib, model, options: BuildOptions) -> dict[str, Any]:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -53,9 +64,10 @@ def quantize_int8(src: Path, dst: Path, calib, model, options: BuildOptions) -> 
             ops = list(options.extra.get("op_types") or ["MatMul", "Gemm"])
             quantize_dynamic(
                 str(pre), str(dst), op_types_to_quantize=ops, weight_type=QuantType.QInt8,
-                per_channel=True, extra_options={"MatMulConstBOnly": True},
+                per_channel=True, reduce_range=reduce_range(options),
+                extra_options={"MatMulConstBOnly": True},
             )
-            return {"precision": "int8", "mode": "dynamic", "weights": "s8 per-channel",
+            return {"precision": "int8", "mode": "dynamic", "weights": _weights(options),
                     "activations": "u8 dynamic (per batch)", "op_types": ops}
         return _quantize_static(pre, dst, calib, options)
 
@@ -85,16 +97,22 @@ def _quantize_static(pre: Path, dst: Path, calib, options: BuildOptions) -> dict
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         per_channel=True,
+        reduce_range=reduce_range(options),
         calibrate_method=methods[method],
         op_types_to_quantize=ops,
         nodes_to_exclude=exclude,
         extra_options=extra,
     )
     log.info("calibrated INT8 on %d samples (%s)", len(calib), method)
-    return {"precision": "int8", "mode": "static", "format": "QDQ", "weights": "s8 per-channel",
+    return {"precision": "int8", "mode": "static", "format": "QDQ", "weights": _weights(options),
             "activations": "u8 asymmetric", "calibration_method": method,
             "calibration_samples": len(calib), "op_types": ops or "all",
             "nodes_excluded": exclude}
+
+
+def _weights(options: BuildOptions) -> str:
+    return "s8 per-channel" + (" (7-bit range: no u8s8 saturation on non-VNNI x86)"
+                               if reduce_range(options) else "")
 
 
 def _preprocess(src: Path, dst: Path) -> None:
