@@ -42,7 +42,9 @@ RECIPES = {
 }
 TARGETS = ["onnxruntime:cpu:fp32", "onnxruntime:cpu:int8", "openvino:cpu:fp32",
            "openvino:cpu:int8"]
-QDQ_RECIPES = ("qat", "ptq")  # their graphs carry INT8 already: fp32 targets only
+QDQ_RECIPES = ("qat", "ptq")
+#: recipes applied to another recipe's output (pipelines chain through directories)
+CHAINED = {"minilm-l3-qat": "minilm-l3-distill"}  # their graphs carry INT8 already: fp32 targets only
 
 log = logging.getLogger("compress_bench")
 
@@ -124,7 +126,9 @@ def bench_model(name: str, targets: list[str], work: Path, *, max_steps: int | N
         "params": sum(p.numel() for p in teacher.module.parameters()),
         "flops": count_flops(teacher.module, example), "reports": []}]
     for recipe in RECIPES[name]:
-        variants.append(_compressed_variant(name, recipe, (keep or work) / recipe,
+        parent = CHAINED.get(recipe)
+        base = str((keep or work) / parent) if parent else f"builtin:{name}"
+        variants.append(_compressed_variant(name, recipe, (keep or work) / recipe, base=base,
                                             max_steps=max_steps, reuse=keep is not None))
 
     teacher_eval = _torch_outputs(teacher, teacher.module, evalset)
@@ -166,7 +170,7 @@ def bench_model(name: str, targets: list[str], work: Path, *, max_steps: int | N
     return rows
 
 
-def _compressed_variant(name: str, recipe: str, out: Path, *, max_steps: int | None,
+def _compressed_variant(name: str, recipe: str, out: Path, *, base: str, max_steps: int | None,
                         reuse: bool) -> dict[str, Any]:
     """Compress (or reload a directory an earlier run kept): module, counts, pass reports."""
     from modelport.models import resolve_model
@@ -177,14 +181,20 @@ def _compressed_variant(name: str, recipe: str, out: Path, *, max_steps: int | N
         log.info("[%s] reusing %s", name, out)
         manifest = json.loads(saved.read_text())
         reports = manifest["passes"]
+        if CHAINED.get(recipe):  # the parent's passes first: the whole road from the teacher
+            parent = json.loads((out.parent / CHAINED[recipe] / "compressed.json").read_text())
+            reports = parent["passes"] + reports
         module = resolve_model(str(out)).module
         compress_s = manifest.get("seconds")
     else:
         log.info("[%s] compressing with %s ...", name, recipe)
         t0 = time.perf_counter()
-        result = compress(f"builtin:{name}", recipe, out=out, progress=False,
-                          max_steps=max_steps, force=True)
+        result = compress(base, recipe, out=out, progress=False, max_steps=max_steps,
+                          force=True)
         reports, module = [r.to_dict() for r in result.reports], result.module
+        if CHAINED.get(recipe):
+            parent = json.loads((out.parent / CHAINED[recipe] / "compressed.json").read_text())
+            reports = parent["passes"] + reports
         compress_s = time.perf_counter() - t0
     last = reports[-1]
     return {"variant": recipe, "dir": str(out), "module": module,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -392,6 +393,27 @@ def test_compressed_directory_reloads_to_the_same_module(qat_dir):
     with torch.no_grad():
         torch.testing.assert_close(loaded.module(image=x), qat_dir.module(image=x), rtol=0, atol=0)
     assert loaded.metadata["passes"][0]["name"] == "qat"
+
+
+def test_recipes_chain_through_compressed_directories(tmp_path):
+    """compress DIR --recipe R: the child rebuilds from its parent directory and the bundle's
+    pass list runs from the teacher through both recipes."""
+    import torch
+
+    from modelport.models import resolve_model
+    from modelport.optimizers import compress
+
+    parent = compress("builtin:digits-cnn", "digits-cnn-slim", out=tmp_path / "slim",
+                      progress=False, max_steps=5)
+    child = compress(str(parent.out), "digits-cnn-qat", out=tmp_path / "slim-qat",
+                     progress=False, max_steps=5)
+    saved = json.loads((child.out / "compressed.json").read_text())
+    assert Path(saved["base"]) == parent.out.resolve()
+    loaded = resolve_model(str(child.out))
+    assert [p["name"] for p in loaded.metadata["passes"]] == ["prune-structured", "distill", "qat"]
+    x = torch.from_numpy(loaded.fresh_inputs(4)["image"])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.module(image=x), child.module(image=x), rtol=0, atol=0)
 
 
 def test_tampered_weights_are_refused(qat_dir, tmp_path):

@@ -39,9 +39,12 @@ def load(path: str | Path) -> PreparedModel:
     prepared.metadata = {
         **prepared.metadata,
         "compressed_from": manifest["base"],
+        "compressed_dir": str(path.resolve()),
         "compression": {"recipe": manifest["recipe"], "structure": manifest["structure"],
                         "created_at": manifest.get("created_at")},
         # the bundle manifest's `passes`: one PassReport per pass, in order
-        "passes": [{"recipe": manifest["recipe"]["name"], **r} for r in manifest["passes"]],
+        # a chained directory (compressed from a compressed one) lists its parent's passes first
+        "passes": list(prepared.metadata.get("passes", []))
+                  + [{"recipe": manifest["recipe"]["name"], **r} for r in manifest["passes"]],
     }
     return prepared

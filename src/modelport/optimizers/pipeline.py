@@ -125,8 +125,11 @@ def flop_example(prepared: Any) -> dict[str, np.ndarray]:
 
 
 def _spec_of(prepared: Any) -> str:
-    """The MODEL string that re-creates the base model (built-ins carry a longer label)."""
+    """The MODEL string that re-creates the base model (built-ins carry a longer label; a
+    compressed directory is named by its path, so pipelines chain: compress DIR --recipe ...)."""
     source = prepared.source
+    if prepared.metadata.get("compressed_dir"):
+        return str(prepared.metadata["compressed_dir"])
     if source.startswith("builtin:"):
         return source.split()[0]
     return source

@@ -61,12 +61,10 @@ BUILTIN_RECIPES: dict[str, dict[str, Any]] = {
                    {"distill": {"loss": "cosine", "augment": 8000}}],
     },
     "minilm-l3-qat": {
-        "description": "minilm-l3-distill, then quantization-aware training (Q/DQ INT8 ONNX)",
-        "model": "builtin:minilm",
-        "train": {"epochs": 4, "lr": 2e-4, "batch_size": 32, "patience": 2},
-        "passes": [{"layer-drop": {"keep": "greedy"}},
-                   {"distill": {"loss": "cosine", "augment": 8000}},
-                   {"qat": {"epochs": 2, "lr": 2e-5}}],
+        "description": "quantization-aware training (Q/DQ INT8 ONNX) of an already distilled "
+                       "student: modelport compress DIR_OF_minilm-l3-distill --recipe minilm-l3-qat",
+        "train": {"batch_size": 32, "patience": 2},
+        "passes": [{"qat": {"epochs": 2, "lr": 2e-5}}],
     },
     "minilm-prune-half": {
         "description": "half the attention heads and half the FFN neurons of every block (L2), "
