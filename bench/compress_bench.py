@@ -42,9 +42,9 @@ RECIPES = {
 }
 TARGETS = ["onnxruntime:cpu:fp32", "onnxruntime:cpu:int8", "openvino:cpu:fp32",
            "openvino:cpu:int8"]
-QDQ_RECIPES = ("qat", "ptq")
+QDQ_RECIPES = ("qat", "ptq")  # their graphs carry INT8 already: fp32 targets only
 #: recipes applied to another recipe's output (pipelines chain through directories)
-CHAINED = {"minilm-l3-qat": "minilm-l3-distill"}  # their graphs carry INT8 already: fp32 targets only
+CHAINED = {"minilm-l3-qat": "minilm-l3-distill"}
 
 log = logging.getLogger("compress_bench")
 
@@ -181,9 +181,6 @@ def _compressed_variant(name: str, recipe: str, out: Path, *, base: str, max_ste
         log.info("[%s] reusing %s", name, out)
         manifest = json.loads(saved.read_text())
         reports = manifest["passes"]
-        if CHAINED.get(recipe):  # the parent's passes first: the whole road from the teacher
-            parent = json.loads((out.parent / CHAINED[recipe] / "compressed.json").read_text())
-            reports = parent["passes"] + reports
         module = resolve_model(str(out)).module
         compress_s = manifest.get("seconds")
     else:
@@ -192,10 +189,10 @@ def _compressed_variant(name: str, recipe: str, out: Path, *, base: str, max_ste
         result = compress(base, recipe, out=out, progress=False, max_steps=max_steps,
                           force=True)
         reports, module = [r.to_dict() for r in result.reports], result.module
-        if CHAINED.get(recipe):
-            parent = json.loads((out.parent / CHAINED[recipe] / "compressed.json").read_text())
-            reports = parent["passes"] + reports
         compress_s = time.perf_counter() - t0
+    if CHAINED.get(recipe):  # the parent's passes first: the whole road from the teacher
+        parent = json.loads((out.parent / CHAINED[recipe] / "compressed.json").read_text())
+        reports = parent["passes"] + reports
     last = reports[-1]
     return {"variant": recipe, "dir": str(out), "module": module,
             "params": last["params_after"], "flops": last["flops_after"],
@@ -226,9 +223,11 @@ def _row(name, v, target, bundle_path, teacher, teacher_eval, evalset, base, got
 
 
 def _fidelity(teacher, got, ref, evalset) -> dict[str, float]:
+    from modelport.optimizers.base import row_cosines
+
     a = got.reshape(len(got), -1).astype(np.float64)
     b = ref.reshape(len(ref), -1).astype(np.float64)
-    cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+    cos = row_cosines(a, b)
     out = {"cosine_to_teacher": float(cos.mean()), "cosine_min": float(cos.min())}
     if teacher.task == "classification" and evalset.labels is not None:
         out["accuracy"] = float((got.argmax(-1) == evalset.labels).mean())

@@ -76,14 +76,18 @@ class PassContext:
         if ref is not None:
             a = got.reshape(len(got), -1).astype(np.float64)
             b = ref.reshape(len(ref), -1).astype(np.float64)
-            cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1),
-                                              1e-12)
-            out["cosine_to_teacher"] = float(cos.mean())
+            out["cosine_to_teacher"] = float(row_cosines(a, b).mean())
             if self.task == "embedding" and len(a) > 2:
                 out["similarity_spearman"] = similarity_spearman(a, b)
             if self.task == "classification":
                 out["top1_agreement"] = float((got.argmax(-1) == ref.argmax(-1)).mean())
         return out
+
+
+def row_cosines(got: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Cosine of each row of ``got`` with the same row of ``ref`` (both [n, d])."""
+    return (got * ref).sum(1) / np.maximum(
+        np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1), 1e-12)
 
 
 def similarity_spearman(student: np.ndarray, teacher: np.ndarray) -> float:

@@ -69,20 +69,15 @@ class Distill(Pass):
         """The context with ``augment`` extra text rows appended to the training split."""
         import dataclasses
 
-        from modelport.calibration_data import CalibrationSet
         from modelport.optimizers.text_augment import augment_texts
 
         if ctx.calib is None or not ctx.calib.texts or ctx.tokenize is None:
             raise UsageError("distill: augment needs text calibration data and the model's "
                              "tokenizer (a text model, e.g. builtin:minilm, or --calib FILE.txt)")
         texts = list(ctx.calib.texts)
-        extra = ctx.tokenize(augment_texts(texts, self.augment, seed=ctx.seed))
-        # one padded length for all rows: minibatches stack samples of the two sets
-        width = max((v.shape[1] for s in (ctx.calib.samples[0], extra.samples[0])
-                     for v in s.values() if v.ndim == 2), default=0)
-        samples = [_pad(s, width) for s in (*ctx.calib.samples, *extra.samples)]
-        merged = CalibrationSet(samples, texts=texts + list(extra.texts or []),
-                                source=f"{ctx.calib.source} + {len(extra)} augmented rows")
+        # tokenized together, the originals and the new rows share one padded length
+        merged = ctx.tokenize(texts + augment_texts(texts, self.augment, seed=ctx.seed))
+        merged.source = f"{ctx.calib.source} + {self.augment} augmented rows"
         return dataclasses.replace(ctx, calib=merged)
 
     def _hidden_loss(self, student: nn.Module, teacher: nn.Module):
@@ -128,10 +123,3 @@ class Distill(Pass):
 
         return extra, handles
 
-
-def _pad(sample: dict, width: int) -> dict:
-    """Right-pad 2-D token inputs (ids, mask, type ids) with zeros to ``width`` columns."""
-    import numpy as np
-
-    return {k: np.pad(v, [(0, 0), (0, width - v.shape[1])]) if v.ndim == 2 and v.shape[1] < width
-            else v for k, v in sample.items()}

@@ -69,7 +69,7 @@ def greedy_keep(model: nn.Module, path: str, count: int, ctx: PassContext, sampl
     from torch import nn
 
     from modelport.errors import CalibrationDataError
-    from modelport.optimizers.base import predict
+    from modelport.optimizers.base import predict, row_cosines
 
     if ctx.calib is None or ctx.teacher is None:
         raise CalibrationDataError("layer-drop keep: greedy needs calibration data and the "
@@ -79,9 +79,7 @@ def greedy_keep(model: nn.Module, path: str, count: int, ctx: PassContext, sampl
 
     def agreement(module: nn.Module) -> float:
         got = predict(module, data).reshape(len(data), -1).astype(np.float64)
-        cos = (got * ref).sum(1) / np.maximum(
-            np.linalg.norm(got, axis=1) * np.linalg.norm(ref, axis=1), 1e-12)
-        return float(cos.mean())
+        return float(row_cosines(got, ref).mean())
 
     blocks = _get(model, path)
     parent_path, _, attr = path.rpartition(".")
