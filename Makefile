@@ -22,7 +22,7 @@ test: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed
-	$(BIN)/python bench/run_bench.py
+	$(BIN)/python experiments/run_bench.py
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check src tests bench

@@ -53,8 +53,8 @@ def test_bundle_trt_engine_other_gpu(tmp_path):
     every fact, and whose sha256 must match the engine file, before it is loaded. (This machine
     has no GPU: the decision is tested directly; the build itself is covered on GPU machines.)
     """
-    from modelport.bundle.atomic import sha256_file
-    from modelport.runtimes.trt_engine import DeviceIdentity, cache_decision
+    from modelport.backends.tensorrt.engine import DeviceIdentity, cache_decision
+    from modelport.io import sha256_file
 
     here = DeviceIdentity("NVIDIA H100 80GB HBM3", "9.0", "10.13.3.9")
     engine = tmp_path / "model.engine"

@@ -19,8 +19,8 @@ import pytest
 
 import modelport
 from modelport.bundle import open_bundle, pack_bundle
-from modelport.bundle.atomic import sha256_file
 from modelport.errors import BundleError, BundleExists, ModelportError
+from modelport.io import sha256_file
 from tests.catalog_support import ROOT, assert_user_error, cli_env, run_blocked
 from tests.conftest import run_cli
 

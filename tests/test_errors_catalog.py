@@ -163,7 +163,7 @@ def test_model_onnx_op_without_kernel(tmp_path):
 def test_model_pt2_other_torch_version(tmp_path, mlp):
     import torch
 
-    from modelport.models.sources import load_factory
+    from modelport.models.resolve import load_factory
 
     module = load_factory(mlp, "make").module
     program = torch.export.export(module, (), {"features": torch.randn(2, 12)})
@@ -496,7 +496,7 @@ def test_target_runtime_missing(tmp_path, tiny_onnx):
     assert_user_error(proc, "onnxruntime not installed", 'pip install "modelport[onnxruntime]"')
     assert not out.exists()
     # the API says the same, through the backend's availability check
-    from modelport.runtimes.base import require
+    from modelport.backends.base import require
 
     with pytest.raises(MissingDependency, match=r'modelport\[nosuchextra\]'):
         require("no_such_runtime_module", extra="nosuchextra", what="a test runtime")

@@ -69,10 +69,10 @@ def _signalled(tmp_path, mlp, calib, signame, at, count, *, target=INT8, extra=(
     return proc, out
 
 
-CALIBRATION = "modelport.runtimes.ort_quantize:CalibrationReader.get_next"
-BUILD = "modelport.runtimes.ort_quantize:_preprocess"
+CALIBRATION = "modelport.backends.onnxruntime.quantize:CalibrationReader.get_next"
+BUILD = "modelport.backends.onnxruntime.quantize:_preprocess"
 WRITING = "modelport.bundle.writer:render_readme"  # artifact + samples already in the temp dir
-BEFORE_RENAME = "modelport.bundle.atomic:_fsync_dir"  # the temp dir is complete
+BEFORE_RENAME = "modelport.io:_fsync_dir"  # the temp dir is complete
 
 
 def _in_calibration(proc) -> None:
@@ -85,7 +85,7 @@ def test_fault_sigint_calibration(tmp_path, mlp, calib, monkeypatch):
     _in_calibration(proc)
     assert not (out / SLUG_INT8).exists()
     # the API: Ctrl-C is a KeyboardInterrupt out of modelport.export, after the same cleanup
-    from modelport.runtimes import ort_quantize
+    from modelport.backends.onnxruntime import quantize as ort_quantize
 
     original, calls = ort_quantize.CalibrationReader.get_next, [0]
 
@@ -215,7 +215,7 @@ def test_fault_force_replaces_atomically(tmp_path, tiny_onnx):
     assert open_bundle(bundle).manifest["created_at"] != old  # replaced
     assert_nothing_half_written(out)
     # the audit does catch a gap: the plain two-rename replacement leaves one
-    code = ("import sys, runpy; import modelport.bundle.atomic as a; a._renameat2 = lambda: None;"
+    code = ("import sys, runpy; import modelport.io as a; a._renameat2 = lambda: None;"
             f" sys.argv = [{str(DRIVER)!r}] + sys.argv[1:]; runpy.run_path({str(DRIVER)!r},"
             " run_name='__main__')")
     proc = subprocess.run([sys.executable, "-c", code, f"audit:{bundle}",

@@ -101,7 +101,7 @@ def test_factory_model_exports_fp32_and_int8_with_npz_calibration(factory_file, 
 def test_pt2_and_onnx_sources_export(factory_file, tmp_path):
     import torch
 
-    from modelport.models.sources import load_factory
+    from modelport.models.resolve import load_factory
 
     model = load_factory(factory_file, "make")
     example = torch.from_numpy(model.example_inputs["features"])
@@ -123,7 +123,7 @@ def test_pt2_and_onnx_sources_export(factory_file, tmp_path):
 
 
 def test_factory_errors_are_named(tmp_path):
-    from modelport.models.sources import load_factory
+    from modelport.models.resolve import load_factory
 
     bad = tmp_path / "bad.py"
     bad.write_text("def make():\n    return 42\n\ndef boom():\n    raise RuntimeError('no weights')\n")

@@ -11,10 +11,10 @@ import textwrap
 import numpy as np
 import pytest
 
+from modelport.backends.base import BuildOptions
 from modelport.errors import UsageError
-from modelport.evaluate import Budget, budget_misses, fidelity, run_session
 from modelport.exporters.validate import torch_outputs
-from modelport.runtimes.base import BuildOptions
+from modelport.metrics import Budget, budget_misses, fidelity, run_session
 from modelport.specs import Target
 from tests.conftest import ROOT, run_cli
 
@@ -50,11 +50,12 @@ def _case(request, name: str):
 
 
 def _build(model, precision, calib, workdir, **extra):
-    from modelport.runtimes.openvino import OpenVINOBackend
+    from modelport.backends.openvino.backend import OpenVINOBackend
 
     backend = OpenVINOBackend()
     target = _target(precision)
-    artifact = backend.build(model, target, calib, workdir, BuildOptions(extra=extra))
+    artifact = backend.build(model, target, calib, workdir,
+                             BuildOptions(backends={"openvino": extra}))
     return backend, target, artifact
 
 
@@ -138,15 +139,17 @@ def test_minilm_int8_uses_the_transformer_preset_and_stays_within_budget(
 # -- accuracy control ----------------------------------------------------------------------------
 def test_accuracy_control_uses_the_project_budget_and_metric(digits, digits_data, minilm,
                                                              minilm_data):
-    from modelport.runtimes.ov_quantize import ac_settings
+    from modelport.backends.openvino.options import OpenVINOOptions
+    from modelport.backends.openvino.quantize import ac_settings
 
-    budget = BuildOptions(extra={"budget": Budget(min_cosine=0.98, max_accuracy_drop=0.02)})
+    budget = Budget(min_cosine=0.98, max_accuracy_drop=0.02)
     # labelled classifier: accuracy drop in points; embeddings: mean cosine vs FP32
-    assert ac_settings(digits, digits_data[0], budget) == ("accuracy", "accuracy", 0.02)
-    metric, key, max_drop = ac_settings(minilm, minilm_data[0], budget)
+    assert ac_settings(digits, digits_data[0], OpenVINOOptions(), budget) == \
+        ("accuracy", "accuracy", 0.02)
+    metric, key, max_drop = ac_settings(minilm, minilm_data[0], OpenVINOOptions(), budget)
     assert (metric, key) == ("cosine", "cosine_mean") and max_drop == pytest.approx(0.02)
-    with pytest.raises(UsageError, match="max_drop"):
-        ac_settings(digits, digits_data[0], BuildOptions(extra={"max_drop": 2}))
+    with pytest.raises(UsageError, match="max_drop"):  # checked where the user sets it
+        OpenVINOOptions(max_drop=2)
 
 
 def test_accuracy_control_not_needed_when_int8_is_within_budget(digits, digits_data, tmp_path):
@@ -182,8 +185,8 @@ def test_bad_openvino_options_are_named(digits, digits_data, tmp_path):
 
 # -- throughput mode -----------------------------------------------------------------------------
 def test_streams_run_async_requests_through_the_common_harness(digits, digits_data, digits_int8):
+    from modelport.backends.torch.backend import TorchSession
     from modelport.bench.harness import BenchSettings, benchmark
-    from modelport.runtimes.torch import TorchSession
 
     backend, target, artifact = digits_int8
     pool = digits_data[1].take(16).stacked()

@@ -18,8 +18,8 @@ from modelport.errors import ModelLoadError, UsageError
 
 
 def _ctx(model, data, *, teacher=True, **train):
-    from modelport.optimizers.base import PassContext, TrainSettings
-    from modelport.optimizers.pipeline import flop_example
+    from modelport.passes.compress import flop_example
+    from modelport.passes.contract import PassContext, TrainSettings
 
     calib, evalset = data
     t = copy.deepcopy(model.module).eval() if teacher else None
@@ -32,7 +32,7 @@ def _ctx(model, data, *, teacher=True, **train):
 def test_kd_loss_equals_hand_computation_and_gradients_reach_the_student():
     import torch
 
-    from modelport.optimizers.train import kd_loss
+    from modelport.passes.train import kd_loss
 
     torch.manual_seed(0)
     student = torch.randn(5, 10, requires_grad=True)
@@ -62,7 +62,7 @@ def test_kd_loss_equals_hand_computation_and_gradients_reach_the_student():
 def test_kd_loss_is_zero_when_student_matches_teacher():
     import torch
 
-    from modelport.optimizers.train import kd_loss
+    from modelport.passes.train import kd_loss
 
     logits = torch.randn(4, 7)
     assert float(kd_loss(logits.clone().requires_grad_(), logits, temperature=2.0)) \
@@ -72,7 +72,7 @@ def test_kd_loss_is_zero_when_student_matches_teacher():
 def test_embedding_losses_equal_hand_computation():
     import torch
 
-    from modelport.optimizers.train import embedding_loss
+    from modelport.passes.train import embedding_loss
 
     a = torch.randn(6, 8, requires_grad=True)
     b = torch.randn(6, 8)
@@ -91,8 +91,8 @@ def test_structured_pruning_shrinks_tensors_and_the_report_matches_a_recount(dig
     import torch
     from torch import nn
 
-    from modelport.optimizers.base import count_flops, run_pass
-    from modelport.optimizers.prune_structured import StructuredPrune
+    from modelport.passes.contract import count_flops, run_pass
+    from modelport.passes.prune_structured import StructuredPrune
 
     ctx = _ctx(digits, digits_data)
     student = copy.deepcopy(digits.module)
@@ -112,8 +112,8 @@ def test_structured_pruning_shrinks_tensors_and_the_report_matches_a_recount(dig
 
 
 def test_ffn_pruning_shrinks_bert_intermediate_layers(minilm):
-    from modelport.optimizers.base import PassContext
-    from modelport.optimizers.prune_structured import StructuredPrune, ffn_blocks
+    from modelport.passes.contract import PassContext
+    from modelport.passes.prune_structured import StructuredPrune, ffn_blocks
 
     student = copy.deepcopy(minilm.module)
     ctx = PassContext(task="embedding", progress=False)
@@ -139,8 +139,8 @@ def test_head_pruning_shrinks_attention_reloads_and_exports(minilm, tmp_path):
 
     import modelport
     from modelport.models import resolve_model
-    from modelport.optimizers import compress
-    from modelport.optimizers.prune_structured import attention_blocks
+    from modelport.passes import compress
+    from modelport.passes.prune_structured import attention_blocks
 
     recipe = {"name": "heads-half", "model": "builtin:minilm",
               "passes": [{"prune-structured": {"ratio": 0.0, "heads": 0.5}}]}
@@ -168,8 +168,8 @@ def test_head_pruning_shrinks_attention_reloads_and_exports(minilm, tmp_path):
 
 # -- unstructured pruning ------------------------------------------------------------------------
 def test_unstructured_pruning_zeroes_weights_keeps_shapes_and_says_so(digits, digits_data):
-    from modelport.optimizers.base import run_pass
-    from modelport.optimizers.prune_unstructured import MagnitudePrune
+    from modelport.passes.contract import run_pass
+    from modelport.passes.prune_unstructured import MagnitudePrune
 
     ctx = _ctx(digits, digits_data)
     student = copy.deepcopy(digits.module)
@@ -184,8 +184,8 @@ def test_unstructured_pruning_zeroes_weights_keeps_shapes_and_says_so(digits, di
 
 
 def test_iterative_pruning_reaches_the_target_sparsity(digits, digits_data):
-    from modelport.optimizers.base import run_pass
-    from modelport.optimizers.prune_unstructured import MagnitudePrune
+    from modelport.passes.contract import run_pass
+    from modelport.passes.prune_unstructured import MagnitudePrune
 
     ctx = _ctx(digits, digits_data, batch_size=64)
     _student, report = run_pass(MagnitudePrune(amount=0.8, steps=2, finetune_epochs=1,
@@ -199,7 +199,7 @@ def test_low_rank_at_full_rank_reproduces_linear_and_conv_layers():
     import torch
     from torch import nn
 
-    from modelport.optimizers.lowrank import factorize
+    from modelport.passes.lowrank import factorize
 
     torch.manual_seed(0)
     for layer, x in ((nn.Linear(64, 48), torch.randn(5, 64)),
@@ -213,8 +213,8 @@ def test_low_rank_at_full_rank_reproduces_linear_and_conv_layers():
 
 
 def test_low_rank_pass_cuts_flops_and_skips_layers_where_it_would_not(digits, digits_data):
-    from modelport.optimizers.base import run_pass
-    from modelport.optimizers.lowrank import LowRank
+    from modelport.passes.contract import run_pass
+    from modelport.passes.lowrank import LowRank
 
     ctx = _ctx(digits, digits_data)
     _student, report = run_pass(LowRank(energy=0.8), copy.deepcopy(digits.module), ctx)
@@ -229,8 +229,8 @@ def test_low_rank_pass_cuts_flops_and_skips_layers_where_it_would_not(digits, di
 def test_layer_drop_keeps_every_other_teacher_layer(minilm):
     import torch
 
-    from modelport.optimizers.base import PassContext
-    from modelport.optimizers.layer_drop import LayerDrop
+    from modelport.passes.contract import PassContext
+    from modelport.passes.layer_drop import LayerDrop
 
     student = LayerDrop().apply(copy.deepcopy(minilm.module), PassContext(task="embedding"))
     layers = student.encoder.encoder.layer
@@ -243,8 +243,8 @@ def test_layer_drop_keeps_every_other_teacher_layer(minilm):
 def test_greedy_layer_drop_keeps_the_blocks_the_teacher_misses_least(minilm, minilm_data):
     """keep: greedy scores candidates on the calibration split only; on MiniLM it must beat
     every-other-block on the eval split it never saw (0.75 vs 0.39 mean cosine here)."""
-    from modelport.optimizers.base import PassContext
-    from modelport.optimizers.layer_drop import LayerDrop
+    from modelport.passes.contract import PassContext
+    from modelport.passes.layer_drop import LayerDrop
 
     calib, evalset = minilm_data
     ctx = PassContext(task="embedding", calib=calib, eval=evalset,
@@ -265,7 +265,7 @@ def test_greedy_layer_drop_keeps_the_blocks_the_teacher_misses_least(minilm, min
 
 
 def test_augmented_texts_are_seeded_new_and_made_of_the_originals():
-    from modelport.optimizers.text_augment import augment_texts
+    from modelport.passes.text_augment import augment_texts
 
     texts = ["the cat sat on the warm mat today", "rain fell over the quiet harbour all night",
              "she packed two apples for the long walk"]
@@ -280,7 +280,7 @@ def test_augmented_texts_are_seeded_new_and_made_of_the_originals():
 def test_similarity_spearman_equals_scipy_and_ignores_scale():
     from scipy.stats import spearmanr
 
-    from modelport.optimizers.base import similarity_spearman
+    from modelport.metrics import similarity_spearman
 
     rng = np.random.default_rng(0)
     teacher = rng.normal(size=(40, 16))
@@ -298,10 +298,10 @@ def test_similarity_spearman_equals_scipy_and_ignores_scale():
 
 
 def test_distill_with_augmented_text_and_hidden_states_trains_on_more_rows(minilm, minilm_data):
-    from modelport.optimizers.base import PassContext, TrainSettings, run_pass
-    from modelport.optimizers.distill import Distill
-    from modelport.optimizers.layer_drop import LayerDrop
-    from modelport.optimizers.pipeline import text_encoder
+    from modelport.passes.compress import text_encoder
+    from modelport.passes.contract import PassContext, TrainSettings, run_pass
+    from modelport.passes.distill import Distill
+    from modelport.passes.layer_drop import LayerDrop
 
     calib, evalset = minilm_data
     ctx = PassContext(task="embedding", calib=calib, eval=evalset,
@@ -321,9 +321,9 @@ def test_distill_with_augmented_text_and_hidden_states_trains_on_more_rows(minil
 def test_distillation_beats_no_distillation_on_the_eval_split(digits, digits_data):
     """Fixed budget, seeded: a pruned student distilled from the teacher must beat the same
     student untouched, and the metric is measured on the eval split it never trained on."""
-    from modelport.optimizers.base import run_pass
-    from modelport.optimizers.distill import Distill
-    from modelport.optimizers.prune_structured import StructuredPrune
+    from modelport.passes.contract import run_pass
+    from modelport.passes.distill import Distill
+    from modelport.passes.prune_structured import StructuredPrune
 
     ctx = _ctx(digits, digits_data, epochs=30, lr=3e-3, batch_size=32, patience=None,
                max_steps=150)
@@ -338,9 +338,9 @@ def test_distillation_beats_no_distillation_on_the_eval_split(digits, digits_dat
 
 
 def test_minilm_student_distilled_on_calibration_split_gets_closer_to_teacher(minilm, minilm_data):
-    from modelport.optimizers.base import run_pass
-    from modelport.optimizers.distill import Distill
-    from modelport.optimizers.layer_drop import LayerDrop
+    from modelport.passes.contract import run_pass
+    from modelport.passes.distill import Distill
+    from modelport.passes.layer_drop import LayerDrop
 
     ctx = _ctx(minilm, minilm_data, epochs=1, lr=1e-4, batch_size=32, patience=None,
                max_steps=8)
@@ -353,7 +353,7 @@ def test_minilm_student_distilled_on_calibration_split_gets_closer_to_teacher(mi
 
 # -- recipes, the compressed directory, QAT through export --------------------------------------
 def test_recipe_errors_name_the_fix(tmp_path):
-    from modelport.optimizers.recipes import load_recipe
+    from modelport.passes.recipes import load_recipe
 
     with pytest.raises(UsageError, match="did you mean 'digits-cnn-slim'"):
         load_recipe("digits-cnn-slm")
@@ -372,7 +372,7 @@ def test_recipe_errors_name_the_fix(tmp_path):
 
 @pytest.fixture(scope="module")
 def qat_dir(tmp_path_factory):
-    from modelport.optimizers import compress
+    from modelport.passes import compress
 
     out = tmp_path_factory.mktemp("compressed") / "digits-qat"
     return compress("builtin:digits-cnn", "digits-cnn-qat", out=out, progress=False,
@@ -401,7 +401,7 @@ def test_recipes_chain_through_compressed_directories(tmp_path):
     import torch
 
     from modelport.models import resolve_model
-    from modelport.optimizers import compress
+    from modelport.passes import compress
 
     parent = compress("builtin:digits-cnn", "digits-cnn-slim", out=tmp_path / "slim",
                       progress=False, max_steps=5)

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 import modelport
+from modelport.backends.base import BuildOptions
+from modelport.backends.onnxruntime.backend import OnnxRuntimeBackend
+from modelport.backends.onnxruntime.quantize import default_mode
 from modelport.errors import AccuracyBudgetExceeded
-from modelport.evaluate import Budget, budget_misses, fidelity, run_session
 from modelport.exporters.validate import torch_outputs
-from modelport.runtimes.base import BuildOptions
-from modelport.runtimes.onnxruntime import OnnxRuntimeBackend
-from modelport.runtimes.ort_quantize import default_mode
+from modelport.metrics import Budget, budget_misses, fidelity, run_session
 from modelport.specs import Target
 
 INT8 = Target.parse("onnxruntime:cpu:int8")
@@ -56,7 +56,9 @@ def test_static_int8_collapse_on_minilm_is_refused_with_numbers(minilm, tmp_path
     """The product's promise: a collapsed INT8 (static QDQ on attention) never ships."""
     with pytest.raises(AccuracyBudgetExceeded, match=r"mean cosine 0\.\d+ < 0\.99") as info:
         modelport.export(minilm, ["onnxruntime:cpu:int8"], out=tmp_path,
-                         options=BuildOptions(int8_mode="static"), bench=None, progress=False)
+                         options={"onnxruntime": {"int8_mode": "static"}}, bench=None,
+                         progress=False)
     assert not (tmp_path / "onnxruntime-cpu-int8").exists()  # nothing shipped
     row = info.value.result.rows[1]
-    assert row["status"] == "budget miss" and row["fidelity"]["cosine_mean"] < 0.9
+    assert row["status"] == "below budget" and row["fidelity"]["cosine_mean"] < 0.9
+    assert "bundle" not in row and "no bundle written" in row["failure"]

@@ -14,13 +14,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import modelport
-from modelport.bundle import open_bundle
-from modelport.calibration_data import CalibrationSet
-from modelport.errors import UsageError
-from modelport.evaluate import Budget, budget_misses, fidelity
-from modelport.runtimes import trt_qdq
-from modelport.runtimes.tensorrt import TensorRTBackend, to_fp16_onnx
-from modelport.runtimes.trt_engine import (
+from modelport.backends.tensorrt import qdq as trt_qdq
+from modelport.backends.tensorrt.backend import TensorRTBackend, to_fp16_onnx
+from modelport.backends.tensorrt.engine import (
     DeviceIdentity,
     Recipe,
     cache_decision,
@@ -31,6 +27,10 @@ from modelport.runtimes.trt_engine import (
     read_record,
     write_engine,
 )
+from modelport.bundle import open_bundle
+from modelport.calibration_data import CalibrationSet
+from modelport.errors import UsageError
+from modelport.metrics import Budget, budget_misses, fidelity
 from modelport.specs import Target, TensorSpec
 from tests.conftest import run_cli
 

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 import modelport
+from modelport.backends.tensorrt.backend import TensorRTBackend
+from modelport.backends.tensorrt.engine import ENGINES_DIR
 from modelport.bundle import open_bundle
 from modelport.errors import InputError
-from modelport.evaluate import fidelity
-from modelport.runtimes.tensorrt import TensorRTBackend
-from modelport.runtimes.trt_engine import ENGINES_DIR
+from modelport.metrics import fidelity
 
 pytestmark = [pytest.mark.gpu, pytest.mark.tensorrt]
 
@@ -60,7 +60,7 @@ def test_int8_minilm_keeps_the_budget_on_the_gpu(minilm_int8):
 
 
 def test_parity_with_torch_cuda(gpu_bundles, digits):
-    from modelport.runtimes.torch_cuda import TorchCudaSession
+    from modelport.backends.torch.cuda_session import TorchCudaSession
 
     feeds = digits.fresh_inputs(16)
     torch_session = TorchCudaSession(digits.module, digits.inputs,
@@ -101,7 +101,7 @@ def test_engine_cache_reused_then_rebuilt_on_mismatch(gpu_bundles):
 
 @pytest.mark.parametrize("precision, min_cosine", [("fp16", 0.999), ("bf16", 0.99)])
 def test_torch_cuda_rows(digits, precision, min_cosine):
-    from modelport.runtimes.torch_cuda import TorchCudaSession
+    from modelport.backends.torch.cuda_session import TorchCudaSession
 
     feeds = digits.fresh_inputs(32)
     outputs = digits.onnx_artifact.outputs

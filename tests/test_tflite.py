@@ -148,7 +148,7 @@ def test_minilm_int8_budget_is_enforced(tfl_minilm):
         assert "tflite:cpu:int8 misses its accuracy budget" in str(error)
         assert f"mean cosine {cosine:.4f} < 0.99" in str(error)  # the measured figure
         assert "tflite:cpu:int8" not in result.bundles
-        assert row["status"] == "budget miss"
+        assert row["status"] == "below budget"
 
 
 # -- int8 I/O ----------------------------------------------------------------------------------
@@ -227,13 +227,13 @@ def test_loading_a_tflite_bundle_imports_no_torch_or_tensorflow(tfl_digits_int8i
 
 # -- options and errors ------------------------------------------------------------------------
 def test_static_shapes_from_options(minilm):
-    from modelport.runtimes.base import BuildOptions
-    from modelport.runtimes.tflite_convert import static_specs
+    from modelport.backends.tflite.convert import static_specs
+    from modelport.backends.tflite.options import TFLiteOptions
 
-    specs = static_specs(minilm, BuildOptions(extra={"shapes": {"input_ids": (4, 64)}}))
+    specs = static_specs(minilm, TFLiteOptions(shapes={"input_ids": (4, 64)}))
     # one dynamic axis fixed for one input is fixed for the inputs that share it
     assert [s.shape for s in specs] == [(4, 64), (4, 64)]
-    assert [s.shape for s in static_specs(minilm, BuildOptions())] == [(1, 128), (1, 128)]
+    assert [s.shape for s in static_specs(minilm, TFLiteOptions())] == [(1, 128), (1, 128)]
 
 
 @pytest.mark.parametrize("shapes, message", [
@@ -241,12 +241,12 @@ def test_static_shapes_from_options(minilm):
     ({"input_ids": (1, 128, 3)}, "does not fit"),
 ])
 def test_bad_static_shapes_are_named(minilm, shapes, message):
+    from modelport.backends.tflite.convert import static_specs
+    from modelport.backends.tflite.options import TFLiteOptions
     from modelport.errors import UsageError
-    from modelport.runtimes.base import BuildOptions
-    from modelport.runtimes.tflite_convert import static_specs
 
     with pytest.raises(UsageError, match=message):
-        static_specs(minilm, BuildOptions(extra={"shapes": shapes}))
+        static_specs(minilm, TFLiteOptions(shapes=shapes))
 
 
 def test_bad_shape_flag_exits_2_without_traceback(tmp_path):
@@ -260,9 +260,10 @@ def test_bad_shape_flag_exits_2_without_traceback(tmp_path):
 
 def test_onnx2tf_failure_without_litert_torch_names_the_fallback(digits, monkeypatch, tmp_path):
     """When onnx2tf cannot convert and litert-torch is absent, the error says how to fall back."""
+    from modelport.backends.tflite import convert as tflite_convert
+    from modelport.backends.tflite import litert_torch as tflite_litert_torch
+    from modelport.backends.tflite.options import TFLiteOptions
     from modelport.errors import BuildError
-    from modelport.runtimes import tflite_convert, tflite_litert_torch
-    from modelport.runtimes.base import BuildOptions
     from modelport.specs import Target
 
     def fail(*args, **kwargs):
@@ -273,4 +274,4 @@ def test_onnx2tf_failure_without_litert_torch_names_the_fallback(digits, monkeyp
     monkeypatch.setattr(tflite_litert_torch, "available", lambda: False)
     with pytest.raises(BuildError, match="install litert-torch"):
         tflite_convert.convert(digits, Target.parse("tflite:cpu:fp32"), None, tmp_path,
-                               BuildOptions())
+                               TFLiteOptions())

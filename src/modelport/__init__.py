@@ -8,25 +8,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from modelport._version import SCHEMA_VERSION, __version__
 from modelport.errors import ModelportError
 
-__version__ = "0.1.0"
-SCHEMA_VERSION = 1
-
 if TYPE_CHECKING:
+    from modelport.backends.base import Session
     from modelport.bench.harness import BenchResult
-    from modelport.pipeline import ExportResult
-    from modelport.runtimes.base import Session
+    from modelport.export_steps import ExportResult
 
-__all__ = ["ModelportError", "__version__", "benchmark", "export", "load", "verify"]
+__all__ = ["SCHEMA_VERSION", "ModelportError", "__version__", "benchmark", "export", "load", "verify"]
 
 
 def export(model: Any, targets: Any, **kwargs: Any) -> ExportResult:
     """Export ``model`` to each target, check fidelity, benchmark, write one bundle per target.
 
-    See :func:`modelport.pipeline.export` for the keyword arguments.
+    See :func:`modelport.export_steps.export` for the keyword arguments.
     """
-    from modelport.pipeline import export as _export
+    from modelport.export_steps import export as _export
 
     if isinstance(targets, str):
         targets = [targets]

@@ -77,3 +77,10 @@ class UnsupportedOp(ModelportError):
 
 class OutputError(ModelportError):
     """An output cannot be written (disk full, read-only, permission); nothing half-written is left."""
+
+
+class RuntimeFailure(ModelportError):
+    """A runtime failed on a feed that passed every input check (out of memory, a runtime or
+    backend bug): the runtime's own message, exit 1 (not the user's mistake)."""
+
+    exit_code = 1

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from modelport.errors import UnknownTarget
 
 if TYPE_CHECKING:
-    from modelport.runtimes.base import Backend
+    from modelport.backends.base import Backend
 
 
 @dataclass(frozen=True)
@@ -28,34 +28,34 @@ BACKENDS: dict[str, BackendEntry] = {
     for entry in (
         BackendEntry(
             "torch",
-            "modelport.runtimes.torch:TorchBackend",
+            "modelport.backends.torch.backend:TorchBackend",
             ("cpu:fp32", "cuda:fp32", "cuda:fp16", "cuda:bf16"),
             "PyTorch eager: the FP32 reference every table is measured against "
             "(cuda:*: the GPU baseline row)",
         ),
         BackendEntry(
             "onnxruntime",
-            "modelport.runtimes.onnxruntime:OnnxRuntimeBackend",
+            "modelport.backends.onnxruntime.backend:OnnxRuntimeBackend",
             ("cpu:fp32", "cpu:int8"),
             "ONNX Runtime CPU; INT8 = static QDQ calibrated on your data",
         ),
         BackendEntry(
             "tflite",
-            "modelport.runtimes.tflite:TFLiteBackend",
+            "modelport.backends.tflite.backend:TFLiteBackend",
             ("cpu:fp32", "cpu:fp16", "cpu:int8"),
             "TFLite / LiteRT interpreter (XNNPACK); static shapes; INT8 = full-integer, "
             "calibrated on your data",
         ),
         BackendEntry(
             "openvino",
-            "modelport.runtimes.openvino:OpenVINOBackend",
+            "modelport.backends.openvino.backend:OpenVINOBackend",
             ("cpu:fp32", "cpu:fp16", "cpu:int8"),
             "OpenVINO IR; precision hint set per target; INT8 = NNCF on your data "
             "(+ accuracy control)",
         ),
         BackendEntry(
             "tensorrt",
-            "modelport.runtimes.tensorrt:TensorRTBackend",
+            "modelport.backends.tensorrt.backend:TensorRTBackend",
             ("cuda:fp32", "cuda:fp16", "cuda:int8"),
             "TensorRT on NVIDIA GPUs: bundle = ONNX (INT8: explicit Q/DQ) + build recipe; "
             "the engine is built on the device",

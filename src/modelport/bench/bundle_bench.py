@@ -22,13 +22,13 @@ def bench_bundle(
     progress: bool = True,
 ) -> dict[str, Any]:
     from modelport.bundle import open_bundle
-    from modelport.pipeline import _batch_of, _fit_arrays
+    from modelport.shapes import fit_arrays, static_batch
 
     bundle = open_bundle(path)
     pool, _ = bundle.samples()
     if not pool:
         raise BundleError(f"{bundle.path} stores no sample inputs to benchmark with")
-    static = _batch_of(bundle.inputs, None)
+    static = static_batch(bundle.inputs, None)
     if static is not None and tuple(batch_sizes) != (static,):
         batch_sizes = (static,)  # static-shape artifact: only its own batch size runs
     settings = BenchSettings(batch_sizes=tuple(batch_sizes), warmup=warmup, iters=iters,
@@ -37,7 +37,7 @@ def bench_bundle(
     session = bundle.session(threads=threads)
     load_s = time.perf_counter() - t0
     with session:
-        result = benchmark(session, _fit_arrays(pool, bundle.inputs), settings,
+        result = benchmark(session, fit_arrays(pool, bundle.inputs), settings,
                            label=bundle.manifest["target"], load_s=load_s, progress=progress)
     rows = [{"target": bundle.manifest["target"], **s.__dict__} for s in result.stats]
     table = render(rows, [

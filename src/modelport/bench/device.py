@@ -71,8 +71,8 @@ def bench_bundles(
 def _bench_one(path: Path, settings: BenchSettings, progress: bool
                ) -> tuple[dict[str, Any], dict[str, Any]]:
     from modelport.bundle import open_bundle
-    from modelport.evaluate import fidelity
-    from modelport.pipeline import _batch_of, _fit_arrays
+    from modelport.metrics import fidelity
+    from modelport.shapes import fit_arrays, static_batch
 
     bundle = open_bundle(path)
     m = bundle.manifest
@@ -83,8 +83,8 @@ def _bench_one(path: Path, settings: BenchSettings, progress: bool
     pool, refs = bundle.samples()
     if not pool:
         raise BundleError(f"{bundle.path} stores no sample inputs to benchmark with")
-    pool = _fit_arrays(pool, bundle.inputs)
-    static = _batch_of(bundle.inputs, None)
+    pool = fit_arrays(pool, bundle.inputs)
+    static = static_batch(bundle.inputs, None)
     if static is not None:  # a static-shape artifact runs only its own batch size
         settings = BenchSettings(**{**settings.__dict__, "batch_sizes": (static,)})
     t0 = time.perf_counter()

@@ -6,7 +6,6 @@ are prepared before the timed region and rotated, so caches see fresh data every
 
 from __future__ import annotations
 
-import resource
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -78,6 +77,8 @@ class BenchResult:
     peak_rss_mb: float
     load_s: float | None = None
     fingerprint: dict[str, Any] = field(default_factory=dict)
+    #: "window": since the caller's reset_peak() (this target alone); "process": the process max
+    peak_rss_scope: str = "process"
 
     def at(self, batch: int) -> LatencyStats | None:
         return next((s for s in self.stats if s.batch == batch), None)
@@ -111,6 +112,7 @@ def benchmark(
     from tqdm import tqdm
 
     from modelport.bench.fingerprint import fingerprint
+    from modelport.bench.memory import peak_rss_mb
 
     settings = settings or BenchSettings()
     stats = []
@@ -150,11 +152,11 @@ def benchmark(
                     break
         bar.close()
         stats.append(LatencyStats.from_ns(batch, times))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    peak, scope = peak_rss_mb()
     return BenchResult(
         label=label, stats=stats,
         settings={k: v for k, v in asdict(settings).items()},
-        peak_rss_mb=peak, load_s=load_s, fingerprint=fingerprint(),
+        peak_rss_mb=peak, load_s=load_s, fingerprint=fingerprint(), peak_rss_scope=scope,
     )
 
 

@@ -1,6 +1,6 @@
 """`modelport bench MODEL --targets ...`: every registered target, measured the same way.
 
-One run of ``pipeline.export`` builds every available target, evaluates each on the same
+One run of ``export_steps.export`` builds every available target, evaluates each on the same
 evaluation split and times each with the same BenchSettings, so the torch FP32 row and every
 speedup come from the same process and the same minutes. Targets that cannot be built here
 stay in the table with the reason.
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from modelport import registry
+from modelport.bench import statuses
 from modelport.bench.harness import BenchSettings
 from modelport.errors import ModelportError, UsageError
 from modelport.specs import Precision, Target
@@ -21,6 +22,8 @@ from modelport.specs import Precision, Target
 log = logging.getLogger("modelport")
 
 #: the default matrix settings: batch-1 latency and batch-32 throughput, 2 s each
+#: where `bench MODEL` puts bundles of targets that missed their accuracy budget
+BELOW_BUDGET_DIR = "below-budget"
 MATRIX_BENCH = BenchSettings(batch_sizes=(1, 32), warmup=3, duration=2.0, min_iters=10)
 
 
@@ -68,7 +71,8 @@ def split_available(targets: Sequence[Target], *, reference_is_torch: bool
             build.append(target)
         else:
             skipped.append({"target": str(target), "precision": str(target.precision),
-                            "status": "unavailable", "available": False, "reason": reason})
+                            "status": statuses.UNAVAILABLE, "available": False,
+                            "reason": reason})
     return build, skipped
 
 
@@ -84,15 +88,18 @@ def bench_model(
     label: str | None = None,
     progress: bool = True,
     plot: bool = True,
+    options: Any = None,
 ) -> dict[str, Any]:
     """Build, check and time ``model`` on every available target; write report.json/.md/.png.
 
     Bundles go to ``report_dir/bundles`` (copy them to a device and run ``modelport bench``
-    there to add its numbers with ``modelport report merge``). Returns the report dict.
+    there to add its numbers with ``modelport report merge``); a target below its accuracy
+    budget is measured and kept in the table, but its bundle goes to ``report_dir/below-budget``,
+    away from the bundles ready to ship. Returns the report dict.
     """
     from modelport.bench.report_doc import new_report, write_report
+    from modelport.export_steps import export
     from modelport.models import resolve_model
-    from modelport.pipeline import export
 
     settings = settings or MATRIX_BENCH
     if threads is not None and settings.threads != threads:
@@ -106,7 +113,8 @@ def bench_model(
     result = export(
         prepared, build, out=report_dir / "bundles", calib=calib, eval=eval, force=True,
         allow_accuracy_drop=True, bench=settings, threads=settings.threads,
-        progress=progress, keep_going=True,
+        progress=progress, keep_going=True, options=options,
+        below_budget_out=report_dir / BELOW_BUDGET_DIR,
     ) if build else _reference_only(prepared, calib, eval, settings, report_dir, progress)
     rows = [_row(r) for r in result.rows] + skipped
     ref = rows[0]
@@ -122,7 +130,7 @@ def bench_model(
 
 def _reference_only(prepared, calib, evalset, settings, report_dir, progress):
     """No target is available: still measure the reference, through the same pipeline."""
-    from modelport.pipeline import export
+    from modelport.export_steps import export
 
     # the reference runtime's own target, when registered, yields exactly the reference row
     ref_targets = [n for n in registry.all_target_names()
@@ -138,14 +146,7 @@ def _reference_only(prepared, calib, evalset, settings, report_dir, progress):
 
 def _row(row: dict[str, Any]) -> dict[str, Any]:
     out = dict(row)
-    status = str(row.get("status") or ("reference" if row.get("reference") else "ok"))
-    if status == "budget miss (allowed)":
-        status = "below budget"
-    if status.startswith("failed: "):
-        out["reason"], status = status[len("failed: "):], "failed"
-    elif status.startswith("not run here: "):
-        out["reason"], status = status[len("not run here: "):], "built, not run here"
-    out["status"] = status
+    out.setdefault("status", statuses.REFERENCE if row.get("reference") else statuses.OK)
     if out.get("fidelity") is not None:
         out["fidelity_on"] = "eval split"
     return out

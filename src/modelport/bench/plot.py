@@ -19,7 +19,7 @@ PNG_KEY = "modelport-points"
 
 
 def plot_available() -> bool:
-    from modelport.runtimes.base import has_module
+    from modelport.backends.base import has_module
 
     return has_module("matplotlib")
 

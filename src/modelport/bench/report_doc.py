@@ -52,7 +52,7 @@ def new_report(
     label: str | None = None,
 ) -> dict[str, Any]:
     """A single-run report: one machine, its fingerprint and settings, one row per target."""
-    from modelport import __version__
+    from modelport._version import __version__
     from modelport.bench.fingerprint import fingerprint
 
     machine = machine_label(label)
@@ -119,7 +119,7 @@ def check_report(data: Any, *, where: str = "report") -> None:
 
 def merge_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Fold several machines' reports into one; machine labels are made unique."""
-    from modelport import __version__
+    from modelport._version import __version__
 
     if not reports:
         raise UsageError("give at least one report.json to merge")
@@ -159,7 +159,7 @@ def write_report(report: dict[str, Any], out: str | Path, *, plot: bool = True) 
     The plot is drawn first so report.json can record the points it shows.
     """
     from modelport.bench.report_tables import markdown_report
-    from modelport.bundle.atomic import write_json_atomic
+    from modelport.io import write_json_atomic
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -16,8 +16,8 @@ import tempfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from modelport.bundle.atomic import output_error
 from modelport.errors import BundleError, BundleExists
+from modelport.io import output_error
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
 
@@ -26,24 +26,13 @@ def is_archive(path: str | Path) -> bool:
     return str(path).lower().endswith(ARCHIVE_SUFFIXES)
 
 
-def pack_bundle(bundle: str | Path, out: str | Path | None = None, *, force: bool = False) -> Path:
-    """Write ``BUNDLE.tar.gz`` from a bundle directory, after verifying its checksums.
-
-    Only ``manifest.json`` and the files it lists go in, under one top-level folder named after
-    the bundle; times and owners are zeroed so one bundle always packs to the same bytes.
-    """
-    from modelport.bundle.reader import open_bundle
-
-    opened = open_bundle(bundle)  # never pack a tampered or incomplete bundle
-    if is_archive(opened.path):
-        raise BundleError(f"'{bundle}' is packed already")
-    root = opened.path
-    out = Path(out) if out is not None else root.with_name(root.name + ".tar.gz")
+def write_archive(root: Path, names: list[str], out: Path, *, force: bool = False) -> Path:
+    """Write ``names`` (relative to ``root``) into ``out`` as one deterministic .tar.gz, under
+    one top-level folder named after ``root``; times and owners zeroed; written atomically."""
     if not is_archive(out):
         raise BundleError(f"'{out}': an archive name must end in .tar.gz or .tgz")
     if out.exists() and not force:
         raise BundleExists(f"'{out}' exists already: pass --force to replace it")
-    names = ["manifest.json", *sorted(opened.manifest["files"])]
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from modelport.bundle.archive import extract_archive, is_archive
-from modelport.bundle.atomic import output_error, sha256_file
 from modelport.bundle.manifest_check import check_optional_fields, check_tensor_specs
 from modelport.errors import BundleError, ModelportError
+from modelport.io import output_error, sha256_file
 from modelport.specs import Target, TensorSpec
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -132,7 +132,7 @@ def _open_archive(archive: Path, *, verify: bool) -> Bundle:
 
 def check_manifest(manifest: Any, path: Path) -> None:
     """Structural checks of the fields the reader relies on (the JSON Schema documents them all)."""
-    from modelport import SCHEMA_VERSION
+    from modelport._version import SCHEMA_VERSION
 
     where = f"{path}/manifest.json"
     if not isinstance(manifest, dict):

@@ -11,7 +11,7 @@ from modelport.errors import ValidationError
 def verify_bundle(path: str | Path, *, threads: int | None = None) -> dict[str, Any]:
     """Checksums + schema (open_bundle), then the stored samples vs their reference outputs."""
     from modelport.bundle import open_bundle
-    from modelport.evaluate import Budget, budget_misses, fidelity
+    from modelport.metrics import Budget, budget_misses, fidelity
 
     bundle = open_bundle(path)
     feeds, refs = bundle.samples()
@@ -23,9 +23,9 @@ def verify_bundle(path: str | Path, *, threads: int | None = None) -> dict[str, 
         return report
     with bundle.session(threads=threads) as session:
         from modelport.bench.harness import make_feeds
-        from modelport.pipeline import _batch_of
+        from modelport.shapes import static_batch
 
-        batch = _batch_of(bundle.inputs, len(next(iter(feeds.values()))))
+        batch = static_batch(bundle.inputs, len(next(iter(feeds.values()))))
         rows = len(next(iter(feeds.values())))
         outs: dict[str, list] = {}
         for feed in make_feeds(feeds, batch, -(-rows // batch)):

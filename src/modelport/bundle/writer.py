@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.bundle.atomic import publish_dir, sha256_file, write_json_atomic
+from modelport.io import publish_dir, sha256_file, write_json_atomic
 
 SAMPLES_FILE = "samples.npz"
 TOKENIZER_FILE = "tokenizer.json"
@@ -23,6 +23,7 @@ def write_bundle(
     artifact_files: list[str],
     samples: dict[str, np.ndarray] | None = None,
     tokenizer_json: Path | None = None,
+    extra_files: dict[str, bytes] | None = None,
     force: bool = False,
 ) -> Path:
     """Publish a complete bundle at ``out`` (atomically; see ``publish_dir``).
@@ -30,7 +31,7 @@ def write_bundle(
     ``manifest`` holds every field but ``files``/``artifact`` checksums and ``created_at``,
     which are computed here from what was actually written.
     """
-    from modelport import SCHEMA_VERSION, __version__
+    from modelport._version import SCHEMA_VERSION, __version__
 
     def fill(tmp: Path) -> None:
         for name in artifact_files:
@@ -46,6 +47,11 @@ def write_bundle(
         if tokenizer_json is not None:
             shutil.copyfile(tokenizer_json, tmp / TOKENIZER_FILE)
             data.setdefault("preprocessing", {})["tokenizer"] = TOKENIZER_FILE
+        for name, content in (extra_files or {}).items():
+            if Path(name).is_absolute() or ".." in Path(name).parts:
+                raise ValueError(f"bundle file name must be relative and inside: {name!r}")
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / name).write_bytes(content)
         data["samples"] = SAMPLES_FILE if samples else None
         (tmp / "README.md").write_text(render_readme(data), encoding="utf-8")
         files = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())

@@ -34,8 +34,8 @@ class Item:
     def session(self, threads: int | None = None):
         if self.bundle is not None:
             return self.bundle.session(threads=threads)
-        from modelport.runtimes.base import require
-        from modelport.runtimes.onnxruntime import OnnxRuntimeBackend, OnnxRuntimeSession
+        from modelport.backends.base import require
+        from modelport.backends.onnxruntime.backend import OnnxRuntimeBackend, OnnxRuntimeSession
 
         require("onnxruntime", extra=OnnxRuntimeBackend.extra, what="comparing an .onnx file")
         return OnnxRuntimeSession(self.path, self.inputs, self.outputs, threads=threads)

@@ -15,6 +15,7 @@ import numpy as np
 
 from modelport.compare.items import Item, open_item
 from modelport.errors import UsageError
+from modelport.metrics import row_cosines
 
 #: defaults tight enough to catch a wrong FP32 artifact; quantized ones need --atol/--rtol
 RTOL = 1e-3
@@ -99,11 +100,11 @@ def _inputs(items: list[Item], evalsrc) -> tuple[dict[str, np.ndarray], str]:
 def run_item(item: Item, pool: dict[str, np.ndarray], threads: int | None
              ) -> dict[str, np.ndarray]:
     """Outputs of ``item`` for every row of ``pool``, in order (static batches padded)."""
-    from modelport.pipeline import _batch_of, _fit_arrays
+    from modelport.shapes import fit_arrays, static_batch
 
-    feeds = _fit_arrays(pool, item.inputs)
+    feeds = fit_arrays(pool, item.inputs)
     rows = len(next(iter(feeds.values())))
-    static = _batch_of(item.inputs, None)
+    static = static_batch(item.inputs, None)
     batch = static or min(rows, 32)
     chunks: dict[str, list[np.ndarray]] = {}
     with item.session(threads=threads) as session:
@@ -146,11 +147,7 @@ def output_metrics(ref: np.ndarray, got: np.ndarray, *, rtol: float, atol: float
     diff = np.abs(g - r)
     allowed = atol + rtol * np.abs(r)
     mismatch = diff > allowed
-    rows = r.reshape(len(r), -1) if r.ndim else r.reshape(1, -1)
-    grows = g.reshape(rows.shape)
-    norms = np.linalg.norm(rows, axis=1) * np.linalg.norm(grows, axis=1)
-    cos = np.sum(rows * grows, axis=1) / np.maximum(norms, 1e-30)
-    cos[norms == 0] = 1.0 if np.array_equal(rows, grows) else 0.0
+    cos = row_cosines(g, r)
     metrics: dict[str, Any] = {
         "shape": list(ref.shape),
         "max_abs_err": float(diff.max(initial=0.0)),

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from modelport.errors import ValidationError
+from modelport.metrics import row_cosines
 from modelport.models import PreparedModel
 
 #: fp32 export tolerances: graph rewrites reorder float sums, never more than this.
@@ -27,9 +28,7 @@ def compare_outputs(
         if g.shape != r.shape:
             raise ValidationError(f"output '{name}' has shape {g.shape}, the reference {r.shape}")
         diff = np.abs(g - r)
-        flat_g, flat_r = g.reshape(len(g), -1), r.reshape(len(r), -1)
-        denom = np.linalg.norm(flat_g, axis=1) * np.linalg.norm(flat_r, axis=1)
-        cosine = np.sum(flat_g * flat_r, axis=1) / np.maximum(denom, 1e-12)
+        cosine = row_cosines(g, r)
         report[name] = {
             "max_abs_err": float(diff.max(initial=0.0)),
             "rel_err": float(diff.max(initial=0.0) / max(np.abs(r).max(initial=0.0), 1e-12)),
@@ -56,7 +55,7 @@ def validate(model: PreparedModel, onnx_path: Path, *, batches: tuple[int, ...] 
     """Run ORT and torch on fresh inputs; a mismatch over tolerance is an error, not a warning."""
     if model.module is None:
         return {"skipped": "no torch reference (the model was given as ONNX)"}
-    from modelport.runtimes.onnxruntime import create_session
+    from modelport.backends.onnxruntime.backend import create_session
 
     session = create_session(onnx_path)  # an op ORT cannot run is named, not a raw ORT error
     # a model may carry a wider, stated tolerance: a Q/DQ graph from QAT runs on ORT's integer

@@ -7,9 +7,10 @@ manifest (``passes``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from modelport.models import PreparedModel
+from modelport.models.prepared import PreparedModel
 
 #: ORT's integer kernels vs torch fake-quant: a few activations land one step apart; fidelity
 #: on the eval split (accuracy / cosine, reported per target) is the real check for these
@@ -18,14 +19,14 @@ QDQ_TOLERANCE = {"atol": 0.02, "rtol": 0.02,
 
 
 def is_compressed_dir(path: Path) -> bool:
-    from modelport.optimizers.storage import MARKER
+    from modelport.passes.storage import MARKER
 
     return path.is_dir() and (path / MARKER).is_file()
 
 
-def load(path: str | Path) -> PreparedModel:
-    from modelport.models.sources import resolve
-    from modelport.optimizers.storage import load_module, read_manifest
+def load(path: str | Path, resolve: Callable[[str], PreparedModel]) -> PreparedModel:
+    """The compressed folder's base model (``resolve``d like any MODEL), its weights replaced."""
+    from modelport.passes.storage import load_module, read_manifest
 
     path = Path(path)
     manifest = read_manifest(path)

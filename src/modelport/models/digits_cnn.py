@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modelport.models import PreparedModel
+from modelport.models.prepared import PreparedModel
 from modelport.specs import TensorSpec
 
 log = logging.getLogger("modelport")

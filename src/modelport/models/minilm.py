@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from modelport.errors import MissingDependency
-from modelport.models import PreparedModel
+from modelport.models.prepared import PreparedModel
 from modelport.specs import TensorSpec
 
 EVAL_FRACTION = 0.4
@@ -61,7 +61,7 @@ INPUTS = [
 
 
 def load() -> PreparedModel:
-    from modelport.calibration_data.sources import texts_to_set
+    from modelport.calibration_data.loaders import texts_to_set
     from modelport.calibration_data.text import TextTokenizer
     from modelport.models.data import SENTENCES, sentences
 

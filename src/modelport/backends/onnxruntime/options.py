@@ -1,0 +1,28 @@
+"""ONNX Runtime build options (flags: --int8-mode, --calib-method, --onnxruntime-*)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from modelport.backends.options import BackendOptions, comma_list, option
+
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+
+
+@dataclass(frozen=True)
+class OnnxRuntimeOptions(BackendOptions):
+    int8_mode: str | None = option(
+        help="ONNX Runtime INT8 flavour (default: measured per model kind: dynamic for "
+             "attention graphs, static QDQ otherwise)",
+        flag="--int8-mode", choices=("static", "dynamic"))
+    calib_method: str | None = option(
+        help="static INT8 calibration (ONNX Runtime minmax; TensorRT percentile)",
+        flag="--calib-method", choices=CALIBRATION_METHODS)
+    full_range: bool = option(
+        False, help="INT8: quantize weights to the full 8-bit range (faster to build for a VNNI "
+                    "CPU only; wrong results can follow on x86 without VNNI)")
+    op_types: tuple[str, ...] | None = option(
+        help="INT8: quantize only these op types (default MatMul,Gemm for dynamic, all for "
+             "static)", parse=comma_list, metavar="OP,OP")
+    nodes_to_exclude: tuple[str, ...] | None = option(
+        help="INT8: keep these nodes in float", parse=comma_list, metavar="NODE,NODE")

@@ -1,0 +1,247 @@
+"""OpenVINO: the validated ONNX converted to IR (.xml + .bin), FP32 / FP16 / INT8 (NNCF).
+
+Precision is what the target says, set explicitly: the CPU plugin's default inference precision
+on a CPU with AVX512_BF16 / AMX is bf16, so an "fp32" IR left alone runs in bf16 (~1e-3 error
+on MiniLM instead of ~1e-6). Every target therefore sets INFERENCE_PRECISION_HINT, records it in
+the manifest (``build.inference_precision_hint``) and re-applies it when the bundle is loaded.
+
+Per target (PRECISION_POLICY):
+- fp32: weights stored f32 (``save_model`` compresses to f16 by default: turned off), hint f32.
+- fp16: weights stored f16 (half the file), hint f16. The plugin may run another precision where
+  the CPU has no FP16 arithmetic (AVX512_FP16 / AMX-FP16): on AMD Zen 4 it runs bf16. The
+  effective precision the plugin chose is recorded next to the hint, never hidden.
+- int8: NNCF-quantized IR (see ov_quantize.py), hint f32 for the layers left in float: measured
+  on MiniLM, bf16 there gained nothing (INT8 kernels dominate) and cost accuracy.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelport.backends.base import (
+    Artifact,
+    Availability,
+    Backend,
+    BuildOptions,
+    Session,
+    check_feeds,
+    has_module,
+    require,
+)
+from modelport.backends.openvino.options import OpenVINOOptions
+from modelport.errors import BuildError, UsageError
+from modelport.specs import Precision, Target, TensorSpec
+
+log = logging.getLogger("modelport")
+
+HINTS = ("f32", "f16", "bf16")
+
+
+@dataclass(frozen=True)
+class PrecisionPolicy:
+    weights_fp16: bool  # ov.save_model(compress_to_fp16=...)
+    hint: str  # INFERENCE_PRECISION_HINT
+
+
+PRECISION_POLICY: dict[Precision, PrecisionPolicy] = {
+    Precision.FP32: PrecisionPolicy(weights_fp16=False, hint="f32"),
+    Precision.FP16: PrecisionPolicy(weights_fp16=True, hint="f16"),
+    Precision.INT8: PrecisionPolicy(weights_fp16=False, hint="f32"),
+}
+
+
+def ov_device(target: Target) -> str:
+    """modelport's device name -> OpenVINO's (cpu -> CPU; gpu / npu passed through)."""
+    return target.device.upper()
+
+
+class OpenVINOBackend(Backend):
+    name = "openvino"
+    extra = "openvino"
+    Options = OpenVINOOptions
+    budget_hint = "try --accuracy-control, or more --calib data"
+
+    @classmethod
+    def availability(cls, target: Target) -> Availability:
+        """Building: openvino, and nncf for INT8."""
+        if target.precision == Precision.INT8 and not has_module("nncf"):
+            return Availability.missing('INT8 needs nncf: pip install "modelport[openvino]"')
+        return cls.runnable(target)
+
+    @classmethod
+    def runnable(cls, target: Target) -> Availability:
+        """Running a bundle: openvino alone (no nncf, no torch) and the device."""
+        if not has_module("openvino"):
+            return Availability.missing('openvino not installed: pip install "modelport[openvino]"')
+        if target.precision not in PRECISION_POLICY:
+            return Availability.unsupported(f"no {target.precision} for OpenVINO here")
+        if target.device == "cpu":
+            return Availability.yes()
+        import openvino as ov
+
+        devices = ov.Core().available_devices
+        if not any(d.split(".")[0] == ov_device(target) for d in devices):
+            return Availability.no_device(f"no OpenVINO {ov_device(target)} device here "
+                                       f"(available: {', '.join(devices)})")
+        return Availability.yes()
+
+    @classmethod
+    def runtime_version(cls) -> str:
+        return importlib.metadata.version("openvino")
+
+    def build(self, model, target: Target, calib, workdir: Path, options: BuildOptions) -> Artifact:
+        require("openvino", extra=self.extra, what="building OpenVINO IR")
+        import openvino as ov
+
+        policy = PRECISION_POLICY[target.precision]
+        opts = options.of(self)
+        hint = _check_hint(opts.inference_precision or policy.hint)
+        onnx_path: Path = model.onnx_artifact.path
+        try:
+            ov_model = ov.convert_model(str(onnx_path))
+        except Exception as exc:  # noqa: BLE001 - the converter's error, said in one line
+            raise BuildError(f"OpenVINO cannot convert {onnx_path.name}: {_first_line(exc)}; "
+                             "try another --opset or --simplify") from None
+        info: dict[str, Any] = {"precision": str(target.precision), "device": ov_device(target),
+                                "converter": f"openvino.convert_model {self.runtime_version()}"}
+        if target.precision == Precision.INT8:
+            require("nncf", extra=self.extra, what="OpenVINO INT8")
+            from modelport.backends.openvino.quantize import quantize_int8
+
+            ov_model, qinfo = quantize_int8(ov_model, calib, model, opts, device=info["device"],
+                                          budget=options.budget_or_default())
+            info.update(qinfo)
+        ov.save_model(ov_model, str(workdir / "model.xml"), compress_to_fp16=policy.weights_fp16)
+        effective = effective_precision(workdir / "model.xml", info["device"], hint,
+                                        threads=options.threads)
+        info.update(weights="f16" if policy.weights_fp16 else ("int8+f32" if target.precision ==
+                                                               Precision.INT8 else "f32"),
+                    inference_precision_hint=hint, inference_precision_effective=effective)
+        if effective != hint:
+            log.info("%s: the %s plugin runs inference precision %s here (asked for %s: this "
+                     "device has no native %s arithmetic)", target, info["device"], effective,
+                     hint, hint)
+        return Artifact(workdir, "model.xml", ["model.xml", "model.bin"], info,
+                        session_options={"inference_precision": hint})
+
+    def load(self, path: Path, *, target: Target, inputs: list[TensorSpec],
+             outputs: list[TensorSpec], threads: int | None = None, **options: Any) -> Session:
+        require("openvino", extra=self.extra, what="OpenVINO")
+        hint = options.get("inference_precision")
+        bundle = options.get("bundle")
+        if hint is None and bundle is not None:
+            hint = (bundle.manifest.get("build") or {}).get("inference_precision_hint")
+        if hint is None:
+            hint = PRECISION_POLICY[target.precision].hint
+        return OpenVINOSession(path, inputs, outputs, device=ov_device(target),
+                               inference_precision=_check_hint(hint), threads=threads,
+                               streams=options.get("streams"))
+
+
+class OpenVINOSession(Session):
+    """Sync infer for latency; a pool of ``requests`` async infer requests for throughput.
+
+    ``streams=None`` compiles with the LATENCY hint (one stream); ``streams=0`` with the
+    THROUGHPUT hint (the plugin picks streams); ``streams=N`` with THROUGHPUT and N streams.
+    """
+
+    def __init__(self, path: Path, inputs: list[TensorSpec], outputs: list[TensorSpec], *,
+                 device: str = "CPU", inference_precision: str = "f32",
+                 threads: int | None = None, streams: int | None = None) -> None:
+        import openvino as ov
+
+        super().__init__(inputs, outputs)
+        self.threads = threads
+        self.streams = streams
+        self._compiled = ov.Core().compile_model(
+            str(path), device, compile_config(inference_precision, threads=threads, streams=streams)
+        )
+        self.inference_precision = _type_name(
+            self._compiled.get_property("INFERENCE_PRECISION_HINT"))
+        self.requests = int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")) \
+            if streams is not None else 1
+        self._request = self._compiled.create_infer_request()
+        self._ports = {name: self._compiled.output(name) for name in self.outputs}
+        self._pool: list | None = None  # async infer requests, made on first use
+
+    def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        result = self._request.infer(dict(feeds))  # copies outputs (share_outputs=False)
+        return {name: result[port] for name, port in self._ports.items()}
+
+    def infer_pipelined(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> list[int]:
+        """Keep ``requests`` async infer requests busy, round robin; latency per request as the
+        runtime measured it (InferRequest.latency, what benchmark_app reports).
+
+        No Python completion callback (AsyncInferQueue.set_callback): a callback makes the
+        runtime's stream threads take the GIL, and freeing the compiled model then deadlocked
+        (the destructor joins those threads while Python holds the GIL)."""
+        for feed in feeds:
+            check_feeds(self.inputs, feed)
+        if self._pool is None:
+            self._pool = [self._compiled.create_infer_request() for _ in range(self.requests)]
+        latencies: list[int] = []
+        busy = [False] * len(self._pool)
+        for index, feed in enumerate(feeds):
+            slot = index % len(self._pool)
+            request = self._pool[slot]
+            if busy[slot]:
+                request.wait()
+                latencies.append(int(request.latency * 1e6))
+            request.start_async(dict(feed))
+            busy[slot] = True
+        for slot, request in enumerate(self._pool):
+            if busy[slot]:
+                request.wait()
+                latencies.append(int(request.latency * 1e6))
+        return latencies
+
+    def close(self) -> None:
+        for request in self._pool or []:
+            request.wait()
+        self._pool = self._request = self._compiled = None
+        self._ports = {}
+
+
+def compile_config(hint: str, *, threads: int | None = None,
+                   streams: int | None = None) -> dict[str, Any]:
+    """The CPU plugin settings modelport uses; bench/ passes the same ones to benchmark_app."""
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": hint,
+                              "PERFORMANCE_HINT": "LATENCY" if streams is None else "THROUGHPUT"}
+    if streams:
+        config["NUM_STREAMS"] = int(streams)
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    return config
+
+
+def effective_precision(xml: Path, device: str, hint: str, *, threads: int | None = None) -> str:
+    """The inference precision the plugin really uses for ``hint`` (it falls back silently)."""
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(xml), device, compile_config(hint, threads=threads))
+    return _type_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
+
+
+def _type_name(value: Any) -> str:
+    """openvino Type (f32 / bf16 / f16) -> its short name."""
+    name = getattr(value, "to_string", lambda: str(value))()
+    return {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}.get(name, name)
+
+
+def _check_hint(hint: Any) -> str:
+    if hint not in HINTS:
+        raise UsageError(f"unknown OpenVINO inference precision '{hint}': use one of "
+                         f"{', '.join(HINTS)}")
+    return str(hint)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

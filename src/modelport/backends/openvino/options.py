@@ -1,0 +1,39 @@
+"""OpenVINO build options (flags: --accuracy-control, --max-drop, --openvino-*)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from modelport.backends.options import BackendOptions, option
+
+AC_METRICS = ("cosine", "accuracy")
+
+
+def _smooth(text: str) -> float | bool:
+    if str(text).lower() in ("off", "false", "0", "no"):
+        return False
+    return float(text)
+
+
+@dataclass(frozen=True)
+class OpenVINOOptions(BackendOptions):
+    accuracy_control: bool = option(
+        False, flag="--accuracy-control",
+        help="OpenVINO INT8: when INT8 misses the budget, keep the most sensitive layers in "
+             "float until it fits (NNCF accuracy control)")
+    max_drop: float | None = option(
+        flag="--max-drop", minimum=0.0, maximum=0.999, metavar="X",
+        help="accuracy control: allowed drop, a fraction (accuracy for labelled classifiers, "
+             "mean cosine otherwise; default: from the budget)")
+    accuracy_metric: str | None = option(
+        choices=AC_METRICS, help="accuracy control metric (default: accuracy for labelled "
+                                 "classifiers, cosine otherwise)")
+    model_type: str | None = option(
+        choices=("transformer", "default"),
+        help="NNCF model type (default: transformer when the graph has attention)")
+    smooth_quant: float | bool | None = option(
+        parse=_smooth, metavar="ALPHA|off",
+        help="SmoothQuant alpha for transformer INT8, or 'off' (default: NNCF's)")
+    inference_precision: str | None = option(
+        choices=("f32", "f16", "bf16"),
+        help="CPU plugin INFERENCE_PRECISION_HINT (default: the target's precision)")

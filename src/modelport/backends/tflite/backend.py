@@ -1,0 +1,84 @@
+"""TFLite / LiteRT on CPU: FP32, FP16 and full-integer INT8 ``.tflite`` files.
+
+Building needs the converter toolchain (``modelport[tflite]``: onnx2tf + TensorFlow, see
+tflite_convert.py); running a bundle needs only the LiteRT interpreter (``ai-edge-litert``,
+``modelport[litert]``), never torch or TensorFlow. XNNPACK is on by default (the interpreter's
+default delegate); ``xnnpack=False`` runs TFLite's built-in kernels instead.
+
+TFLite files are static-shape: each one runs exactly the batch size and sequence length it was
+exported at (``--shape``). With ``--io int8`` the file's inputs/outputs are int8; the session
+quantizes float feeds and dequantizes outputs with the scales stored in the file, so callers
+(``modelport run``, ``bench``, ``verify``) feed and get the same float tensors as for FP32.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from pathlib import Path
+from typing import Any
+
+from modelport.backends.base import (
+    Artifact,
+    Availability,
+    Backend,
+    BuildOptions,
+    Session,
+    has_module,
+    require,
+)
+from modelport.backends.tflite.options import TFLiteOptions
+from modelport.backends.tflite.session import TFLiteSession, check_io_quantization
+from modelport.backends.tflite.signature import RUNTIME_MODULE, TOOLCHAIN_MODULES
+from modelport.specs import Target, TensorSpec
+
+
+class TFLiteBackend(Backend):
+    name = "tflite"
+    extra = "tflite"
+    Options = TFLiteOptions
+    #: what to try when INT8 misses the budget (see README "TFLite / LiteRT targets")
+    budget_hint = ("keep op types in float with --tflite-float-ops, e.g. "
+                   "MEAN,SQUARED_DIFFERENCE,RSQRT,SOFTMAX,GELU; for transformers on x86 "
+                   "onnxruntime:cpu:int8 or openvino:cpu:int8 keep fidelity")
+
+    @classmethod
+    def availability(cls, target: Target) -> Availability:
+        """Can we build here? Needs the interpreter and a converter: the onnx2tf toolchain, or
+        litert-torch (the fallback, installed on its own)."""
+        missing = [m for m in (RUNTIME_MODULE, *TOOLCHAIN_MODULES) if not has_module(m)]
+        if missing and has_module(RUNTIME_MODULE) and has_module("litert_torch"):
+            return Availability(True, "litert-torch only (onnx2tf toolchain not installed)")
+        if missing:
+            return Availability.missing(
+                f"{', '.join(missing)} not installed: pip install \"modelport[tflite]\""
+            )
+        return Availability.yes()
+
+    @classmethod
+    def runnable(cls, target: Target) -> Availability:
+        """Running a .tflite needs only the LiteRT interpreter."""
+        if not has_module(RUNTIME_MODULE):
+            return Availability.missing(
+                'ai-edge-litert not installed: pip install "modelport[litert]"'
+            )
+        return Availability.yes()
+
+    @classmethod
+    def runtime_version(cls) -> str:
+        return importlib.metadata.version("ai-edge-litert")
+
+    def build(self, model, target: Target, calib, workdir: Path, options: BuildOptions) -> Artifact:
+        require(RUNTIME_MODULE, extra=self.extra, what="TFLite")
+        from modelport.backends.tflite.convert import convert
+
+        return convert(model, target, calib, workdir, options.of(self))
+
+    def load(self, path: Path, *, target: Target, inputs: list[TensorSpec],
+             outputs: list[TensorSpec], threads: int | None = None, **options: Any) -> Session:
+        require(RUNTIME_MODULE, extra="litert", what="Running a .tflite")
+        bundle = options.get("bundle")
+        session = TFLiteSession(path, inputs, outputs, threads=threads,
+                                xnnpack=options.get("xnnpack", True))
+        if bundle is not None:
+            check_io_quantization(session, bundle.manifest, bundle.path)
+        return session

@@ -1,0 +1,328 @@
+"""ONNX -> .tflite: onnx2tf builds a Keras graph, TensorFlow's TFLiteConverter writes the file.
+
+Path (measured in ../shared/FINDINGS.md and bench/RESULTS.md):
+1. The validated ONNX is made static at the target shape and cleaned for onnx2tf
+   (tflite_onnx_prep.py).
+2. onnx2tf turns it into a Keras model. Inputs keep the ONNX layout (onnx2tf would make
+   NCHW inputs NHWC otherwise); outputs that onnx2tf made channels-last are transposed back,
+   chosen by comparing with ONNX Runtime on a real example.
+3. TFLiteConverter writes FP32, FP16 (weights) or full-integer INT8 calibrated on the shared
+   CalibrationSet (tflite_quantize.py), builtin ops only, so the LiteRT interpreter runs it as is.
+
+When onnx2tf cannot convert the graph and ``litert-torch`` is importable, the torch module is
+converted directly (tflite_litert_torch.py); the manifest records which path made the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelport.backends.base import Artifact, has_module
+from modelport.backends.tflite.options import IO_CHOICES, TFLiteOptions
+from modelport.backends.tflite.signature import SIGNATURE_KEY, TOOLCHAIN_MODULES, signature_name
+from modelport.errors import BuildError, MissingDependency, UsageError
+from modelport.shapes import crop_or_pad
+from modelport.specs import Precision, Target, TensorSpec
+
+log = logging.getLogger("modelport")
+
+#: FP32 conversion must match ONNX Runtime to this (relative to the output's magnitude)
+CONVERSION_RTOL = 1e-3
+
+
+# -- static shapes ----------------------------------------------------------------------------
+def static_specs(model, options: TFLiteOptions) -> list[TensorSpec]:
+    """The ONNX inputs with every dynamic axis fixed: ``--shape`` first, then batch 1 and the
+    model's benchmark dims (text: seq = bench_dims['seq'], 128 for the built-in MiniLM)."""
+    given: dict[str, tuple[int, ...]] = dict(options.shapes or {})
+    specs = model.onnx_artifact.inputs
+    unknown = sorted(set(given) - {s.name for s in specs})
+    if unknown:
+        raise UsageError(f"--shape names unknown input(s) {unknown}; the model takes "
+                         f"{', '.join(s.describe() for s in specs)}")
+    defaults = {"batch": 1, **{k: int(v) for k, v in (model.bench_dims or {}).items()}}
+    if "seq" not in defaults and model.tokenizer_json is not None:
+        defaults["seq"] = model.max_length
+    # a dynamic axis fixed for one input is fixed for every input that shares its name
+    for spec in specs:
+        if spec.name in given:
+            for want, got in zip(spec.shape, given[spec.name], strict=False):
+                if isinstance(want, str):
+                    defaults[want] = got  # --shape wins over batch 1 / the bench length
+    out = []
+    for spec in specs:
+        if spec.name in given:
+            shape = given[spec.name]
+            if len(shape) != len(spec.shape) or any(
+                    isinstance(w, int) and w != g for w, g in zip(spec.shape, shape, strict=True)):
+                raise UsageError(f"--shape {spec.name}={'x'.join(map(str, shape))} does not fit "
+                                 f"{spec.describe()}")
+        else:
+            missing = [d for d in spec.shape if isinstance(d, str) and d not in defaults]
+            if missing:
+                raise UsageError(
+                    f"input '{spec.name}' has dynamic axes {missing} and TFLite needs static "
+                    f"shapes: pass --shape {spec.name}=" + "x".join(
+                        str(d) if isinstance(d, int) else "N" for d in spec.shape)
+                )
+            shape = tuple(d if isinstance(d, int) else defaults[d] for d in spec.shape)
+        out.append(TensorSpec(spec.name, spec.dtype, tuple(shape)))
+    return out
+
+
+def static_output_specs(model, batch: int | None, reference: list[np.ndarray]) -> list[TensorSpec]:
+    return [TensorSpec(s.name, s.dtype, tuple(int(d) for d in ref.shape))
+            for s, ref in zip(model.onnx_artifact.outputs, reference, strict=True)]
+
+
+# -- the build ---------------------------------------------------------------------------------
+def convert(model, target: Target, calib, workdir: Path, options: TFLiteOptions) -> Artifact:
+    """Build ``model.tflite`` in ``workdir`` for ``target``; the Artifact carries static I/O."""
+    io = options.io or "float"
+    if io not in IO_CHOICES:
+        raise UsageError(f"--io takes {' or '.join(IO_CHOICES)}, got '{io}'")
+    if target.precision != Precision.INT8:
+        io = "float"  # --io concerns INT8 files only; fp32/fp16 files always take floats
+    specs = static_specs(model, options)
+    example = crop_or_pad(model.fresh_inputs(specs[0].shape[0]), specs)
+    reference = _onnx_reference(model, example)
+    out_specs = static_output_specs(model, specs[0].shape[0], reference)
+    start = time.perf_counter()
+    try:
+        info = _via_onnx2tf(model, target, calib, workdir, options, specs, example, reference, io)
+    except _ConversionFailed as exc:
+        info = _fallback(model, target, calib, workdir, options, specs, example, reference, io,
+                         exc)
+    info["seconds"] = round(time.perf_counter() - start, 2)
+    info.update(_describe_file(workdir / "model.tflite", specs, out_specs))
+    if target.precision == Precision.INT8:  # what the file really takes, whatever was asked
+        actual = "int8" if any(info["io_quantization"].values()) else "float"
+        if actual != io:
+            log.warning("the %s path made %s I/O (asked: %s); the session converts for you",
+                        info["conversion_path"], actual, io)
+        info["io"] = actual
+    return Artifact(workdir, "model.tflite", ["model.tflite"], info, inputs=specs,
+                    outputs=out_specs)
+
+
+#: the last onnx2tf graph, keyed by ONNX file and static shapes (one entry: MiniLM is ~100 MB)
+_GRAPHS: dict[tuple, tuple[Any, list, float]] = {}
+
+
+class _ConversionFailed(Exception):
+    """onnx2tf could not produce a graph that matches the ONNX; the fallback may."""
+
+
+def _via_onnx2tf(model, target, calib, workdir, options, specs, example, reference, io):
+    missing = [m for m in TOOLCHAIN_MODULES if not has_module(m)]
+    if missing:
+        raise _ConversionFailed(f"its toolchain is not installed here: {', '.join(missing)}")
+    from modelport.backends.tflite.onnx_prep import prepare_for_onnx2tf
+    from modelport.backends.tflite.quantize import to_tflite
+
+    src = Path(model.onnx_artifact.path)
+    key = (str(src), src.stat().st_mtime_ns, src.stat().st_size,
+           tuple((s.name, s.shape) for s in specs))
+    if key not in _GRAPHS:  # fp32, fp16 and int8 of one export share one onnx2tf run
+        _GRAPHS.clear()
+        with tempfile.TemporaryDirectory(prefix="modelport-tflite-") as tmp:
+            onnx_path = prepare_for_onnx2tf(src, specs, Path(tmp))
+            keras_model = _onnx2tf(onnx_path, specs, Path(tmp))
+        layouts, err = _match_outputs(keras_model, specs, example, reference, model)
+        _GRAPHS[key] = (keras_model, layouts, err)
+    keras_model, layouts, err = _GRAPHS[key]
+    serve = _serving_function(keras_model, specs, model.onnx_artifact.outputs, layouts)
+    info = to_tflite(serve, keras_model, target, calib, specs, options, io,
+                     workdir / "model.tflite")
+    info.update(conversion_path="onnx2tf", onnx2tf_version=_version("onnx2tf"),
+                tensorflow_version=_version("tensorflow"),
+                keras_vs_onnxruntime_max_abs_err=err,
+                output_layout={s.name: ("transposed back from channels-last" if p else "as ONNX")
+                               for s, p in zip(model.onnx_artifact.outputs, layouts, strict=True)})
+    return info
+
+
+def _onnx2tf(onnx_path: Path, specs: list[TensorSpec], tmp: Path):
+    import onnx2tf
+
+    log.info("converting ONNX to a TensorFlow graph with onnx2tf %s ...", _version("onnx2tf"))
+    try:
+        return onnx2tf.convert(
+            input_onnx_file_path=str(onnx_path),
+            output_folder_path=str(tmp / "onnx2tf"),
+            disable_model_save=True,  # we only want the Keras model; the converter is ours
+            not_use_onnxsim=True,  # tflite_onnx_prep already made the graph static and folded
+            # keep the user's layout: onnx2tf would turn NCHW/NCW/NCDHW inputs channels-last
+            keep_ncw_or_nchw_or_ncdhw_input_names=[s.name for s in specs if len(s.shape) >= 3]
+            or None,
+            overwrite_input_shape=[f"{s.name}:{','.join(map(str, s.shape))}" for s in specs],
+            non_verbose=True,
+            verbosity="error",
+        )
+    except (Exception, SystemExit) as exc:  # onnx2tf calls sys.exit(1) on some failures
+        raise _ConversionFailed(f"onnx2tf: {type(exc).__name__}: {_short(exc)}") from exc
+
+
+def _match_outputs(keras_model, specs, example, reference, model) -> tuple[list[tuple | None], float]:
+    """Per output: None (same layout as ONNX) or the permutation that undoes onnx2tf's
+    channels-last, whichever matches ONNX Runtime; and the max abs error after that."""
+    got = keras_model([example[s.name] for s in specs] if len(specs) > 1 else example[specs[0].name])
+    got = [np.asarray(g) for g in (got if isinstance(got, list | tuple) else [got])]
+    if len(got) != len(reference):
+        raise _ConversionFailed(f"onnx2tf made {len(got)} outputs, the ONNX has {len(reference)}")
+    layouts: list[tuple | None] = []
+    worst = 0.0
+    for spec, out, ref in zip(model.onnx_artifact.outputs, got, reference, strict=True):
+        candidates: list[tuple | None] = [None]
+        if out.ndim >= 3:
+            candidates.append((0, out.ndim - 1, *range(1, out.ndim - 1)))  # NHWC -> NCHW
+        best = None
+        for perm in candidates:
+            value = out if perm is None else np.transpose(out, perm)
+            if value.shape != ref.shape:
+                continue
+            err = float(np.abs(value.astype(np.float64) - ref).max(initial=0.0))
+            if best is None or err < best[1]:
+                best = (perm, err)
+        if best is None:
+            raise _ConversionFailed(f"onnx2tf output '{spec.name}' has shape {list(out.shape)}, "
+                                    f"ONNX Runtime gives {list(ref.shape)}")
+        scale = max(1.0, float(np.abs(ref).max(initial=0.0)))
+        if best[1] > CONVERSION_RTOL * scale:
+            raise _ConversionFailed(f"onnx2tf output '{spec.name}' differs from ONNX Runtime by "
+                                    f"{best[1]:.3g} (max abs)")
+        layouts.append(best[0])
+        worst = max(worst, best[1])
+    return layouts, worst
+
+
+def _serving_function(keras_model, specs, onnx_outputs, layouts):
+    """A tf.function with the ONNX input names/layout/static shapes and ONNX-named outputs."""
+    import tensorflow as tf
+
+    dtypes = [inp.dtype for inp in keras_model.inputs]
+    signature = [tf.TensorSpec(s.shape, dtype, name=signature_name(s.name, i, "input"))
+                 for i, (s, dtype) in enumerate(zip(specs, dtypes, strict=True))]
+    out_names = [signature_name(s.name, i, "output") for i, s in enumerate(onnx_outputs)]
+
+    @tf.function(input_signature=signature)
+    def serve(*args):
+        outs = keras_model(list(args) if len(args) > 1 else args[0])
+        outs = outs if isinstance(outs, list | tuple) else [outs]
+        return {name: (out if perm is None else tf.transpose(out, perm))
+                for name, out, perm in zip(out_names, outs, layouts, strict=True)}
+
+    return serve.get_concrete_function()
+
+
+def _fallback(model, target, calib, workdir, options, specs, example, reference, io, exc):
+    from modelport.backends.tflite.litert_torch import available, convert_with_litert_torch
+
+    reason = str(exc)
+    if model.module is None:
+        raise BuildError(f"TFLite conversion of {model.name} failed ({reason}); the litert-torch "
+                         "fallback needs a torch model, this one was given as ONNX") from exc
+    if not available():
+        raise BuildError(
+            f"TFLite conversion of {model.name} failed ({reason}). Fallback: install litert-torch "
+            "(PyTorch -> TFLite, no TensorFlow; ~2 GB, keep it in its own environment: "
+            "pip install litert-torch) and export again"
+        ) from exc
+    log.warning("ONNX -> TFLite with onnx2tf failed for %s (%s); falling back to litert-torch "
+                "(PyTorch -> TFLite directly)", model.name, reason)
+    info = convert_with_litert_torch(model, target, calib, specs, options, io,
+                                     workdir / "model.tflite")
+    info["onnx2tf_failure"] = reason
+    return info
+
+
+# -- helpers -----------------------------------------------------------------------------------
+def _onnx_reference(model, example: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """ONNX Runtime on the validated ONNX at the static shape: what the .tflite must match."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise MissingDependency('building TFLite needs onnxruntime to check the conversion: '
+                                'pip install "modelport[tflite]"') from None
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(str(model.onnx_artifact.path), opts,
+                                   providers=["CPUExecutionProvider"])
+    names = [s.name for s in model.onnx_artifact.outputs]
+    return [np.asarray(v) for v in session.run(names, example)]
+
+
+def _describe_file(path: Path, specs: list[TensorSpec], out_specs: list[TensorSpec]) -> dict[str, Any]:
+    """What a device needs to know about the file: static shapes, I/O dtypes, scales."""
+    from modelport.backends.tflite.session import TFLiteSession
+
+    session = TFLiteSession(path, specs, out_specs, threads=1)
+    try:
+        interpreter = session._interpreter
+        runner = interpreter.get_signature_runner(SIGNATURE_KEY)
+        file_io = {
+            kind: {name: {"dtype": np.dtype(d["dtype"]).name, "shape": [int(x) for x in d["shape"]]}
+                   for name, d in details.items()}
+            for kind, details in (("inputs", runner.get_input_details()),
+                                  ("outputs", runner.get_output_details()))
+        }
+        return {"static_shapes": True,
+                "shapes": {s.name: list(s.shape) for s in specs},
+                "signature": SIGNATURE_KEY,
+                "file_io": file_io,
+                "io_quantization": session.io_quantization,
+                "op_dtypes": _op_dtypes(path),
+                "tflite_size_bytes": path.stat().st_size}
+    finally:
+        session.close()
+
+
+_OP_DTYPES_SCRIPT = """
+import json, sys
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
+it = Interpreter(model_path=sys.argv[1],
+                 experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+tensors = {t["index"]: np.dtype(t["dtype"]).name for t in it.get_tensor_details()}
+out = {}
+for op in it._get_ops_details():  # no public op listing in the interpreter API
+    out.setdefault(op["op_name"], set()).update(tensors.get(i, "?") for i in op["outputs"] if i >= 0)
+print(json.dumps({k: sorted(v) for k, v in sorted(out.items())}))
+"""
+
+
+def _op_dtypes(path: Path) -> dict[str, list[str]]:
+    """Op type -> output dtypes in the file: shows which ops run int8 and which stayed float.
+
+    Read in a child process: the interpreter's private op listing aborted the whole process on
+    a full-int8 MiniLM here, and this summary is optional."""
+    import json
+    import subprocess
+    import sys
+
+    try:
+        proc = subprocess.run([sys.executable, "-c", _OP_DTYPES_SCRIPT, str(path)],
+                              capture_output=True, text=True, timeout=120, check=False)
+        return json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else {}
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+        return {}
+
+
+def _version(dist: str) -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300] + ("..." if len(text) > 300 else "")

@@ -1,0 +1,47 @@
+"""TFLite build options (flags: --shape, --io, --tflite-float-ops, --tflite-*)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from modelport.backends.options import BackendOptions, comma_list, option
+from modelport.errors import UsageError
+
+IO_CHOICES = ("float", "int8")
+
+
+def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    """``NAME=1x128`` -> ("NAME", (1, 128)); one ``--shape``."""
+    name, sep, dims = str(text).partition("=")
+    try:
+        shape = tuple(int(d) for d in dims.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if not sep or not name or not shape or any(d < 1 for d in shape):
+        raise UsageError(f"--shape takes NAME=DIMS like input_ids=1x128, got '{text}'")
+    return name, shape
+
+
+def parse_shapes(items: list[str]) -> dict[str, tuple[int, ...]]:
+    return dict(parse_shape(s) for s in items)
+
+
+def _upper_list(text: str) -> tuple[str, ...]:
+    return tuple(op.upper() for op in comma_list(text))
+
+
+@dataclass(frozen=True)
+class TFLiteOptions(BackendOptions):
+    shapes: dict | None = option(
+        flag="--shape", repeat=True, parse=parse_shapes, metavar="NAME=DIMS",
+        help="static shape for TFLite (repeatable), e.g. input_ids=1x128 (default: batch 1, "
+             "text seq 128)")
+    io: str | None = option(
+        flag="--io", choices=IO_CHOICES,
+        help="TFLite INT8 input/output type (default float; int8 for microcontrollers: "
+             "scales/zero points go in the bundle)")
+    float_ops: tuple[str, ...] | None = option(
+        flag="--tflite-float-ops", parse=_upper_list, metavar="OP,OP",
+        help="TFLite INT8: keep these op types in float, e.g. SOFTMAX,MEAN")
+    calib_samples: int | None = option(
+        minimum=1, help="TFLite INT8: calibration samples the converter sees (default 200)")

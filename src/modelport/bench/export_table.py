@@ -1,0 +1,71 @@
+"""The results table every command prints: one row per target, the reference first."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelport.bench.table import fmt_num, render, render_markdown
+
+
+def fidelity_text(f: dict[str, Any] | None) -> str:
+    """One cell: accuracy (and its drop) for classifiers, mean cosine otherwise."""
+    if not f:
+        return "-"
+    if "accuracy" in f:
+        return f"acc {100 * f['accuracy']:.2f}% ({-100 * f['accuracy_drop']:+.2f})"
+    return f"cos {f['cosine_mean']:.4f}"
+
+
+def _speed(value: Any) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+EXPORT_COLUMNS = [
+    ("target", "target", str),
+    ("precision", "prec", str),
+    ("size_mb", "size MB", fmt_num(1)),
+    ("fidelity_text", "fidelity vs ref", str),
+    ("p50_ms", "p50 ms", fmt_num(2)),
+    ("p90_ms", "p90 ms", fmt_num(2)),
+    ("p99_ms", "p99 ms", fmt_num(2)),
+    ("throughput", "thru/s", fmt_num(1)),
+    ("speedup_latency", "speedup b1", _speed),
+    ("speedup_throughput", "speedup thru", _speed),
+    ("status", "status", str),
+]
+
+
+def status_cell(row: dict[str, Any]) -> str:
+    """The status (one of bench.statuses) and, where it matters, what followed from it."""
+    status = row.get("status") or ("reference" if row.get("reference") else "-")
+    if status == "below budget" and row.get("failure"):
+        return "below budget, no bundle"
+    if status == "failed" and row.get("reason"):
+        return f"failed: {str(row['reason'])[:60]}"
+    return str(status)
+
+
+def _prepare(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for row in rows:
+        r = dict(row)
+        r["fidelity_text"] = fidelity_text(row.get("fidelity"))
+        r["status"] = status_cell(row)
+        out.append(r)
+    return out
+
+
+def batch_note(rows: list[dict[str, Any]]) -> str:
+    ref = rows[0] if rows else {}
+    lat, thr = ref.get("latency_batch"), ref.get("throughput_batch")
+    return (f"latency at batch {lat}, throughput at batch {thr}; speedups vs {ref.get('target')} "
+            "measured in this run") if lat else ""
+
+
+def export_table(rows: list[dict[str, Any]]) -> str:
+    note = batch_note(rows)
+    return render(_prepare(rows), EXPORT_COLUMNS) + (f"\n({note})" if note else "")
+
+
+def export_markdown(rows: list[dict[str, Any]]) -> str:
+    return render_markdown(_prepare(rows), EXPORT_COLUMNS)

@@ -1,0 +1,97 @@
+"""Small helpers every command module shares: argument parsers, JSON output, logging setup."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from modelport.errors import UsageError
+
+log = logging.getLogger("modelport")
+
+
+def parse_batches(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise UsageError(f"--batch takes comma-separated integers like 1,8,32, got '{text}'") from None
+    if not values or any(v < 1 for v in values):
+        raise UsageError(f"--batch takes positive integers like 1,8,32, got '{text}'")
+    return values
+
+
+def parse_streams(text: str) -> int:
+    if text.strip().lower() == "auto":
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes a number of streams or 'auto', got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"takes 0 ('auto') or more streams, got {value}")
+    return value
+
+
+def write_rows(path: Path | None, rows: Any) -> None:
+    if path is not None:
+        from modelport.io import write_json_atomic
+
+        write_json_atomic(path, rows)
+
+
+def setup_logging(quiet: bool) -> None:
+    if quiet:
+        os.environ.setdefault("TQDM_DISABLE", "1")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    log.handlers[:] = [handler]
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
+    log.propagate = False
+    # third-party chatter (quantizer notes, exporter registry warnings) stays out of the way
+    logging.basicConfig(level=logging.ERROR)
+    logging.getLogger().setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        msg = record.getMessage()
+        return f"warning: {msg}" if record.levelno >= logging.WARNING else msg
+
+
+def add_bench_args(p: argparse.ArgumentParser) -> None:
+    """Timing settings shared by `bench BUNDLE` and `bench MODEL`."""
+    p.add_argument("--batch", default=None,
+                   help="comma-separated batch sizes (default 1 for a bundle, 1,32 for a model)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--iters", type=int, default=None, help="timed iterations per batch size")
+    mode.add_argument("--duration", type=float, default=None, help="seconds per batch size (3)")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--streams", type=parse_streams, default=None, metavar="N",
+                   help="BUNDLE: throughput mode, async requests on N streams (0 or 'auto': "
+                        "the runtime's THROUGHPUT hint picks); default: latency mode")
+    p.add_argument("--rotate", type=int, default=8, metavar="N",
+                   help="distinct input batches cycled through (8; 1 reuses one input, "
+                        "as benchmark_app does)")
+    p.add_argument("--json", type=Path, nargs="?", const=Path("-"), default=None, metavar="PATH",
+                   help="write the report JSON here (no PATH or '-': print it instead)")
+
+
+def emit_report(report: dict[str, Any], json_out: Path | None) -> None:
+    from modelport.bench.report_tables import text_table
+
+    if json_out is not None and str(json_out) == "-":
+        print(json.dumps(report, indent=2))
+        return
+    print(text_table(report))
+    if json_out is not None:
+        from modelport.io import write_json_atomic
+
+        write_json_atomic(Path(json_out), report)

@@ -1,0 +1,123 @@
+"""`modelport export MODEL --target ...` and `modelport demo`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+from pathlib import Path
+
+from modelport.cli.backend_flags import add_backend_flags, collect
+from modelport.cli.common import write_rows
+from modelport.errors import ModelportError
+
+log = logging.getLogger("modelport")
+
+DEMO_MODEL = "builtin:minilm"
+DEMO_OUT = "bundles/minilm"
+#: the demo runs every one of these that is installed here
+DEMO_TARGETS = (
+    "onnxruntime:cpu:fp32", "onnxruntime:cpu:int8",
+    "openvino:cpu:fp32", "openvino:cpu:int8",
+)
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a model to one or more targets and write bundles")
+    p.add_argument("model", metavar="MODEL",
+                   help="builtin:NAME | path/to/file.py:factory | model.pt2 | model.onnx | "
+                        "a `modelport compress` output folder")
+    add_export_args(p)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("demo", help="run the embedded default export (prints the command it runs)")
+    p.add_argument("--out", default=DEMO_OUT, help=f"output directory (default {DEMO_OUT})")
+    p.set_defaults(func=cmd_demo)
+
+
+def add_budget_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--min-cosine", type=float, default=None, help="budget: mean cosine (0.99)")
+    p.add_argument("--max-accuracy-drop", type=float, default=None,
+                   help="budget for classifiers, in points (1.0)")
+
+
+def add_export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-t", "--target", action="append", required=True, dest="targets",
+                   metavar="TARGET", help="runtime:device:precision (repeatable); see `targets`")
+    p.add_argument("--calib", help="calibration data: folder of .npy/.npz feeds, or a text file")
+    p.add_argument("--eval", help="evaluation data (default: held out from --calib / built-in)")
+    p.add_argument("--out", default="bundles", help="output directory (one bundle per target)")
+    p.add_argument("--force", action="store_true", help="replace existing bundles (atomically)")
+    p.add_argument("--allow-accuracy-drop", action="store_true",
+                   help="keep a target that misses its accuracy budget (recorded in the bundle)")
+    add_budget_args(p)
+    p.add_argument("--threads", type=int, default=None, help="runtime threads (default: all)")
+    p.add_argument("--no-bench", action="store_true", help="skip benchmarking")
+    p.add_argument("--simplify", action="store_true", help="simplify the ONNX with onnxslim")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: exporter's)")
+    p.add_argument("--json", type=Path, default=None, help="write the results rows as JSON here")
+    add_backend_flags(p)
+
+
+def budget_from(args: argparse.Namespace):
+    from modelport.metrics import Budget
+
+    return Budget(
+        min_cosine=args.min_cosine if args.min_cosine is not None else Budget.min_cosine,
+        max_accuracy_drop=(args.max_accuracy_drop / 100 if args.max_accuracy_drop is not None
+                           else Budget.max_accuracy_drop),
+    )
+
+
+def build_options_from(args: argparse.Namespace):
+    """Common build settings + every backend flag given, checked before any work starts."""
+    from modelport.backends.base import BuildOptions
+
+    return BuildOptions(threads=args.threads, budget=budget_from(args), backends=collect(args))
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from modelport.export_steps import EXPORT_BENCH, export
+
+    options = build_options_from(args)
+    try:
+        result = export(
+            args.model, args.targets, out=args.out, calib=args.calib, eval=args.eval,
+            force=args.force, allow_accuracy_drop=args.allow_accuracy_drop,
+            budget=options.budget, bench=None if args.no_bench else EXPORT_BENCH,
+            options=options, threads=args.threads, simplify=args.simplify, opset=args.opset,
+            progress=not args.quiet,
+        )
+    except ModelportError as exc:
+        partial = getattr(exc, "result", None)
+        if partial is not None:
+            print(partial.table())
+            write_rows(args.json, partial.rows)
+        raise
+    print(result.table())
+    write_rows(args.json, result.rows)
+    for target, path in result.bundles.items():
+        log.info("bundle %s -> %s", target, path)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from modelport import registry
+    from modelport.specs import Target
+
+    targets = []
+    for name in DEMO_TARGETS:
+        if name not in registry.all_target_names():
+            continue
+        target = Target.parse(name)
+        if registry.get_backend(target.runtime).availability(target).ok:
+            targets.append(name)
+    argv = ["export", DEMO_MODEL, *[x for t in targets for x in ("--target", t)],
+            "--out", args.out, "--force"]
+    print("$ modelport " + shlex.join(argv), flush=True)
+    parser = argparse.ArgumentParser(prog="modelport export")
+    parser.add_argument("model")
+    add_export_args(parser)
+    sub = parser.parse_args(argv[1:])
+    sub.quiet = args.quiet
+    return cmd_export(sub)

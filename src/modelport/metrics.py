@@ -1,0 +1,117 @@
+"""Fidelity of any session against the reference outputs, and the accuracy budget it must keep."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Defaults: embeddings keep mean cosine >= 0.99; classifiers lose <= 1 accuracy point."""
+
+    min_cosine: float = 0.99
+    max_accuracy_drop: float = 0.01  # a fraction: 0.01 = one point
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def run_session(session, data, *, batch_size: int = 32) -> dict[str, np.ndarray]:
+    """Outputs of ``session`` over a CalibrationSet, concatenated in sample order."""
+    chunks: dict[str, list[np.ndarray]] = {}
+    for feeds in data.batches(batch_size):
+        for name, value in session.infer(feeds).items():
+            chunks.setdefault(name, []).append(np.asarray(value))
+    return {k: np.concatenate(v, axis=0) for k, v in chunks.items()}
+
+
+def fidelity(
+    outputs: Mapping[str, np.ndarray],
+    reference: Mapping[str, np.ndarray],
+    *,
+    task: str,
+    labels: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Cosine (mean/min over samples), max abs error; top-1 agreement and accuracy for classifiers."""
+    cos_mean, cos_min, max_abs = [], [], []
+    for name, ref in reference.items():
+        got = np.asarray(outputs[name], dtype=np.float64).reshape(len(ref), -1)
+        ref64 = np.asarray(ref, dtype=np.float64).reshape(len(ref), -1)
+        cos = row_cosines(got, ref64)
+        cos_mean.append(cos.mean())
+        cos_min.append(cos.min())
+        max_abs.append(np.abs(got - ref64).max(initial=0.0))
+    metrics = {
+        "cosine_mean": float(min(cos_mean)),
+        "cosine_min": float(min(cos_min)),
+        "max_abs_err": float(max(max_abs)),
+        "samples": len(next(iter(reference.values()))),
+    }
+    if task == "classification":
+        name = next(iter(reference))
+        got_top1 = np.asarray(outputs[name]).argmax(-1)
+        ref_top1 = np.asarray(reference[name]).argmax(-1)
+        metrics["top1_agreement"] = float((got_top1 == ref_top1).mean())
+        if labels is not None:
+            metrics["accuracy"] = float((got_top1 == labels).mean())
+            metrics["reference_accuracy"] = float((ref_top1 == labels).mean())
+            metrics["accuracy_drop"] = metrics["reference_accuracy"] - metrics["accuracy"]
+    return metrics
+
+
+def row_cosines(got: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Cosine of each sample's output with the reference's (axis 0 = samples, the rest
+    flattened), in float64. Two all-zero rows agree (1.0); a zero row against a non-zero one
+    does not (0.0). The one cosine every fidelity check, compare and pass report uses."""
+    g = np.asarray(got, dtype=np.float64)
+    r = np.asarray(ref, dtype=np.float64)
+    g = g.reshape(len(g), -1) if g.ndim else g.reshape(1, -1)
+    r = r.reshape(len(r), -1) if r.ndim else r.reshape(1, -1)
+    norms = np.linalg.norm(g, axis=1) * np.linalg.norm(r, axis=1)
+    cos = np.sum(g * r, axis=1) / np.maximum(norms, 1e-30)
+    zero = norms == 0
+    if zero.any():
+        cos[zero] = np.all(g[zero] == r[zero], axis=1).astype(np.float64)
+    return cos
+
+
+def similarity_spearman(student: np.ndarray, teacher: np.ndarray) -> float:
+    """Spearman correlation of all pairwise cosine similarities, student vs teacher.
+
+    What an embedding is used for (search, clustering, STS) depends on how it ranks pairs, not
+    on matching the teacher's vectors exactly: 1.0 = every pair ordered as the teacher orders it.
+    """
+    def pair_sims(x: np.ndarray) -> np.ndarray:
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        sims = x @ x.T
+        return sims[np.triu_indices(len(x), k=1)]
+
+    def ranks(v: np.ndarray) -> np.ndarray:
+        r = np.empty(len(v))
+        r[np.argsort(v, kind="stable")] = np.arange(len(v))
+        return r
+
+    rs, rt = ranks(pair_sims(student)), ranks(pair_sims(teacher))
+    return float(np.corrcoef(rs, rt)[0, 1])
+
+
+def budget_misses(metrics: Mapping[str, Any], budget: Budget) -> list[str]:
+    """The reasons a result misses its budget (empty when it passes)."""
+    misses = []
+    if "accuracy_drop" in metrics:
+        if metrics["accuracy_drop"] > budget.max_accuracy_drop + 1e-12:
+            misses.append(
+                f"accuracy {metrics['accuracy']:.4f} vs reference {metrics['reference_accuracy']:.4f} "
+                f"(drop {100 * metrics['accuracy_drop']:.2f} points > "
+                f"{100 * budget.max_accuracy_drop:.2f})"
+            )
+    elif metrics["cosine_mean"] < budget.min_cosine:
+        misses.append(
+            f"mean cosine {metrics['cosine_mean']:.4f} < {budget.min_cosine} "
+            f"(min {metrics['cosine_min']:.4f})"
+        )
+    return misses

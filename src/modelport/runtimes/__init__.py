@@ -1,1 +1,0 @@
-"""One module per backend, all the same shape: a Backend (availability, build, load) and a Session."""
