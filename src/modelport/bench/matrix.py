@@ -11,13 +11,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelport import registry
 from modelport.bench import statuses
 from modelport.bench.harness import BenchSettings
 from modelport.errors import ModelportError, UsageError
 from modelport.specs import Precision, Target
+
+if TYPE_CHECKING:
+    from modelport.models.prepared import PreparedModel
 
 log = logging.getLogger("modelport")
 
@@ -77,7 +80,7 @@ def split_available(targets: Sequence[Target], *, reference_is_torch: bool
 
 
 def bench_model(
-    model: str | Path,
+    model: str | Path | PreparedModel,
     targets: str | Sequence[str] = "all",
     *,
     report_dir: str | Path,
@@ -89,33 +92,42 @@ def bench_model(
     progress: bool = True,
     plot: bool = True,
     options: Any = None,
+    budget: Any = None,
+    require_speedup: bool = False,
 ) -> dict[str, Any]:
     """Build, check and time ``model`` on every available target; write report.json/.md/.png.
 
     Bundles go to ``report_dir/bundles`` (copy them to a device and run ``modelport bench``
     there to add its numbers with ``modelport report merge``); a target below its accuracy
     budget is measured and kept in the table, but its bundle goes to ``report_dir/below-budget``,
-    away from the bundles ready to ship. Returns the report dict.
+    away from the bundles ready to ship. With ``require_speedup`` an INT8/FP16 target slower
+    than its backend's FP32 gets no bundle and NotFasterThanFP32 is raised after the report is
+    written. Returns the report dict.
     """
+    from modelport.bench.speed_verdict import NotFasterThanFP32, fastest
     from modelport.bench.report_doc import new_report, write_report
     from modelport.export_steps import export
-    from modelport.models import resolve_model
+    from modelport.models import PreparedModel, resolve_model
 
     settings = settings or MATRIX_BENCH
     if threads is not None and settings.threads != threads:
         settings = BenchSettings(**{**settings.__dict__, "threads": threads})
     report_dir = Path(report_dir)
     wanted = expand_targets(targets)
-    prepared = resolve_model(model)
+    prepared = model if isinstance(model, PreparedModel) else resolve_model(model)
     build, skipped = split_available(wanted, reference_is_torch=prepared.module is not None)
     if not build:
         log.warning("no requested target can be built here; only the reference is measured")
-    result = export(
-        prepared, build, out=report_dir / "bundles", calib=calib, eval=eval, force=True,
-        allow_accuracy_drop=True, bench=settings, threads=settings.threads,
-        progress=progress, keep_going=True, options=options,
-        below_budget_out=report_dir / BELOW_BUDGET_DIR,
-    ) if build else _reference_only(prepared, calib, eval, settings, report_dir, progress)
+    refused = None
+    try:
+        result = export(
+            prepared, build, out=report_dir / "bundles", calib=calib, eval=eval, force=True,
+            allow_accuracy_drop=True, bench=settings, threads=settings.threads,
+            progress=progress, keep_going=True, options=options, budget=budget,
+            below_budget_out=report_dir / BELOW_BUDGET_DIR, require_speedup=require_speedup,
+        ) if build else _reference_only(prepared, calib, eval, settings, report_dir, progress)
+    except NotFasterThanFP32 as exc:  # the report is still written, then the refusal raised
+        result, refused = exc.result, exc
     rows = [_row(r) for r in result.rows] + skipped
     ref = rows[0]
     evalset = _eval_description(result, ref)
@@ -124,7 +136,11 @@ def bench_model(
         rows=rows, settings=settings.__dict__, source="model", reference=ref["target"],
         fidelity_data=evalset, label=label,
     )
+    report["fastest"] = fastest(result.rows)
     write_report(report, report_dir, plot=plot)
+    if refused is not None:
+        refused.report = report
+        raise refused
     return report
 
 

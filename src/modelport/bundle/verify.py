@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from modelport.errors import ValidationError
+from modelport.errors import AccuracyBudgetExceeded, ValidationError
 
 
 def verify_bundle(path: str | Path, *, threads: int | None = None) -> dict[str, Any]:
@@ -49,4 +49,11 @@ def verify_bundle(path: str | Path, *, threads: int | None = None) -> dict[str, 
             f"{bundle.path}: outputs on this machine differ from the stored reference: "
             f"{'; '.join(misses)}"
         )
+    accuracy = bundle.manifest.get("accuracy") or {}
+    if accuracy.get("passed") is False:  # built below budget, kept with --allow-accuracy-drop
+        built = budget_misses(accuracy.get("metrics") or {}, budget) if accuracy.get("metrics") \
+            else ["no fidelity was measured"]
+        raise AccuracyBudgetExceeded(
+            f"{bundle.path}: intact, but built below its accuracy budget ({'; '.join(built)}; "
+            "kept with --allow-accuracy-drop): not a bundle to ship")
     return report

@@ -9,7 +9,14 @@ import re
 from pathlib import Path
 
 from modelport.cli.backend_flags import add_backend_flags
-from modelport.cli.common import add_bench_args, emit_report, parse_batches
+from modelport.cli.common import (
+    add_bench_args,
+    add_model_args,
+    emit_report,
+    model_from,
+    parse_batches,
+)
+from modelport.cli.export import add_budget_args, add_speedup_arg
 from modelport.errors import UsageError
 
 log = logging.getLogger("modelport")
@@ -21,6 +28,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("bundle", metavar="BUNDLE_OR_MODEL")
     add_bench_args(p)
     add_bench_matrix_args(p)
+    add_budget_args(p)
+    add_model_args(p)
     add_backend_flags(p)
     p.set_defaults(func=cmd_bench)
 
@@ -36,6 +45,7 @@ def add_bench_matrix_args(p: argparse.ArgumentParser) -> None:
                         "(MODEL default: reports/<model>)")
     p.add_argument("--label", default=None, help="this machine's name in tables (default: host)")
     p.add_argument("--no-plot", action="store_true", help="skip pareto.png")
+    add_speedup_arg(p)
 
 
 def is_bundle_path(text: str) -> bool:
@@ -71,11 +81,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         report_dir = args.report or Path("reports") / _slug(args.bundle)
         from modelport.backends.base import BuildOptions
         from modelport.cli.backend_flags import collect
+        from modelport.cli.export import budget_from
 
-        report = bench_model(args.bundle, args.targets, report_dir=report_dir, calib=args.calib,
-                             eval=args.eval, settings=settings, label=args.label,
+        report = bench_model(model_from(args, args.bundle), args.targets, report_dir=report_dir,
+                             calib=args.calib, eval=args.eval, settings=settings, label=args.label,
                              progress=progress, plot=not args.no_plot,
-                             options=BuildOptions(threads=args.threads, backends=collect(args)))
+                             options=BuildOptions(threads=args.threads, backends=collect(args)),
+                             budget=budget_from(args), require_speedup=args.require_speedup)
     if on_bundles and report_dir is not None:
         from modelport.bench.report_doc import write_report
 
