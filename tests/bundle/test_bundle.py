@@ -15,7 +15,7 @@ import modelport
 from modelport.bundle import open_bundle
 from modelport.errors import BundleError, BundleExists
 
-SCHEMA = Path(__file__).resolve().parents[1] / "src" / "modelport" / "bundle" / "manifest.schema.json"
+SCHEMA = Path(__file__).resolve().parents[2] / "src" / "modelport" / "bundle" / "manifest.schema.json"
 
 
 @pytest.fixture(scope="module")

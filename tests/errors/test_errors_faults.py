@@ -1,6 +1,6 @@
 """Error catalog, part 3: signals, full disks, existing outputs and two writers at once.
 
-Faults are real: the CLI runs in a subprocess (tests/fault_driver.py) that sends itself a real
+Faults are real: the CLI runs in a subprocess (tests/support/fault_driver.py) that sends itself a real
 SIGINT/SIGTERM at a named point of the pipeline, or meets a real file-size limit, a real full
 tmpfs, or a second real export racing for the same output. Afterwards there is no bundle or a
 complete one, never half of one, and no temp dir is left (the child gets its own TMPDIR).
@@ -23,7 +23,7 @@ import pytest
 import modelport
 from modelport.bundle import open_bundle
 from modelport.errors import BundleExists, OutputError, UsageError
-from tests.catalog_support import (
+from tests.support.catalog_support import (
     DRIVER,
     FP32,
     INT8,
@@ -37,7 +37,7 @@ from tests.catalog_support import (
 )
 from tests.conftest import run_cli
 
-pytest_plugins = ["tests.catalog_fixtures"]
+pytest_plugins = ["tests.support.catalog_fixtures"]
 
 SLUG_INT8 = "onnxruntime-cpu-int8"
 SLUG_FP32 = "onnxruntime-cpu-fp32"

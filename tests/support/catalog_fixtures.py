@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.catalog_support import FP32, write_mlp_factory, write_tiny_onnx
+from tests.support.catalog_support import FP32, write_mlp_factory, write_tiny_onnx
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import numpy as np
 FP32 = "onnxruntime:cpu:fp32"
 INT8 = "onnxruntime:cpu:int8"
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).with_name("fault_driver.py")
 LEFTOVER_MARKS = (".tmp-", ".old-", "modelport-export-", "modelport-ort-", "modelport-bundle-")
 
@@ -58,7 +58,7 @@ def cli_env(tmp: Path) -> dict[str, str]:
 
 def run_driver(*args: str, env: dict | None = None, timeout: float = 600,
                preamble: str = "") -> subprocess.CompletedProcess:
-    """The real CLI through tests/fault_driver.py (faults injected at named functions)."""
+    """The real CLI through tests/support/fault_driver.py (faults injected at named functions)."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, str(DRIVER), *args], check=False, capture_output=True,
                           text=True, timeout=timeout, env=full_env, cwd=ROOT)

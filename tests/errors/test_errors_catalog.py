@@ -1,6 +1,6 @@
 """Error catalog, part 1: model sources, feeds, calibration data and targets.
 
-One test per row of tests/error_catalog.py (named ``test_<row id>``). Each drives the real CLI
+One test per row of tests/support/error_catalog.py (named ``test_<row id>``). Each drives the real CLI
 in a subprocess and the Python API, and checks: one ``error:`` line naming the problem and the
 fix, exit code 2, no traceback, nothing half-written (see catalog_support).
 """
@@ -28,7 +28,7 @@ from modelport.errors import (
     UnknownTarget,
     UnsupportedOp,
 )
-from tests.catalog_support import (
+from tests.support.catalog_support import (
     assert_nothing_half_written,
     assert_user_error,
     cli_env,
@@ -37,9 +37,9 @@ from tests.catalog_support import (
     write_single_op_onnx,
 )
 from tests.conftest import ROOT, run_cli
-from tests.error_catalog import ROWS, markdown
+from tests.support.error_catalog import ROWS, markdown
 
-pytest_plugins = ["tests.catalog_fixtures"]  # the tiny models and bundles, as fixtures
+pytest_plugins = ["tests.support.catalog_fixtures"]  # the tiny models and bundles, as fixtures
 
 FP32 = "onnxruntime:cpu:fp32"
 INT8 = "onnxruntime:cpu:int8"
@@ -69,7 +69,7 @@ def test_every_row_has_a_test():
     names: set[str] = set()
     for module in ("test_errors_catalog", "test_errors_bundles", "test_errors_faults",
                    "test_errors_backends"):
-        mod = importlib.import_module(f"tests.{module}")
+        mod = importlib.import_module(f"tests.errors.{module}")
         names |= {n.removeprefix("test_") for n in dir(mod) if n.startswith("test_")}
     missing = [row.id for row in ROWS if row.id not in names]
     assert not missing, f"catalog rows without a test: {missing}"
@@ -78,7 +78,7 @@ def test_every_row_has_a_test():
 
 def test_readme_table_matches_the_catalog():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert markdown() in readme, "README errors table is stale: python tests/error_catalog.py"
+    assert markdown() in readme, "README errors table is stale: python tests/support/error_catalog.py"
 
 
 def test_every_error_class_in_the_catalog_exists():

@@ -21,7 +21,7 @@ import modelport
 from modelport.bundle import open_bundle
 from modelport.errors import InputError, ModelportError
 
-pytest_plugins = ["tests.catalog_fixtures"]
+pytest_plugins = ["tests.support.catalog_fixtures"]
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-3, 2**40) | st.floats(allow_nan=True)

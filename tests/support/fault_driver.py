@@ -1,6 +1,6 @@
 """Run the real CLI with a fault injected at an exact point (used by the error catalog tests).
 
-    python tests/fault_driver.py ACTION AT COUNT -- CLI ARGS...
+    python tests/support/fault_driver.py ACTION AT COUNT -- CLI ARGS...
 
 AT is ``module:attr.path`` (a function looked up at call time); on its COUNT-th call ACTION
 happens, then the original runs:

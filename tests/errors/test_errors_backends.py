@@ -10,10 +10,10 @@ import pytest
 
 import modelport
 from modelport.errors import InputError
-from tests.catalog_support import assert_user_error
+from tests.support.catalog_support import assert_user_error
 from tests.conftest import run_cli
 
-pytest_plugins = ["tests.catalog_fixtures"]
+pytest_plugins = ["tests.support.catalog_fixtures"]
 
 TFLITE = "tflite:cpu:fp32"
 
