@@ -1,6 +1,6 @@
 """Backend registry: name -> import path, so listing targets never imports a runtime.
 
-Adding a backend is one module under ``runtimes/`` plus one entry here.
+Adding a backend is one folder under ``backends/`` plus one entry here (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ BACKENDS: dict[str, BackendEntry] = {
             "onnxruntime",
             "modelport.backends.onnxruntime.backend:OnnxRuntimeBackend",
             ("cpu:fp32", "cpu:int8"),
-            "ONNX Runtime CPU; INT8 = static QDQ calibrated on your data",
+            "ONNX Runtime CPU; INT8 = dynamic MatMul/Gemm for attention graphs, static QDQ "
+            "calibrated on your data otherwise (measured per graph kind)",
         ),
         BackendEntry(
             "tflite",
