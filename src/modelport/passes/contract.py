@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from modelport.config_check import check_fields, option
 from modelport.metrics import row_cosines, similarity_spearman
 
 if TYPE_CHECKING:
@@ -31,12 +32,17 @@ log = logging.getLogger("modelport")
 class TrainSettings:
     """Fine-tuning knobs shared by every pass that trains (CPU-friendly defaults)."""
 
-    epochs: int = 5
-    lr: float = 1e-3
-    batch_size: int = 32
-    weight_decay: float = 0.0
-    patience: int | None = 2  # early stopping on the eval metric; None = run every epoch
-    max_steps: int | None = None  # a hard cap, for tests and quick benches
+    epochs: int = option(5, help="passes over the training data", minimum=0)
+    lr: float = option(1e-3, help="peak learning rate (AdamW, linear decay)", above=0)
+    batch_size: int = option(32, help="rows per optimizer step", minimum=1)
+    weight_decay: float = option(0.0, help="AdamW weight decay", minimum=0)
+    patience: int | None = option(2, help="epochs without a better validation score before "
+                                          "stopping (None: run every epoch)", minimum=1)
+    max_steps: int | None = option(None, help="a hard cap, for tests and quick benches",
+                                   minimum=1)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
     def updated(self, **overrides: Any) -> TrainSettings:
         values = {**asdict(self), **{k: v for k, v in overrides.items() if v is not None}}
@@ -58,6 +64,11 @@ class PassContext:
     example: dict[str, np.ndarray] | None = None  # one feed (batch 1) for counting FLOPs
     #: texts -> CalibrationSet with the model's tokenizer (text models only; augmentation)
     tokenize: Callable[[list[str]], CalibrationSet] | None = None
+    #: the validation slice carved from ``calib`` for model selection (set by ``holdout``)
+    validation: CalibrationSet | None = None
+    #: one entry per model selection (epoch choice) made on ``validation``; shared by copies
+    #: made with ``dataclasses.replace`` so ``run_pass`` sees what a pass selected on
+    selections: list[dict[str, Any]] = field(default_factory=list)
     _teacher_eval: dict[str, np.ndarray] | None = None
 
     def teacher_eval_outputs(self) -> np.ndarray | None:
@@ -67,14 +78,18 @@ class PassContext:
         return None if self._teacher_eval is None else self._teacher_eval["out"]
 
     def evaluate(self, module: nn.Module) -> dict[str, float]:
-        """The eval-split metric: accuracy for labelled classifiers, cosine to the teacher."""
+        """The eval-split metric, for reports only: never used to choose anything."""
         if self.eval is None:
             return {}
-        got = predict(module, self.eval)
+        return self.metrics_on(module, self.eval, self.teacher_eval_outputs())
+
+    def metrics_on(self, module: nn.Module, data: CalibrationSet,
+                   ref: np.ndarray | None) -> dict[str, float]:
+        """Accuracy for labelled classifiers, cosine (and agreement) to the teacher's ``ref``."""
+        got = predict(module, data)
         out: dict[str, float] = {}
-        if self.task == "classification" and self.eval.labels is not None:
-            out["accuracy"] = float((got.argmax(-1) == self.eval.labels).mean())
-        ref = self.teacher_eval_outputs()
+        if self.task == "classification" and data.labels is not None:
+            out["accuracy"] = float((got.argmax(-1) == data.labels).mean())
         if ref is not None:
             a = got.reshape(len(got), -1).astype(np.float64)
             b = ref.reshape(len(ref), -1).astype(np.float64)
@@ -106,6 +121,8 @@ class PassReport:
     seconds: float
     details: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: rows of the calibration split held out to pick the best epoch (None: nothing selected)
+    validation_samples: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -131,6 +148,11 @@ class Pass:
         self.details: dict[str, Any] = {}
         self.notes: list[str] = []
 
+    def __post_init__(self) -> None:
+        """Every field declared with ``option(...)`` is checked (type, choices, range) on
+        construction, so a recipe fails when it is loaded, not mid-pipeline."""
+        check_fields(self)
+
     def apply(self, model: nn.Module, ctx: PassContext) -> nn.Module:
         raise NotImplementedError
 
@@ -155,6 +177,7 @@ def run_pass(p: Pass, model: nn.Module, ctx: PassContext) -> tuple[nn.Module, Pa
     metric_before = ctx.evaluate(model)
     start = time.perf_counter()
     torch.manual_seed(ctx.seed)
+    selected_before = len(ctx.selections)
     out = p.apply(model, ctx)
     out.eval()
     seconds = time.perf_counter() - start
@@ -169,9 +192,42 @@ def run_pass(p: Pass, model: nn.Module, ctx: PassContext) -> tuple[nn.Module, Pa
         sparsity_after=after["sparsity"],
         metric_before=metric_before, metric_after=metric_after, seconds=seconds,
         details=dict(p.details), notes=list(p.notes),
+        validation_samples=max((sel["validation_samples"]
+                                for sel in ctx.selections[selected_before:]), default=None),
     )
     log.info("%s (%.1fs)", report.summary(), seconds)
     return out, report
+
+
+def holdout(ctx: PassContext, fraction: float = VALIDATION_FRACTION) -> PassContext:
+    """``ctx`` with a validation slice carved out of ``calib`` (by content hash, so the same
+    data always gives the same slice and duplicates never straddle it). Training uses the rest;
+    the best epoch is chosen on the slice, so the eval split stays unseen until the report."""
+    import dataclasses
+
+    from modelport.errors import CalibrationDataError
+
+    if ctx.validation is not None or ctx.calib is None:
+        return ctx
+    need = MIN_TRAIN_FOR_VALIDATION
+    if len(ctx.calib) < need:
+        raise CalibrationDataError(
+            f"{ctx.calib.source}: fine-tuning needs at least {need} training samples (it holds "
+            f"out {fraction:.0%} of them to pick the best epoch); got {len(ctx.calib)}")
+    try:
+        train, validation = ctx.calib.split(fraction, seed=ctx.seed)
+    except CalibrationDataError:
+        raise CalibrationDataError(
+            f"{ctx.calib.source}: {len(ctx.calib)} training samples hash to one side of the "
+            f"validation split; give at least {need} distinct samples") from None
+    train.source = ctx.calib.source
+    validation.source = f"{ctx.calib.source}[validation]"
+    return dataclasses.replace(ctx, calib=train, validation=validation)
+
+
+VALIDATION_FRACTION = 0.2
+#: below this, a 20% validation slice is a handful of rows and picks an epoch by noise
+MIN_TRAIN_FOR_VALIDATION = 20
 
 
 # -- measuring --------------------------------------------------------------------------------
@@ -214,14 +270,6 @@ def count_flops(model: nn.Module, example: dict[str, np.ndarray]) -> int | None:
     return int(counter.get_total_flops())
 
 
-def state_gzip_bytes(model: nn.Module) -> int:
-    buffer = io.BytesIO()
-    for t in model.state_dict().values():
-        buffer.write(t.detach().contiguous().cpu().numpy().tobytes())
-    return len(gzip.compress(buffer.getvalue(), compresslevel=1))
-
-
-# -- running a module on CalibrationSets -------------------------------------------------------
 def to_torch(feeds: dict[str, np.ndarray]) -> dict[str, Any]:
     """Feed dict -> tensors; trailing all-padding columns are cut (text batches train faster)."""
     import torch
