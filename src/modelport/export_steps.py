@@ -22,6 +22,14 @@ from modelport import registry
 from modelport.backends.base import Artifact, AvailabilityKind, Backend, BuildOptions, Session
 from modelport.bench import BenchSettings, benchmark, statuses
 from modelport.bench.memory import reset_peak
+from modelport.bench.speed_verdict import (
+    NotFasterThanFP32,
+    apply_verdict,
+    backend_key,
+    fastest,
+    fastest_line,
+    with_fp32_comparisons,
+)
 from modelport.calibration_data import CalibrationSet
 from modelport.calibration_data.plan import bench_pool, plan_data
 from modelport.errors import (
@@ -56,11 +64,14 @@ class ExportResult:
     bundles: dict[str, Path]
     failures: list[str] = field(default_factory=list)
     report_path: Path | None = None
+    #: the fastest target within budget on this machine (bench.speed_verdict.fastest)
+    fastest: dict[str, Any] = field(default_factory=dict)
 
     def table(self) -> str:
         from modelport.bench.export_table import export_table
 
-        return export_table(self.rows)
+        line = fastest_line(self.fastest)
+        return export_table(self.rows) + (f"\n{line}" if line else "")
 
 
 @dataclass
@@ -80,6 +91,7 @@ class ExportContext:
     threads: int | None
     workdir: Path
     progress: bool
+    require_speedup: bool = False
 
 
 @dataclass
@@ -111,18 +123,25 @@ def export(
     progress: bool = True,
     keep_going: bool = False,
     below_budget_out: str | Path | None = None,
+    require_speedup: bool = False,
 ) -> ExportResult:
     """Export ``model`` to every target, measure each against the reference, write bundles.
 
     ``options``: a BuildOptions, or a dict of backend name -> that backend's options (a
     dataclass or a dict, checked against its declaration before any work starts). Targets that
     miss the accuracy budget get no bundle (unless ``allow_accuracy_drop``) and raise
-    AccuracyBudgetExceeded after the others finish. Returns the rows of the results table.
+    AccuracyBudgetExceeded after the others finish. An INT8/FP16 target slower than its
+    backend's FP32 (timed in this run, built for the comparison when not asked for) gets status
+    ``slower than fp32``; ``require_speedup`` refuses it the same way (NotFasterThanFP32).
+    Returns the rows of the results table.
     """
     options = resolve_options(options, budget=budget, threads=threads)
+    if require_speedup and bench is None:
+        raise UsageError("--require-speedup compares timings: drop --no-bench")
     dest = Destination(Path(out), force, allow_accuracy_drop,
                        Path(below_budget_out) if below_budget_out is not None else None)
-    plan = plan_targets(targets, dest, options)
+    plan, added = with_fp32_comparisons(plan_targets(targets, dest, options),
+                                        timed=bench is not None)
     # a copy: the export sets onnx_artifact to files in its own temp dir
     prepared = replace(model) if isinstance(model, PreparedModel) else resolve_model(model)
     needs_calib = any(t.precision == Precision.INT8 for t, _ in plan)
@@ -132,11 +151,15 @@ def export(
     try:
         ctx = prepare_reference(prepared, calib_set, eval_set, options, workdir, bench,
                                 simplify, opset, progress)
+        ctx.require_speedup = require_speedup
         rows = [reference_row(ctx)]
         bundles: dict[str, Path] = {}
+        fp32_rows: dict[str, dict[str, Any]] = {}
         for target, backend in plan:
             try:
-                row, bundle = export_target(ctx, target, backend, dest)
+                row, bundle = export_target(ctx, target, backend, dest,
+                                            fp32=fp32_rows.get(backend_key(str(target))),
+                                            compare_only=target in added)
             except Exception as exc:  # keep_going: one broken target must not hide the others
                 if not keep_going:
                     raise
@@ -144,17 +167,24 @@ def export(
                 row, bundle = {"target": str(target), "precision": str(target.precision),
                                "status": statuses.FAILED,
                                "reason": f"{type(exc).__name__}: {exc}"}, None
+            if target.precision == Precision.FP32:
+                fp32_rows[backend_key(str(target))] = row
+            if target in added:  # timed for the speed verdict only: never bundled or refused
+                row.update(added_for_comparison=True)
+                row.pop("failure", None)
             rows.append(row)
             if bundle is not None:
                 bundles[str(target)] = bundle
         add_speedups(rows)
         failures = [r["failure"] for r in rows if r.get("failure")]
-        result = ExportResult(rows, bundles, failures)
+        result = ExportResult(rows, bundles, failures, fastest=fastest(rows))
         result.report_path = write_export_report(dest.out, ctx, rows) if bundles else None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if failures:
-        error = AccuracyBudgetExceeded("; ".join(failures))
+        budget_miss = any(r.get("failure") and r.get("status") != statuses.SLOWER_THAN_FP32
+                          for r in rows)
+        error = (AccuracyBudgetExceeded if budget_miss else NotFasterThanFP32)("; ".join(failures))
         error.result = result  # the table is still worth printing
         raise error
     return result
@@ -262,9 +292,11 @@ def reference_row(ctx: ExportContext) -> dict[str, Any]:
 
 
 # -- one target ---------------------------------------------------------------------------------
-def export_target(ctx: ExportContext, target: Target, backend: Backend,
-                  dest: Destination) -> tuple[dict[str, Any], Path | None]:
-    """build -> check fidelity (here, or through a proxy runtime) -> verdict -> bench -> bundle."""
+def export_target(ctx: ExportContext, target: Target, backend: Backend, dest: Destination, *,
+                  fp32: dict[str, Any] | None = None, compare_only: bool = False
+                  ) -> tuple[dict[str, Any], Path | None]:
+    """build -> check fidelity (here, or through a proxy runtime) -> budget verdict -> bench ->
+    speed verdict (vs ``fp32``, this backend's FP32 row of this run) -> bundle."""
     artifact, row = build_step(ctx, target, backend)
     inputs = artifact.inputs or ctx.model.onnx_artifact.inputs
     outputs = artifact.outputs or ctx.model.onnx_artifact.outputs
@@ -282,6 +314,9 @@ def export_target(ctx: ExportContext, target: Target, backend: Backend,
                 return row, None
             bench = bench_step(ctx, session, str(target), load_s=load_s, inputs=inputs)
             row.update(bench.fields)
+        if not apply_verdict(row, fp32, require_speedup=ctx.require_speedup):
+            log.warning(row["failure"])
+            return row, None
     else:
         row.update(status=statuses.NOT_RUN_HERE, reason=runnable.reason)
         log.info("%s: built, not run here: %s", target, runnable.reason)
@@ -292,7 +327,7 @@ def export_target(ctx: ExportContext, target: Target, backend: Backend,
                                   checked_with=metrics["checked_with"]):
                 return row, None
             row["status"] = statuses.NOT_RUN_HERE  # the verdict passed; it still ran elsewhere
-    if not backend.bundleable:
+    if not backend.bundleable or compare_only:
         return row, None
     bundle = bundle_step(ctx, target, backend, artifact, inputs, outputs, metrics,
                          bench.result if bench else None, row, dest)
@@ -432,7 +467,7 @@ def write_export_report(out: Path, ctx: ExportContext, rows: list[dict[str, Any]
 
     path = out / "export-report.json"
     write_json_atomic(path, {"model": ctx.model.name, "reference": ctx.reference_label,
-                             "rows": rows, "machine": fingerprint()})
+                             "rows": rows, "fastest": fastest(rows), "machine": fingerprint()})
     return path
 
 

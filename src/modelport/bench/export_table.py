@@ -38,8 +38,10 @@ EXPORT_COLUMNS = [
 def status_cell(row: dict[str, Any]) -> str:
     """The status (one of bench.statuses) and, where it matters, what followed from it."""
     status = row.get("status") or ("reference" if row.get("reference") else "-")
-    if status == "below budget" and row.get("failure"):
-        return "below budget, no bundle"
+    if status in ("below budget", "slower than fp32") and row.get("failure"):
+        return f"{status}, no bundle"
+    if row.get("added_for_comparison"):
+        return f"{status} (added for comparison, no bundle)"
     if status == "failed" and row.get("reason"):
         return f"failed: {str(row['reason'])[:60]}"
     return str(status)

@@ -104,8 +104,8 @@ def bench_model(
     than its backend's FP32 gets no bundle and NotFasterThanFP32 is raised after the report is
     written. Returns the report dict.
     """
-    from modelport.bench.speed_verdict import NotFasterThanFP32, fastest
     from modelport.bench.report_doc import new_report, write_report
+    from modelport.bench.speed_verdict import NotFasterThanFP32, fastest
     from modelport.export_steps import export
     from modelport.models import PreparedModel, resolve_model
 

@@ -75,7 +75,10 @@ def text_table(report: dict[str, Any]) -> str:
     """The table printed on the terminal, with a line on what the speedups are relative to."""
     table = render(_cells(report), columns(report))
     notes = [_note(run) for run in report["runs"]]
-    return table + "".join(f"\n({n})" for n in notes if n)
+    from modelport.bench.speed_verdict import fastest_line
+
+    best = fastest_line(report.get("fastest") or {})
+    return table + "".join(f"\n({n})" for n in notes if n) + (f"\n{best}" if best else "")
 
 
 def _note(run: dict[str, Any]) -> str:

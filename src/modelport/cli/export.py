@@ -41,6 +41,12 @@ def add_budget_args(p: argparse.ArgumentParser) -> None:
                    help="budget for classifiers, in points (1.0)")
 
 
+def add_speedup_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--require-speedup", action="store_true",
+                   help="refuse (no bundle, exit 2) an INT8/FP16 target slower than its "
+                        "backend's FP32 by more than 5%% in this run (default: flag it)")
+
+
 def add_export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-t", "--target", action="append", required=True, dest="targets",
                    metavar="TARGET", help="runtime:device:precision (repeatable); see `targets`")
@@ -51,6 +57,7 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-accuracy-drop", action="store_true",
                    help="keep a target that misses its accuracy budget (recorded in the bundle)")
     add_budget_args(p)
+    add_speedup_arg(p)
     p.add_argument("--threads", type=int, default=None, help="runtime threads (default: all)")
     p.add_argument("--no-bench", action="store_true", help="skip benchmarking")
     p.add_argument("--simplify", action="store_true", help="simplify the ONNX with onnxslim")
@@ -86,7 +93,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             force=args.force, allow_accuracy_drop=args.allow_accuracy_drop,
             budget=options.budget, bench=None if args.no_bench else EXPORT_BENCH,
             options=options, threads=args.threads, simplify=args.simplify, opset=args.opset,
-            progress=not args.quiet,
+            progress=not args.quiet, require_speedup=args.require_speedup,
         )
     except ModelportError as exc:
         partial = getattr(exc, "result", None)
