@@ -1,0 +1,68 @@
+"""The build task: (model, recipe) -> bundles for every target, packed as bytes.
+
+Runs on the driver's node or on a node offering ``modelport-build`` (it needs torch and the
+converters). A target that fails or misses its budget is a row with its reason, not an
+exception: the export runs with ``keep_going`` and ``allow_accuracy_drop``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from modelport.sweep.outcomes import BuildOutcome, BundleBlob
+from modelport.sweep.payload import file_payload, sha256
+from modelport.sweep.plan import BuildJob
+
+
+def run_build(job: BuildJob, *, node_id: str | None = None, cpu_kind: str | None = None,
+              progress: bool = False) -> BuildOutcome:
+    """Unpack the inputs, (compress,) export without timing, pack each bundle."""
+    import modelport
+    from modelport.bundle import pack_bundle
+    from modelport.sweep.device_tasks import node_id as current_node
+
+    node_id = node_id or current_node()
+
+    start = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix="modelport-sweep-build-"))
+    try:
+        model = job.model.materialize(work / "model")
+        calib = job.calib.materialize(work / "calib") if job.calib else None
+        evalset = job.eval.materialize(work / "eval") if job.eval else None
+        reference = None
+        if job.recipe is not None:
+            model = _compress(job, model, work, calib, evalset, progress)
+            reference = file_payload(model, Path(model))
+        result = modelport.export(model, list(job.targets), out=work / "bundles", calib=calib,
+                                  eval=evalset, bench=None, progress=progress, keep_going=True,
+                                  allow_accuracy_drop=True)
+        blobs = {}
+        for target, path in result.bundles.items():
+            archive = pack_bundle(path, work / "packed" / f"{path.name}.tar.gz")
+            data = archive.read_bytes()
+            blobs[target] = BundleBlob(target, archive.name, sha256(data), data)
+        return BuildOutcome(job.key, [_plain(r) for r in result.rows], blobs, reference,
+                            node_id, cpu_kind, seconds=time.perf_counter() - start)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _compress(job: BuildJob, model: str, work: Path, calib: str | None, evalset: str | None,
+              progress: bool) -> str:
+    from modelport.passes.compress import compress
+    from modelport.passes.recipes import BUILTIN_RECIPES
+
+    recipe = job.recipe.spec if job.recipe.spec in BUILTIN_RECIPES and job.recipe.data is None \
+        else job.recipe.materialize(work / "recipe")
+    out = work / "compressed"
+    compress(model, recipe, out=out, calib=calib, eval=evalset, progress=progress)
+    return str(out)
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    """Rows without private objects (harness results, local bundle paths)."""
+    return {k: v for k, v in row.items() if not k.startswith("_") and k != "bundle"}

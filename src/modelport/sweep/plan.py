@@ -1,0 +1,75 @@
+"""What a sweep does: one build per (model, recipe, CPU kind), one bench per (device, bundle).
+
+INT8 kernels and calibration choices depend on the CPU's integer dot-product features (VNNI,
+AMX; dot-product on Arm), so two devices share builds only when those features match; every
+other flag (model name, core count) does not change what gets built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelport.sweep.payload import Payload
+
+#: the fingerprint flags that change which INT8 kernels a runtime picks
+INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp")
+
+
+def cpu_kind(fingerprint: dict[str, Any]) -> str:
+    """``x86_64:avx2+avx512f+avx512_vnni``: the architecture plus the INT8-relevant flags."""
+    flags = [f for f in INT8_FLAGS if f in (fingerprint.get("cpu_flags") or [])]
+    return f"{fingerprint.get('machine') or '?'}:{'+'.join(flags) or 'baseline'}"
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """Everything the user asked for, with every file already packed."""
+
+    models: tuple[Payload, ...]
+    recipes: tuple[Payload | None, ...]  # None: the model as given
+    targets: tuple[str, ...]
+    calib: Payload | None = None
+    eval: Payload | None = None
+    settings: dict[str, Any] = field(default_factory=dict)  # BenchSettings fields
+
+
+@dataclass(frozen=True)
+class BuildJob:
+    """One export of one (model, recipe) to every target, for one CPU kind."""
+
+    model: Payload
+    recipe: Payload | None
+    targets: tuple[str, ...]
+    cpu_kind: str
+    calib: Payload | None
+    eval: Payload | None
+    key: str  # content hash of everything above + versions: the build cache key
+
+    @property
+    def label(self) -> str:
+        return self.model.spec + (f" + {self.recipe.spec}" if self.recipe else "")
+
+
+def plan_builds(spec: SweepSpec, kinds: list[str]) -> list[BuildJob]:
+    """Every (model, recipe) once per distinct CPU kind among the chosen devices."""
+    jobs = []
+    for model in spec.models:
+        for recipe in spec.recipes:
+            for kind in sorted(set(kinds)):
+                jobs.append(BuildJob(model, recipe, spec.targets, kind, spec.calib, spec.eval,
+                                     build_key(model, recipe, spec, kind)))
+    return jobs
+
+
+def build_key(model: Payload, recipe: Payload | None, spec: SweepSpec, kind: str) -> str:
+    """Unchanged inputs, same key: a resumed sweep skips the build."""
+    from modelport._version import SCHEMA_VERSION, __version__
+
+    inputs = {"modelport": __version__, "schema": SCHEMA_VERSION, "model": model.digest,
+              "recipe": recipe.digest if recipe else None, "targets": sorted(spec.targets),
+              "calib": spec.calib.digest if spec.calib else None,
+              "eval": spec.eval.digest if spec.eval else None, "cpu_kind": kind}
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:24]

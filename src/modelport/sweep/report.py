@@ -1,0 +1,72 @@
+"""One report for the whole sweep: a run per device, a row per (device, target).
+
+Each device's rows become a single-machine report (``new_report``) whose run carries that
+device's fingerprint and the Ray node it ran on; ``merge_reports`` folds them into one.
+Speedups are computed per device against torch FP32 timed on that device when it has torch,
+else against the fastest FP32 artifact timed there; the run's ``reference`` says which.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelport.sweep.plan import BuildJob, SweepSpec
+from modelport.sweep.reference_task import TARGET as TORCH_TARGET
+from modelport.sweep.state import DeviceInfo, SweepResults
+
+
+def build_report(spec: SweepSpec, devices: list[DeviceInfo], jobs: list[BuildJob],
+                 results: SweepResults) -> dict[str, Any]:
+    from modelport.bench.report_doc import merge_reports, new_report
+
+    several = len({(j.model.spec, j.recipe.spec if j.recipe else None) for j in jobs}) > 1
+    model = results.model or {"name": jobs[0].model.spec if jobs else None}
+    if several:
+        model = {"name": ", ".join(dict.fromkeys(j.label for j in jobs)), "source": None,
+                 "task": model.get("task")}
+    reports = []
+    for device in devices:
+        rows: list[dict[str, Any]] = []
+        bases: list[str] = []
+        for job in (j for j in jobs if j.cpu_kind == device.cpu_kind):
+            group = [results.rows[(device.name, job.key, t)]
+                     for t in (TORCH_TARGET, *job.targets)
+                     if (device.name, job.key, t) in results.rows]
+            bases.append(add_speedups(group))
+            if several:
+                group = [{**r, "target": f"{r['target']} [{job.label}]"} for r in group]
+            rows += group
+        samples = next((r["fidelity"].get("samples") for r in rows if r.get("fidelity")), None)
+        report = new_report(
+            model=model, rows=rows, settings=spec.settings, source="bundles",
+            reference="; ".join(dict.fromkeys(b for b in bases if b)) or None,
+            fidelity_data={"source": "bundle samples", "samples": samples,
+                           "reference": "reference outputs stored in each bundle at build time"},
+            label=device.name)
+        nodes = sorted(results.nodes.get(device.name, ()))
+        report["runs"][0]["fingerprint"] = {
+            **(device.probe.get("fingerprint") or report["runs"][0]["fingerprint"]),
+            "ray_node_id": nodes[0] if len(nodes) == 1 else (nodes or None)}
+        reports.append(report)
+    return merge_reports(reports)
+
+
+def add_speedups(rows: list[dict[str, Any]]) -> str | None:
+    """Speedups of one device's rows for one build; returns what they are relative to."""
+    timed = [r for r in rows if r.get("p50_ms") and r.get("status") in ("ok", "reference",
+                                                                        "below budget")]
+    base = next((r for r in timed if r["target"] == TORCH_TARGET), None)
+    label = TORCH_TARGET if base else None
+    if base is None:
+        fp32 = [r for r in timed if r.get("precision") == "fp32"]
+        base = min(fp32, key=lambda r: r["p50_ms"], default=None)
+        if base is None:
+            return None
+        label = f"the fastest FP32 artifact on this device, {base['target']} (no torch here)"
+    for row in timed:
+        if row.get("latency_batch") == base.get("latency_batch"):
+            row["speedup_latency"] = base["p50_ms"] / row["p50_ms"]
+        if row.get("throughput") and base.get("throughput") and \
+                row.get("throughput_batch") == base.get("throughput_batch"):
+            row["speedup_throughput"] = row["throughput"] / base["throughput"]
+    return label
