@@ -23,6 +23,7 @@ import pytest
 import modelport
 from modelport.bundle import open_bundle
 from modelport.errors import BundleExists, OutputError, UsageError
+from tests.conftest import run_cli
 from tests.support.catalog_support import (
     DRIVER,
     FP32,
@@ -35,7 +36,6 @@ from tests.support.catalog_support import (
     write_feeds,
     write_tiny_onnx,
 )
-from tests.conftest import run_cli
 
 pytest_plugins = ["tests.support.catalog_fixtures"]
 
@@ -69,8 +69,8 @@ def _signalled(tmp_path, mlp, calib, signame, at, count, *, target=INT8, extra=(
     return proc, out
 
 
-CALIBRATION = "modelport.backends.onnxruntime.quantize:CalibrationReader.get_next"
-BUILD = "modelport.backends.onnxruntime.quantize:_preprocess"
+CALIBRATION = "modelport.backends.onnx_qdq:CalibrationReader.get_next"
+BUILD = "modelport.backends.onnx_qdq:preprocess"
 WRITING = "modelport.bundle.writer:render_readme"  # artifact + samples already in the temp dir
 BEFORE_RENAME = "modelport.io:_fsync_dir"  # the temp dir is complete
 
@@ -85,7 +85,7 @@ def test_fault_sigint_calibration(tmp_path, mlp, calib, monkeypatch):
     _in_calibration(proc)
     assert not (out / SLUG_INT8).exists()
     # the API: Ctrl-C is a KeyboardInterrupt out of modelport.export, after the same cleanup
-    from modelport.backends.onnxruntime import quantize as ort_quantize
+    from modelport.backends import onnx_qdq as ort_quantize
 
     original, calls = ort_quantize.CalibrationReader.get_next, [0]
 

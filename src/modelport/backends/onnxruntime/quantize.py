@@ -7,6 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from modelport.backends import onnx_qdq
+from modelport.backends.onnx_qdq import CalibrationReader, activation_matmuls
 from modelport.backends.onnxruntime.options import OnnxRuntimeOptions
 from modelport.errors import BuildError, CalibrationDataError
 
@@ -29,15 +31,7 @@ def default_mode(onnx_path: Path) -> str:
 
 
 def has_activation_matmul(onnx_path: Path) -> bool:
-    import onnx
-
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    constants = {i.name for i in graph.initializer}
-    constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
-    return any(
-        n.op_type == "MatMul" and all(i not in constants for i in n.input[:2])
-        for n in graph.node
-    )
+    return bool(activation_matmuls(onnx_path))
 
 
 def reduce_range(options: OnnxRuntimeOptions) -> bool:
@@ -59,7 +53,7 @@ def quantize_int8(src: Path, dst: Path, calib, model, options: OnnxRuntimeOption
         raise BuildError(f"unknown INT8 mode '{mode}': use one of {', '.join(INT8_MODES)}")
     with tempfile.TemporaryDirectory(prefix="modelport-ort-") as tmp:
         pre = Path(tmp) / "pre.onnx"
-        _preprocess(src, pre)
+        onnx_qdq.preprocess(src, pre)  # by module: the fault tests patch it there
         if mode == "dynamic":
             ops = list(options.op_types or ["MatMul", "Gemm"])
             quantize_dynamic(
@@ -113,31 +107,3 @@ def _quantize_static(pre: Path, dst: Path, calib, options: OnnxRuntimeOptions) -
 def _weights(options: OnnxRuntimeOptions) -> str:
     return "s8 per-channel" + (" (7-bit range: no u8s8 saturation on non-VNNI x86)"
                                if reduce_range(options) else "")
-
-
-def _preprocess(src: Path, dst: Path) -> None:
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    # symbolic shape inference fails on dynamo-exported transformers; ONNX shape inference is enough
-    quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
-
-
-class CalibrationReader:
-    """CalibrationDataReader over a CalibrationSet, with a progress bar (ORT and TensorRT Q/DQ)."""
-
-    def __init__(self, calib, desc: str = "calibrating INT8 (onnxruntime)") -> None:
-        from tqdm import tqdm
-
-        self._bar = tqdm(total=len(calib), desc=desc, unit="sample", leave=False)
-        self._it = iter(calib)
-
-    def get_next(self):
-        sample = next(self._it, None)
-        if sample is None:
-            self._bar.close()
-        else:
-            self._bar.update(1)
-        return sample
-
-    def rewind(self) -> None:  # pragma: no cover - not used by the static quantizer
-        pass

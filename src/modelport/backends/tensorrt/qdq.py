@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from modelport.backends.onnxruntime.quantize import CalibrationReader
+from modelport.backends import onnx_qdq
+from modelport.backends.onnx_qdq import CalibrationReader, activation_matmuls
 from modelport.backends.tensorrt.qdq_graph import (
     WEIGHTED_OPS,
     add_residual_qdq,
@@ -104,7 +105,7 @@ def make_qdq_onnx(src: Path, dst: Path, calib, recipe: QdqRecipe, *, task: str =
     with tempfile.TemporaryDirectory(prefix="modelport-trt-qdq-") as tmp:
         tmpdir = Path(tmp)
         pre = tmpdir / "pre.onnx"
-        _preprocess(src, pre)
+        onnx_qdq.preprocess(src, pre)  # by module: the fault tests patch it there
         cache = tmpdir / "ranges.json"
         probe = calib.take(PROBE_SAMPLES)
         reference = run_onnx(pre, probe)
@@ -240,25 +241,6 @@ def _quantize(pre: Path, dst: Path, calib, recipe: QdqRecipe, exclude: list[str]
         )
 
 
-def activation_matmuls(path: Path) -> list[str]:
-    """MatMuls of two activations (attention's Q.K^T and P.V): no weight to quantize."""
-    import onnx
-
-    graph = onnx.load(str(path), load_external_data=False).graph
-    constants = {i.name for i in graph.initializer}
-    constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
-    return [n.name for n in graph.node
-            if n.op_type == "MatMul" and not any(i in constants for i in n.input[:2])]
-
-
-def _preprocess(src: Path, dst: Path) -> None:
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    # symbolic shape inference fails on dynamo-exported transformers (FINDINGS.md)
-    quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
-
-
-# -- fidelity on the probe and per-layer sensitivity ----------------------------------------
 # -- fidelity on the probe and per-layer sensitivity ----------------------------------------
 def _probe_fidelity(path: Path, probe, reference: dict[str, np.ndarray], task: str):
     from modelport.metrics import fidelity
