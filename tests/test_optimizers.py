@@ -334,7 +334,8 @@ def test_distillation_beats_no_distillation_on_the_eval_split(digits, digits_dat
     assert report.metric_after["accuracy"] > undistilled["accuracy"] + 0.3
     assert report.metric_after["accuracy"] > 0.9
     assert report.details["steps"] == 150
-    assert report.details["train_samples"] == len(digits_data[0])
+    # the best epoch is chosen on a validation slice held out of the calibration split
+    assert report.details["train_samples"] + report.validation_samples == len(digits_data[0])
 
 
 def test_minilm_student_distilled_on_calibration_split_gets_closer_to_teacher(minilm, minilm_data):
@@ -359,7 +360,7 @@ def test_recipe_errors_name_the_fix(tmp_path):
         load_recipe("digits-cnn-slm")
     bad = tmp_path / "r.yaml"
     bad.write_text("passes:\n  - prune-structured: {ratoi: 0.5}\n")
-    with pytest.raises(UsageError, match="no option.*ratoi.*ratio"):
+    with pytest.raises(UsageError, match="unknown option 'ratoi'; did you mean 'ratio'"):
         load_recipe(bad)
     bad.write_text("passes:\n  - prune-struct: {}\n")
     with pytest.raises(UsageError, match="did you mean 'prune-structured'"):

@@ -33,24 +33,23 @@ def _import(path: str):
     return getattr(importlib.import_module(module_name), attr)
 
 
-def get_pass(name: str) -> type[Pass]:
+def get_pass(name: str, *, where: str = "") -> type[Pass]:
     if name not in PASSES:
-        close = difflib.get_close_matches(name, PASSES, n=1)
+        close = difflib.get_close_matches(str(name), PASSES, n=1)
         hint = f"did you mean '{close[0]}'? " if close else ""
-        raise UsageError(f"unknown pass '{name}': {hint}known passes are {', '.join(PASSES)}")
+        prefix = f"{where}: " if where else ""
+        raise UsageError(f"{prefix}unknown pass '{name}': {hint}known passes are "
+                         f"{', '.join(PASSES)}")
     return _import(PASSES[name])
 
 
-def make_pass(name: str, options: dict) -> Pass:
-    import dataclasses
+def make_pass(name: str, options: dict, *, where: str = "") -> Pass:
+    """The pass with ``options`` checked against its declared fields (names, types, ranges)."""
+    from modelport.config_check import build_checked
 
-    cls = get_pass(name)
-    fields = {f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")}
-    unknown = sorted(set(options) - fields)
-    if unknown:
-        raise UsageError(f"pass '{name}' has no option(s) {unknown}; its options are "
-                         f"{sorted(fields)}")
-    return cls(**options)
+    cls = get_pass(name, where=where)
+    label = f"{where}: pass '{name}'" if where else f"pass '{name}'"
+    return build_checked(cls, options, where=label)
 
 
 def get_replay(op: str):

@@ -8,7 +8,6 @@ here, the same way for every pass, so a report can never flatter one pass over a
 from __future__ import annotations
 
 import gzip
-import io
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -199,6 +198,14 @@ def run_pass(p: Pass, model: nn.Module, ctx: PassContext) -> tuple[nn.Module, Pa
     return out, report
 
 
+VALIDATION_FRACTION = 0.2
+#: below this, a 20% validation slice is a handful of rows and picks an epoch by noise
+MIN_TRAIN_FOR_VALIDATION = 20
+#: the calib split itself came from ``split(seed=s)``: hashing again with the same seed would put
+#: every calib row on the same side, so the validation split hashes with its own salt
+VALIDATION_SALT = 0x76616C6964  # "valid"
+
+
 def holdout(ctx: PassContext, fraction: float = VALIDATION_FRACTION) -> PassContext:
     """``ctx`` with a validation slice carved out of ``calib`` (by content hash, so the same
     data always gives the same slice and duplicates never straddle it). Training uses the rest;
@@ -215,7 +222,7 @@ def holdout(ctx: PassContext, fraction: float = VALIDATION_FRACTION) -> PassCont
             f"{ctx.calib.source}: fine-tuning needs at least {need} training samples (it holds "
             f"out {fraction:.0%} of them to pick the best epoch); got {len(ctx.calib)}")
     try:
-        train, validation = ctx.calib.split(fraction, seed=ctx.seed)
+        train, validation = ctx.calib.split(fraction, seed=VALIDATION_SALT + ctx.seed)
     except CalibrationDataError:
         raise CalibrationDataError(
             f"{ctx.calib.source}: {len(ctx.calib)} training samples hash to one side of the "
@@ -223,11 +230,6 @@ def holdout(ctx: PassContext, fraction: float = VALIDATION_FRACTION) -> PassCont
     train.source = ctx.calib.source
     validation.source = f"{ctx.calib.source}[validation]"
     return dataclasses.replace(ctx, calib=train, validation=validation)
-
-
-VALIDATION_FRACTION = 0.2
-#: below this, a 20% validation slice is a handful of rows and picks an epoch by noise
-MIN_TRAIN_FOR_VALIDATION = 20
 
 
 # -- measuring --------------------------------------------------------------------------------

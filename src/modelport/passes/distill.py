@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+from modelport.config_check import option
 from modelport.errors import UsageError
-from modelport.passes.contract import Pass, PassContext
+from modelport.passes.contract import Pass, PassContext, holdout
 from modelport.passes.train import default_loss, fit
 
 if TYPE_CHECKING:
@@ -23,16 +24,20 @@ if TYPE_CHECKING:
 @dataclass
 class Distill(Pass):
     name: ClassVar[str] = "distill"
-    epochs: int | None = None
-    lr: float | None = None
-    batch_size: int | None = None
-    patience: int | None = None
-    max_steps: int | None = None
-    temperature: float = 4.0
-    alpha: float = 0.5
-    loss: str = "auto"  # auto | kd | cosine | mse
-    hidden_weight: float = 0.0  # > 0: also match each block's token states (masked cosine)
-    augment: int = 0  # text models: this many extra training rows made from the calib texts
+    epochs: int | None = option(None, help="training epochs (default: the recipe's train)",
+                                minimum=1)
+    lr: float | None = option(None, help="learning rate (default: the recipe's train)", above=0)
+    batch_size: int | None = option(None, help="rows per step", minimum=1)
+    patience: int | None = option(None, help="epochs without a better validation score "
+                                             "before stopping", minimum=1)
+    max_steps: int | None = option(None, help="a hard cap on optimizer steps", minimum=1)
+    temperature: float = option(4.0, help="softmax temperature of the KD loss", above=0)
+    alpha: float = option(0.5, help="weight of cross-entropy on labels", minimum=0)
+    loss: str = option("auto", help="distillation loss", choices=("auto", "kd", "cosine", "mse"))
+    hidden_weight: float = option(0.0, help="> 0: also match each block's token states "
+                                            "(masked cosine)", minimum=0)
+    augment: int = option(0, help="text models: extra training rows made from the calib texts",
+                          minimum=0)
 
     def apply(self, model: nn.Module, ctx: PassContext) -> nn.Module:
         if ctx.teacher is None:
@@ -53,7 +58,10 @@ class Distill(Pass):
             p.requires_grad_(True)
         extra, handles = (self._hidden_loss(model, ctx.teacher) if self.hidden_weight > 0
                           else (None, []))
-        train_ctx = self._augmented(ctx) if self.augment else ctx
+        # the validation slice is carved before augmenting, so no row made from a validation
+        # sentence is trained on
+        held = holdout(ctx) if self.augment else ctx
+        train_ctx = self._augmented(held) if self.augment else ctx
         try:
             self.details = fit(model, train_ctx, settings=settings, loss_fn=loss_fn,
                                desc=f"distilling ({self.loss})", extra_loss=extra)
@@ -61,7 +69,7 @@ class Distill(Pass):
             for h in handles:
                 h.remove()
         self.details["hidden_weight"] = self.hidden_weight
-        self.details["augmented_rows"] = len(train_ctx.calib) - len(ctx.calib) if ctx.calib else 0
+        self.details["augmented_rows"] = len(train_ctx.calib) - len(held.calib) if held.calib else 0
         self.details["loss"] = "kd" if task == "classification" else kind
         return model
 

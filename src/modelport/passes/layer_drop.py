@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from modelport.config_check import option
 from modelport.errors import UsageError
 from modelport.passes.contract import Pass, PassContext
 
@@ -23,12 +24,23 @@ if TYPE_CHECKING:
 @dataclass
 class LayerDrop(Pass):
     name: ClassVar[str] = "layer-drop"
-    keep: list[int] | str | None = None  # indices; "greedy"; default every other (0, 2, ...)
-    every: int = 2
-    blocks: int | None = None  # how many to keep with "greedy" (default: n // every)
-    greedy_samples: int = 256  # calibration rows scored per candidate
-    path: str | None = None  # dotted path of the block ModuleList; default: found
+    keep: list[int] | str | None = option(  # noqa: RUF009 - option() is a dataclass field
+        None, help="block indices to keep, or 'greedy' (default: every other, 0, 2, ...)")
+    every: int = option(2, help="keep one block in this many", minimum=1)
+    blocks: int | None = option(None, help="how many to keep with greedy (default: n // every)",
+                                minimum=1)
+    greedy_samples: int = option(256, help="calibration rows scored per candidate", minimum=1)
+    path: str | None = option(None, help="dotted path of the block ModuleList (default: found)")
     _structure: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.keep, str) and self.keep != "greedy":
+            raise UsageError(f"option 'keep' takes a list of block indices or 'greedy'; got "
+                             f"{self.keep!r}")
+        if isinstance(self.keep, list) and not all(
+                isinstance(i, int) and not isinstance(i, bool) for i in self.keep):
+            raise UsageError(f"option 'keep' lists block indices (int); got {self.keep!r}")
 
     def apply(self, model: nn.Module, ctx: PassContext) -> nn.Module:
         path = self.path or find_blocks(model)

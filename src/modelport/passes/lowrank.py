@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from modelport.config_check import option
 from modelport.errors import UsageError
 from modelport.passes.contract import Pass, PassContext, prunable_layers
 from modelport.passes.train import fit
@@ -24,13 +25,16 @@ if TYPE_CHECKING:
 @dataclass
 class LowRank(Pass):
     name: ClassVar[str] = "low-rank"
-    energy: float | None = 0.9  # keep the smallest rank holding this fraction of sum(S^2)
-    param_ratio: float | None = None  # or: keep this fraction of the factorized layers' params
-    rank: int | None = None  # or: one fixed rank for every layer (tests; full rank = exact)
-    min_features: int = 16  # leave tiny layers alone
-    skip_last: bool = True  # the output layer stays exact
-    finetune_epochs: int = 0
-    max_steps: int | None = None
+    energy: float | None = option(0.9, help="keep the smallest rank holding this fraction of "
+                                            "sum(S^2)", above=0, maximum=1)
+    param_ratio: float | None = option(None, help="or: keep this fraction of the factorized "
+                                                  "layers' params", above=0, maximum=1)
+    rank: int | None = option(None, help="or: one fixed rank for every layer (full rank = "
+                                         "exact)", minimum=1)
+    min_features: int = option(16, help="leave layers smaller than this alone", minimum=1)
+    skip_last: bool = option(True, help="the output layer stays exact")
+    finetune_epochs: int = option(0, help="fine-tuning epochs after factorizing", minimum=0)
+    max_steps: int | None = option(None, help="a hard cap on optimizer steps", minimum=1)
     _structure: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def apply(self, model: nn.Module, ctx: PassContext) -> nn.Module:

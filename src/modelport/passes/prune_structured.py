@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from modelport.config_check import option
 from modelport.errors import MissingDependency, UsageError
 from modelport.passes.contract import Pass, PassContext, first_output, iterate_minibatches, to_torch
 
@@ -24,11 +25,14 @@ if TYPE_CHECKING:
 @dataclass
 class StructuredPrune(Pass):
     name: ClassVar[str] = "prune-structured"
-    ratio: float = 0.5  # fraction of channels / FFN neurons removed per layer (0: none)
-    heads: float = 0.0  # transformers: fraction of attention heads removed per block
-    importance: str = "l2"  # l1 | l2 | taylor
-    taylor_batches: int = 4
-    round_to: int | None = None  # keep channel counts multiples of this (e.g. 8 for tensor cores)
+    ratio: float = option(0.5, help="fraction of channels / FFN neurons removed per layer",
+                          minimum=0, below=1)
+    heads: float = option(0.0, help="transformers: fraction of attention heads removed per "
+                                    "block", minimum=0, below=1)
+    importance: str = option("l2", help="channel importance", choices=("l1", "l2", "taylor"))
+    taylor_batches: int = option(4, help="batches of gradients for taylor importance", minimum=1)
+    round_to: int | None = option(None, help="keep channel counts multiples of this (e.g. 8 "
+                                             "for tensor cores)", minimum=1)
 
     def apply(self, model: nn.Module, ctx: PassContext) -> nn.Module:
         if not 0.0 <= self.ratio < 1.0 or not 0.0 <= self.heads < 1.0:

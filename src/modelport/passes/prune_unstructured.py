@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+from modelport.config_check import option
 from modelport.errors import UsageError
 from modelport.passes.contract import Pass, PassContext, prunable_layers
 from modelport.passes.train import fit
@@ -24,10 +25,13 @@ NO_SPEEDUP = ("unstructured sparsity: tensors keep their shape, so dense runtime
 @dataclass
 class MagnitudePrune(Pass):
     name: ClassVar[str] = "prune-unstructured"
-    amount: float = 0.5  # final fraction of zeroed weights, over all pruned layers together
-    steps: int = 1  # 1 = one-shot; more = iterative, fine-tuning between steps
-    finetune_epochs: int = 0  # per step (needs data and a teacher or labels)
-    max_steps: int | None = None
+    amount: float = option(0.5, help="final fraction of zeroed weights, over all pruned "
+                                     "layers together", above=0, below=1)
+    steps: int = option(1, help="1 = one-shot; more = iterative, fine-tuning between steps",
+                        minimum=1)
+    finetune_epochs: int = option(0, help="per step (needs data and a teacher or labels)",
+                                  minimum=0)
+    max_steps: int | None = option(None, help="a hard cap on optimizer steps", minimum=1)
 
     def apply(self, model: nn.Module, ctx: PassContext) -> nn.Module:
         from torch import nn

@@ -17,6 +17,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from modelport.config_check import option
 from modelport.errors import UsageError
 from modelport.passes.contract import Pass, PassContext, prunable_layers, to_torch
 from modelport.passes.train import fit
@@ -109,13 +110,14 @@ def quant_wrapper_class():
 @dataclass
 class QuantizeAware(Pass):
     name: ClassVar[str] = "qat"
-    epochs: int | None = 2  # 0 = PTQ: calibrate the ranges, no training
-    lr: float | None = 1e-4
-    batch_size: int | None = None
-    max_steps: int | None = None
-    calib_batches: int = 16
-    skip_last: bool = False
-    weight_bits: int = 7  # 7: no int16 saturation in ORT's u8s8 kernels on non-VNNI x86
+    epochs: int | None = option(2, help="0 = PTQ: calibrate the ranges, no training", minimum=0)
+    lr: float | None = option(1e-4, help="learning rate", above=0)
+    batch_size: int | None = option(None, help="rows per step", minimum=1)
+    max_steps: int | None = option(None, help="a hard cap on optimizer steps", minimum=1)
+    calib_batches: int = option(16, help="batches that calibrate activation ranges", minimum=1)
+    skip_last: bool = option(False, help="keep the output layer in float")
+    # 7: no int16 saturation in ORT's u8s8 kernels on non-VNNI x86
+    weight_bits: int = option(7, help="weight bits", choices=(7, 8))
     _structure: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def apply(self, model: nn.Module, ctx: PassContext) -> nn.Module:

@@ -81,9 +81,11 @@ def load_recipe(recipe: str | Path | dict[str, Any]) -> dict[str, Any]:
     """A built-in name, a YAML path or a dict -> a checked, normalized recipe dict."""
     if isinstance(recipe, dict):
         raw = copy.deepcopy(recipe)
+        where = f"recipe '{raw.get('name', 'recipe')}'"
     elif str(recipe) in BUILTIN_RECIPES:
         raw = copy.deepcopy(BUILTIN_RECIPES[str(recipe)])
         raw.setdefault("name", str(recipe))
+        where = f"built-in recipe '{recipe}'"
     else:
         path = Path(recipe)
         if not path.is_file():
@@ -104,20 +106,38 @@ def load_recipe(recipe: str | Path | dict[str, Any]) -> dict[str, Any]:
         if not isinstance(raw, dict):
             raise UsageError(f"recipe '{path}' must be a mapping with a 'passes' list")
         raw.setdefault("name", path.stem)
-    return normalize(raw)
+        where = f"recipe '{path}'"
+    return normalize(raw, where=where)
 
 
-def normalize(raw: dict[str, Any]) -> dict[str, Any]:
+RECIPE_KEYS = ("name", "description", "model", "seed", "train", "passes")
+
+
+def normalize(raw: dict[str, Any], *, where: str | None = None) -> dict[str, Any]:
+    """Check every key of a recipe against its declaration (recipe keys, pass options, train
+    settings) before any model loads; errors are one line naming ``where`` (the file)."""
+    from modelport.config_check import build_checked
     from modelport.passes.catalog import make_pass
+    from modelport.passes.contract import TrainSettings
 
     name = raw.get("name", "recipe")
-    known = {"name", "description", "model", "seed", "train", "passes"}
-    extra = sorted(set(raw) - known)
-    if extra:
-        raise UsageError(f"recipe '{name}': unknown key(s) {extra}; keys are {sorted(known)}")
+    where = where or f"recipe '{name}'"
+    for key in raw:
+        if key not in RECIPE_KEYS:
+            close = difflib.get_close_matches(str(key), RECIPE_KEYS, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"keys are {', '.join(RECIPE_KEYS)}"
+            raise UsageError(f"{where}: unknown key '{key}'; {hint}")
+    for key in ("name", "description", "model"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise UsageError(f"{where}: '{key}' takes a string, got {type(raw[key]).__name__} "
+                             f"{raw[key]!r}")
+    seed = raw.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UsageError(f"{where}: 'seed' takes an int >= 0, got {seed!r}")
     passes = raw.get("passes")
     if not isinstance(passes, list) or not passes:
-        raise UsageError(f"recipe '{name}' needs a non-empty 'passes' list")
+        raise UsageError(f"{where}: needs a non-empty 'passes' list (e.g. passes: "
+                         "[{prune-structured: {ratio: 0.5}}, distill])")
     steps = []
     for i, entry in enumerate(passes):
         if isinstance(entry, str):
@@ -132,17 +152,15 @@ def normalize(raw: dict[str, Any]) -> dict[str, Any]:
             pname, options = next(iter(entry.items()))
             options = options or {}
         else:
-            raise UsageError(f"recipe '{name}': pass {i} must be a name or {{name: {{options}}}}")
+            raise UsageError(f"{where}: pass {i} must be a name or {{name: {{options}}}}")
+        if not isinstance(pname, str):
+            raise UsageError(f"{where}: pass {i} must be named by a string, got {pname!r}")
         if not isinstance(options, dict):
-            raise UsageError(f"recipe '{name}': options of pass '{pname}' must be a mapping")
-        make_pass(pname, options)  # fail now, with the pass's option names, not mid-pipeline
-        steps.append({"pass": pname, "options": options})
-    from modelport.passes.contract import TrainSettings
-
+            raise UsageError(f"{where}: options of pass '{pname}' must be a mapping, got "
+                             f"{type(options).__name__}")
+        p = make_pass(pname, options, where=where)  # fail now, not mid-pipeline
+        steps.append({"pass": pname, "options": {k: getattr(p, k) for k in options}})
     train = raw.get("train") or {}
-    try:
-        TrainSettings(**train)
-    except TypeError as exc:
-        raise UsageError(f"recipe '{name}': bad 'train' settings ({exc})") from None
+    settings = build_checked(TrainSettings, train, where=f"{where}: train", what="setting")
     return {"name": name, "description": raw.get("description", ""), "model": raw.get("model"),
-            "seed": int(raw.get("seed", 0)), "train": train, "passes": steps}
+            "seed": seed, "train": {k: getattr(settings, k) for k in train}, "passes": steps}

@@ -19,6 +19,7 @@ from modelport.passes.contract import (
     PassContext,
     TrainSettings,
     first_output,
+    holdout,
     iterate_minibatches,
     predict,
     to_torch,
@@ -77,7 +78,9 @@ def fit(student: nn.Module, ctx: PassContext, *, settings: TrainSettings | None 
     """Train ``student`` on ``ctx.calib`` to match ``teacher`` (default ``ctx.teacher``).
 
     Teacher outputs are computed once (the data is fixed, so that is exact and saves a
-    forward per step). Early stopping watches the eval metric and restores the best epoch.
+    forward per step). A validation slice is held out of ``ctx.calib`` (``holdout``); early
+    stopping watches its metric and restores the best epoch. The eval split is never looked at
+    here: it only reports the result, so the reported metric is not the one that was maximised.
     ``extra_loss(feeds)`` is added after each student forward (hidden-state distillation).
     Returns a history for the PassReport.
     """
@@ -91,7 +94,11 @@ def fit(student: nn.Module, ctx: PassContext, *, settings: TrainSettings | None 
                                    "built-in model, which brings its own)")
     if teacher is None and ctx.calib.labels is None:
         raise CalibrationDataError("fine-tuning needs a teacher or labelled data")
+    ctx = holdout(ctx)
+    validation = ctx.validation
     loss_fn = loss_fn or default_loss(ctx.task)
+    val_ref = predict(teacher, validation) if teacher is not None and validation is not None \
+        else None
     targets = torch.from_numpy(predict(teacher, ctx.calib)) if teacher is not None else None
     labels = torch.from_numpy(ctx.calib.labels) if ctx.calib.labels is not None else None
     torch.manual_seed(ctx.seed)
@@ -133,8 +140,8 @@ def fit(student: nn.Module, ctx: PassContext, *, settings: TrainSettings | None 
             if step >= total:
                 break
         student.eval()
-        metric = ctx.evaluate(student)
-        history.append({"epoch": epoch + 1, "loss": running / max(seen, 1), **metric})
+        metric = ctx.metrics_on(student, validation, val_ref) if validation is not None else {}
+        history.append({"epoch": epoch + 1, "loss": running / max(seen, 1), "validation": metric})
         current = score(metric) if metric else -running
         if current > best_score + 1e-6:
             best_score, best_epoch, bad = current, epoch + 1, 0
@@ -149,5 +156,8 @@ def fit(student: nn.Module, ctx: PassContext, *, settings: TrainSettings | None 
     if best_state is not None:
         student.load_state_dict(best_state)
     student.eval()
+    n_val = len(validation) if validation is not None else 0
+    ctx.selections.append({"validation_samples": n_val, "best_epoch": best_epoch})
     return {"history": history, "best_epoch": best_epoch, "steps": step,
-            "train_samples": len(ctx.calib)}
+            "train_samples": len(ctx.calib), "validation_samples": n_val,
+            "selected_on": "validation slice of the calibration split (content hash)"}
