@@ -420,3 +420,79 @@ def test_cli_bad_profile_exits_2_before_any_work(tmp_path):
                    "--trt-profile", "batch=1:8", "--out", str(tmp_path))
     assert proc.returncode == 2 and "--trt-profile takes AXIS=MIN:OPT:MAX" in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+# -- honesty fixes: output dtypes, one logger, the export-time engine kept -------------------
+def test_engine_outputs_in_fp16_and_bf16_come_back_as_float32_numpy():
+    import torch
+
+    from modelport.backends.tensorrt.backend import host_array
+
+    values = [[1.5, -2.25], [0.125, 3.0]]  # exact in fp16 and bf16
+    for dtype in (torch.float16, torch.bfloat16, torch.float32):
+        out = host_array(torch.tensor(values, dtype=dtype))
+        assert out.dtype == np.float32, dtype
+        np.testing.assert_array_equal(out, np.array(values, dtype=np.float32))
+    ids = host_array(torch.tensor([[3, 4]], dtype=torch.int64))
+    assert ids.dtype == np.int64  # integer outputs (token ids, labels) keep their type
+
+
+def test_tensorrt_logger_is_made_in_one_place():
+    """TensorRT keeps one global logger; a second trt.Logger per session or build warns and
+    splits the log. Only engine.trt_logger (a lazy module singleton) may construct one."""
+    import re
+
+    folder = Path(modelport.__file__).parent / "backends" / "tensorrt"
+    made = {p.name: len(re.findall(r"trt\.Logger\(", p.read_text())) for p in folder.glob("*.py")}
+    assert sum(made.values()) == 1 and made["engine.py"] == 1, made
+    source = (folder / "engine.py").read_text()
+    assert "global _LOGGER" in source and "if _LOGGER is None" in source
+
+
+@pytest.mark.skipif(not _here_has_tensorrt_gpu(), reason="needs tensorrt and a CUDA GPU")
+def test_tensorrt_logger_is_one_per_process():
+    from modelport.backends.tensorrt.engine import trt_logger
+
+    assert trt_logger() is trt_logger()
+
+
+def _export_time_engine(root: Path, device: DeviceIdentity, recipe: Recipe) -> str:
+    key = device.key("a" * 64, recipe.sha256())
+    engine, record = engine_paths(root, key)
+    write_engine(engine, record, b"serialized engine bytes",
+                 {"gpu_name": device.gpu_name, "compute_capability": device.compute_capability,
+                  "tensorrt_version": device.tensorrt_version, "onnx_sha256": "a" * 64,
+                  "recipe_sha256": recipe.sha256(), "key": key})
+    return key
+
+
+def test_engine_built_during_export_is_adopted_by_the_bundle(tmp_path):
+    """Export builds the engine in a temporary folder; it waits in the host cache and the
+    bundle's first load copies it, with its record, into <bundle>/engines/ instead of
+    building it again."""
+    from modelport.backends.tensorrt.engine import adopt_engine
+
+    device = DeviceIdentity("NVIDIA H200", "9.0", "10.13.0")
+    recipe = Recipe(precision="fp16", onnx="model.onnx",
+                    profiles={"x": {"min": [1, 4], "opt": [8, 4], "max": [64, 4]}},
+                    axes={"batch": [1, 8, 64]})
+    # the manifest stores the recipe as JSON; the key computed on load must be the same
+    assert Recipe.from_dict(json.loads(json.dumps(recipe.to_dict()))).sha256() == recipe.sha256()
+    host, bundle = tmp_path / "host-cache", tmp_path / "bundle"
+    key = _export_time_engine(host, device, recipe)
+    facts = {"device": device, "onnx_sha256": "a" * 64, "recipe_sha256": recipe.sha256()}
+    adopted = adopt_engine(host, bundle, key, **facts)
+    assert adopted is not None
+    engine, record = adopted
+    assert engine == engine_paths(bundle, key)[0] and engine.read_bytes() == b"serialized engine bytes"
+    assert record["adopted_from"].startswith(str(host)) and record["key"] == key
+    reuse, why = cache_decision(read_record(engine_paths(bundle, key)[1]), engine, **facts)
+    assert reuse, why
+    # another GPU, another ONNX or a damaged engine is never adopted
+    other = tmp_path / "other"
+    assert adopt_engine(host, other, key, **{**facts, "device": DeviceIdentity(
+        "NVIDIA A100", "8.0", "10.13.0")}) is None
+    assert adopt_engine(host, other, key, **{**facts, "onnx_sha256": "b" * 64}) is None
+    engine_paths(host, key)[0].write_bytes(b"truncated")
+    assert adopt_engine(host, other, key, **facts) is None
+    assert not (other / "engines").exists()

@@ -41,7 +41,7 @@ from modelport.backends.tensorrt.engine import (
     parse_axes,
 )
 from modelport.backends.tensorrt.options import TensorRTOptions
-from modelport.errors import BuildError, InputError, TargetUnavailable
+from modelport.errors import BuildError, InputError, RuntimeFailure, TargetUnavailable
 from modelport.specs import Precision, Target, TensorSpec
 
 log = logging.getLogger("modelport")
@@ -156,9 +156,16 @@ class TensorRTBackend(Backend):
             recipe = Recipe.from_dict(data)
         onnx_sha = (bundle.manifest["files"].get(recipe.onnx) if bundle is not None
                     else None) or sha256_file(root / recipe.onnx)
-        work_root = root if os.access(root, os.W_OK) else _fallback_cache(onnx_sha)
+        host_cache = _fallback_cache(onnx_sha)
+        if bundle is None:
+            # export loads from a temporary folder: build into the host cache, where the
+            # bundle written next adopts the engine on its first load instead of rebuilding
+            work_root, adopt_from = host_cache, None
+        else:
+            work_root = root if os.access(root, os.W_OK) else host_cache
+            adopt_from = host_cache
         engine, record, built = ensure_engine(root, recipe, onnx_sha256=onnx_sha, rebuild=rebuild,
-                                              work_root=work_root)
+                                              work_root=work_root, adopt_from=adopt_from)
         return engine, recipe, {**record, "built_now": built, "engine_path": str(engine)}
 
     def build_on_device(self, bundle, *, rebuild: bool = False) -> dict[str, Any]:
@@ -176,16 +183,20 @@ class TensorRTSession(Session):
         import tensorrt as trt
         import torch
 
+        from modelport.backends.tensorrt.engine import trt_logger
+
         super().__init__(inputs, outputs)
         self._torch = torch
         self._recipe = recipe
-        self._logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(self._logger)
+        self._runtime = trt.Runtime(trt_logger())
         self._engine = self._runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
         if self._engine is None:
             raise BuildError(f"TensorRT could not load {engine_path}: rebuild it with "
                              "`modelport build BUNDLE --rebuild`")
         self._context = self._engine.create_execution_context()
+        if self._context is None:  # TensorRT returns None (out of device memory, mostly)
+            raise RuntimeFailure(f"TensorRT could not create an execution context for "
+                                 f"{engine_path} (GPU memory?); see the TensorRT log above")
         self._stream = torch.cuda.Stream()
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         self._inputs = [n for n in names
@@ -208,7 +219,11 @@ class TensorRTSession(Session):
                 tensor = torch.from_numpy(np.ascontiguousarray(feeds[name])).to(
                     device="cuda", dtype=self._dtypes[name])
                 keep.append(tensor)
-                self._context.set_input_shape(name, tuple(tensor.shape))
+                if not self._context.set_input_shape(name, tuple(tensor.shape)):
+                    # the shape passed check_in_profile, so this is the engine's failure
+                    raise RuntimeFailure(f"TensorRT refused shape {tuple(tensor.shape)} for "
+                                         f"input '{name}', which is inside the engine's profile; "
+                                         "see the TensorRT log above")
                 self._context.set_tensor_address(name, tensor.data_ptr())
             results = {}
             for name in self._outputs:
@@ -217,11 +232,11 @@ class TensorRTSession(Session):
                 self._context.set_tensor_address(name, out.data_ptr())
                 results[name] = out
             if not self._context.execute_async_v3(self._stream.cuda_stream):
-                raise BuildError("TensorRT execute_async_v3 failed; see the TensorRT log above")
-            host = {n: results[n].to(torch.float32 if self.outputs[n].dtype == "float32"
-                                     else results[n].dtype).cpu() for n in self.outputs}
+                raise RuntimeFailure("TensorRT execute_async_v3 failed; see the TensorRT log "
+                                     "above")
+            host = {n: results[n].cpu() for n in self.outputs}
         self._stream.synchronize()
-        return {n: t.numpy() for n, t in host.items()}
+        return {n: host_array(t) for n, t in host.items()}
 
     def synchronize(self) -> None:
         self._stream.synchronize()
@@ -229,6 +244,17 @@ class TensorRTSession(Session):
     def close(self) -> None:
         self._context = None
         self._engine = None
+
+
+def host_array(tensor: Any) -> np.ndarray:
+    """A CPU torch tensor from an engine output -> numpy. FP16 and BF16 outputs become float32
+    (BF16 has no numpy dtype, ``.numpy()`` raises on it; FP16 is widened so every backend
+    hands back float32 like the reference)."""
+    import torch
+
+    if tensor.dtype in (torch.float16, torch.bfloat16):
+        tensor = tensor.float()
+    return tensor.numpy()
 
 
 def _torch_dtype(trt, torch, dtype):

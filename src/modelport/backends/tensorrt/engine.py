@@ -180,6 +180,30 @@ def cache_decision(record: Mapping[str, Any] | None, engine: Path, *, device: De
     return True, f"reusing engine built {record.get('built_at', '?')}"
 
 
+def adopt_engine(src_root: Path, dst_root: Path, key: str, *, device: DeviceIdentity,
+                 onnx_sha256: str, recipe_sha256: str) -> tuple[Path, dict[str, Any]] | None:
+    """Copy the engine ``key`` (and its record) from ``src_root/engines`` into
+    ``dst_root/engines`` when it is reusable here; None when it is not (nothing copied).
+
+    Export builds the engine once to check fidelity on the GPU; its working folder is
+    temporary, so the engine waits in the host cache and the bundle adopts it on first load
+    instead of building it again.
+    """
+    src_engine, src_record = engine_paths(src_root, key)
+    record = read_record(src_record)
+    reuse, _ = cache_decision(record, src_engine, device=device, onnx_sha256=onnx_sha256,
+                              recipe_sha256=recipe_sha256)
+    if not reuse or record is None:
+        return None
+    dst_engine, dst_record = engine_paths(dst_root, key)
+    if dst_engine.resolve() == src_engine.resolve():
+        return src_engine, record
+    kept = {k: v for k, v in record.items() if k not in ("engine_sha256", "engine_bytes")}
+    write_engine(dst_engine, dst_record, src_engine.read_bytes(),
+                 {**kept, "adopted_from": str(src_engine)})
+    return dst_engine, read_record(dst_record) or record
+
+
 def read_record(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -207,7 +231,21 @@ def _sha256(path: Path) -> str:
     return sha256_file(path)
 
 
-# -- on the device --------------------------------------------------------------------------
+# -- on the device (tensorrt and a CUDA GPU) --------------------------------------------------
+_LOGGER: Any = None
+
+
+def trt_logger() -> Any:
+    """The process's one TensorRT logger: TensorRT keeps a global logger and warns when
+    builders and runtimes are made with different ones."""
+    global _LOGGER
+    if _LOGGER is None:
+        import tensorrt as trt
+
+        _LOGGER = trt.Logger(trt.Logger.WARNING)
+    return _LOGGER
+
+
 def device_identity() -> DeviceIdentity:
     """This GPU and this TensorRT (needs torch with CUDA and tensorrt)."""
     import tensorrt as trt
@@ -219,8 +257,10 @@ def device_identity() -> DeviceIdentity:
 
 
 def ensure_engine(root: Path, recipe: Recipe, *, onnx_sha256: str, rebuild: bool = False,
-                  work_root: Path | None = None) -> tuple[Path, dict[str, Any], bool]:
-    """The engine for this device: reused from ``root/engines`` or built now.
+                  work_root: Path | None = None, adopt_from: Path | None = None
+                  ) -> tuple[Path, dict[str, Any], bool]:
+    """The engine for this device: reused from ``root/engines``, adopted from ``adopt_from``
+    (the host cache export built it into) or built now.
 
     ``work_root`` is where engines are written (defaults to ``root``; a read-only bundle can
     cache elsewhere). Returns (engine path, record, built_now).
@@ -235,6 +275,12 @@ def ensure_engine(root: Path, recipe: Recipe, *, onnx_sha256: str, rebuild: bool
     if reuse and not rebuild:
         log.info("TensorRT: %s", why)
         return engine, record or {}, False
+    if adopt_from is not None and not rebuild:
+        adopted = adopt_engine(adopt_from, target_root, key, device=device,
+                               onnx_sha256=onnx_sha256, recipe_sha256=recipe.sha256())
+        if adopted is not None:
+            log.info("TensorRT: reusing the engine built during export (%s)", adopted[0])
+            return adopted[0], adopted[1], False
     log.info("TensorRT: building the engine on %s (%s) ...", device.gpu_name, why)
     timing = target_root / ENGINES_DIR / f"timing-{key.rsplit('-', 1)[0]}.cache"
     if not timing.exists() and recipe.timing_cache and (root / recipe.timing_cache).is_file():
@@ -254,7 +300,7 @@ def build_engine(onnx_path: Path, recipe: Recipe, *, timing_cache: Path | None =
     """Parse the ONNX, configure the builder from the recipe, return the serialized engine."""
     import tensorrt as trt
 
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = trt_logger()
     builder = trt.Builder(logger)
     flags = 0
     if recipe.strongly_typed and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
@@ -280,7 +326,15 @@ def build_engine(onnx_path: Path, recipe: Recipe, *, timing_cache: Path | None =
     config.add_optimization_profile(profile)
     cache_bytes = timing_cache.read_bytes() if timing_cache and timing_cache.is_file() else b""
     cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    if (cache is None or not config.set_timing_cache(cache, ignore_mismatch=False)) and cache_bytes:
+        # a cache from another TensorRT or GPU is refused; an empty one only costs build time
+        log.warning("TensorRT refused the timing cache %s; building without it", timing_cache)
+        cache = config.create_timing_cache(b"")
+        if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+            raise BuildError("TensorRT could not attach an empty timing cache to the builder "
+                             "config; see the TensorRT log above")
+    elif cache is None:
+        raise BuildError("TensorRT could not create a timing cache; see the TensorRT log above")
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise BuildError(f"TensorRT failed to build an engine from {onnx_path.name} "

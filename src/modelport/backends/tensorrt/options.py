@@ -12,7 +12,7 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 @dataclass(frozen=True)
 class TensorRTOptions(BackendOptions):
-    profile: dict | None = option(
+    profile: dict | None = option(  # noqa: RUF009 - option() is a dataclass field
         flag="--trt-profile", parse=parse_axes, metavar="AXIS=MIN:OPT:MAX,...",
         help="TensorRT optimization profile per dynamic axis (default batch=1:8:64,"
              "seq=1:128:256)")
