@@ -6,6 +6,7 @@ import logging
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,12 +25,21 @@ def load_source(
     *,
     tokenizer_json: Path | None = None,
     max_length: int = 128,
+    image: Mapping[str, Any] | None = None,
 ) -> CalibrationSet:
-    """A folder of .npy/.npz feeds, or a text file (one sentence a line) for text models."""
+    """A folder of .npy/.npz feeds, a folder of PNG/JPEG images for image models (resized and
+    normalized with ``image``, the model's own parameters), or a text file (one sentence a
+    line) for text models."""
     path = Path(path)
     if not path.exists():
         raise CalibrationDataError(f"data source '{path}' does not exist")
     if path.is_dir():
+        from modelport.tasks.image import image_files
+
+        if image_files(path) and not any(p.suffix in (".npz", ".npy") for p in path.iterdir()):
+            from modelport.calibration_data.images import from_image_dir
+
+            return from_image_dir(path, specs, image)
         return from_npz_dir(path, specs)
     if path.suffix in (".npz", ".npy"):
         return _from_array_files([path], specs, source=str(path))

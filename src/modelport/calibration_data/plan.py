@@ -34,7 +34,8 @@ def plan_data(model: PreparedModel, calib, evalset, needs_calib: bool):
         if src is None or isinstance(src, CalibrationSet):
             return src
         return load_source(src, specs, tokenizer_json=model.tokenizer_json,
-                           max_length=model.max_length)
+                           max_length=model.max_length,
+                           image=(model.preprocessing or {}).get("image"))
 
     calib_set, eval_set = load(calib), load(evalset)
     if calib_set is not None and eval_set is None:
@@ -49,7 +50,8 @@ def plan_data(model: PreparedModel, calib, evalset, needs_calib: bool):
         if needs_calib and calib_set is None:
             raise CalibrationDataError(
                 "INT8 targets need calibration data for this model: pass --calib "
-                "(a folder of .npz feeds, or a text file for text models)"
+                "(a folder of .npz feeds, a folder of PNG/JPEG images for image models, or a "
+                "text file for text models)"
             )
         # no data at all: fidelity on fresh synthetic inputs is still better than none
         eval_set = CalibrationSet.from_iterable([model.fresh_inputs(32)], source="synthetic")

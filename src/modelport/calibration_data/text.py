@@ -57,3 +57,11 @@ class TextTokenizer:
                 array[row, : len(values)] = values
             out[name] = array
         return out
+
+    def word_spans(
+        self, texts: Sequence[str]
+    ) -> list[tuple[list[int | None], list[tuple[int, int]]]]:
+        """Per text, each token's word index (None for special tokens) and character offsets,
+        with the same truncation as ``encode``: token classification prints one label a word."""
+        return [(list(e.word_ids), [tuple(o) for o in e.offsets])
+                for e in self._tok.encode_batch(list(texts))]

@@ -25,7 +25,7 @@ log = logging.getLogger("modelport")
 
 #: command modules, each with ``add_parsers(subparsers)``; order = order in --help
 COMMAND_MODULES = (
-    "modelport.cli.export", "modelport.cli.bench", "modelport.cli.compare",
+    "modelport.cli.export", "modelport.cli.inspect", "modelport.cli.bench", "modelport.cli.compare",
     "modelport.cli.report", "modelport.cli.bundle", "modelport.cli.compress",
     "modelport.cli.targets", "modelport.cli.sweep",
 )

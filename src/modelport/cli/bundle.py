@@ -20,11 +20,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing archive")
     p.set_defaults(func=cmd_pack)
 
-    p = sub.add_parser("run", help="run a bundle on text or an .npz feed and print the outputs")
+    p = sub.add_parser("run", help="run a bundle on text, an image or an .npz feed and print the "
+                                   "outputs (labels with scores for classifiers)")
     p.add_argument("bundle", metavar="BUNDLE")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--text", action="append", help="a sentence (repeatable) for text models")
+    src.add_argument("--image", action="append", type=Path,
+                     help="a .png/.jpg/.npy image (repeatable) for image models: resized and "
+                          "normalized as the bundle's manifest says")
     src.add_argument("--input", type=Path, help=".npz file: input name -> array")
+    p.add_argument("--top-k", type=int, default=3, help="labels shown per input (classifiers)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", type=Path, default=None, help="also write outputs as JSON here")
     p.set_defaults(func=cmd_run)
@@ -62,7 +67,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from modelport.bundle import open_bundle
 
     bundle = open_bundle(args.bundle)
-    if args.text:
+    pre = bundle.manifest.get("preprocessing") or {}
+    if args.image:
+        if not pre.get("image"):
+            raise UsageError(f"{bundle.path} is not an image model: use --text or --input")
+        from modelport.shapes import fit_arrays
+        from modelport.tasks.image import load_pixels
+
+        pixels = np.concatenate([load_pixels(p, pre["image"]) for p in args.image])
+        feeds = fit_arrays({bundle.inputs[0].name: pixels}, bundle.inputs)
+    elif args.text:
         tokenizer = bundle.tokenizer()
         if tokenizer is None:
             raise UsageError(f"{bundle.path} has no tokenizer: use --input file.npz instead")
@@ -78,6 +92,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         feeds = read_arrays(args.input, {s.name: s for s in bundle.inputs})
     with bundle.session(threads=args.threads) as session:
         outputs = session.infer(feeds)
+    if pre.get("id2label") and (args.text or args.image):
+        from modelport.cli.predictions import print_predictions
+
+        return print_predictions(bundle, outputs, args)
     np.set_printoptions(precision=5, suppress=True, threshold=64, edgeitems=4, linewidth=100)
     for name, value in outputs.items():
         print(f"{name}: {value.dtype}{list(value.shape)}")

@@ -95,3 +95,24 @@ def emit_report(report: dict[str, Any], json_out: Path | None) -> None:
         from modelport.io import write_json_atomic
 
         write_json_atomic(Path(json_out), report)
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """Options of a MODEL that is a Hugging Face checkpoint folder."""
+    from modelport.tasks import TASKS
+
+    p.add_argument("--task", default=None, choices=TASKS,
+                   help="Hugging Face folder: the task to export for (default: read from the "
+                        "folder; see `modelport inspect DIR`)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="Hugging Face folder: allow a pytorch_model.bin pickle checkpoint "
+                        "(unpickling runs code from the file)")
+
+
+def model_from(args: argparse.Namespace, spec: str) -> Any:
+    """The MODEL as given, or resolved now when --task / --trust-pickle must reach it."""
+    if getattr(args, "task", None) is None and not getattr(args, "trust_pickle", False):
+        return spec
+    from modelport.models import resolve_model
+
+    return resolve_model(spec, task=args.task, trust_pickle=args.trust_pickle)

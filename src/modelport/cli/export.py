@@ -8,7 +8,7 @@ import shlex
 from pathlib import Path
 
 from modelport.cli.backend_flags import add_backend_flags, collect
-from modelport.cli.common import write_rows
+from modelport.cli.common import add_model_args, model_from, write_rows
 from modelport.errors import ModelportError
 
 log = logging.getLogger("modelport")
@@ -26,7 +26,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a model to one or more targets and write bundles")
     p.add_argument("model", metavar="MODEL",
                    help="builtin:NAME | path/to/file.py:factory | model.pt2 | model.onnx | "
-                        "a `modelport compress` output folder")
+                        "a `modelport compress` output folder | a Hugging Face checkpoint folder")
     add_export_args(p)
     p.set_defaults(func=cmd_export)
 
@@ -63,6 +63,7 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--simplify", action="store_true", help="simplify the ONNX with onnxslim")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: exporter's)")
     p.add_argument("--json", type=Path, default=None, help="write the results rows as JSON here")
+    add_model_args(p)
     add_backend_flags(p)
 
 
@@ -89,7 +90,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     options = build_options_from(args)
     try:
         result = export(
-            args.model, args.targets, out=args.out, calib=args.calib, eval=args.eval,
+            model_from(args, args.model), args.targets, out=args.out, calib=args.calib, eval=args.eval,
             force=args.force, allow_accuracy_drop=args.allow_accuracy_drop,
             budget=options.budget, bench=None if args.no_bench else EXPORT_BENCH,
             options=options, threads=args.threads, simplify=args.simplify, opset=args.opset,

@@ -10,8 +10,14 @@ from modelport.models.prepared import PreparedModel, tile_inputs
 __all__ = ["PreparedModel", "resolve_model", "tile_inputs"]
 
 
-def resolve_model(spec: str | Path) -> PreparedModel:
-    """Turn a MODEL argument into a PreparedModel (see ``modelport export --help``)."""
+def resolve_model(
+    spec: str | Path, *, task: str | None = None, trust_pickle: bool = False
+) -> PreparedModel:
+    """Turn a MODEL argument into a PreparedModel (see ``modelport export --help``).
+
+    ``task`` (feature-extraction, text-classification, ...) and ``trust_pickle`` (allow a
+    ``.bin`` pickle checkpoint) apply to Hugging Face checkpoint folders.
+    """
     from modelport.models.resolve import resolve
 
-    return resolve(str(spec))
+    return resolve(str(spec), task=task, trust_pickle=trust_pickle)

@@ -1,4 +1,5 @@
-"""Resolve a MODEL string: ``builtin:NAME``, ``file.py:factory``, ``model.pt2``, ``model.onnx``."""
+"""Resolve a MODEL string: ``builtin:NAME``, ``file.py:factory``, ``model.pt2``, ``model.onnx``,
+a ``modelport compress`` output folder or a Hugging Face checkpoint folder."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from modelport.errors import ModelLoadError
 from modelport.models.prepared import PreparedModel
 from modelport.specs import TensorSpec
 
-FORMS = "builtin:NAME, path/to/file.py:factory, a torch.export .pt2 file or an .onnx file"
+FORMS = ("builtin:NAME, path/to/file.py:factory, a torch.export .pt2 file, an .onnx file or "
+         "a Hugging Face checkpoint folder")
 
 
 BUILTINS: dict[str, str] = {
@@ -25,7 +27,18 @@ BUILTINS: dict[str, str] = {
 }
 
 
-def resolve(spec: str) -> PreparedModel:
+def resolve(spec: str, *, task: str | None = None, trust_pickle: bool = False) -> PreparedModel:
+    """``task`` and ``trust_pickle`` apply to Hugging Face checkpoint folders only."""
+    prepared = _resolve(spec, task=task, trust_pickle=trust_pickle)
+    if task is not None and "hf_task" not in prepared.metadata:
+        raise ModelLoadError(
+            f"--task applies to Hugging Face checkpoint folders; '{spec}' is not one (its "
+            "inputs and outputs come from the model itself)"
+        )
+    return prepared
+
+
+def _resolve(spec: str, *, task: str | None, trust_pickle: bool) -> PreparedModel:
     if spec.startswith("builtin:"):
         return load_builtin(spec.removeprefix("builtin:"))
     if ".py:" in spec:
@@ -40,6 +53,16 @@ def resolve(spec: str) -> PreparedModel:
         from modelport.models.compressed import load as load_compressed
 
         return load_compressed(path, resolve)
+    from modelport.models.hf import is_hf_folder, load_folder
+
+    if is_hf_folder(path):
+        return load_folder(path, task=task, trust_pickle=trust_pickle)
+    if path.is_dir():
+        raise ModelLoadError(
+            f"'{spec}' is a folder without config.json: not a Hugging Face checkpoint folder "
+            "(what save_pretrained() writes: config.json + model.safetensors + tokenizer files) "
+            "nor a `modelport compress` output"
+        )
     if path.suffix == ".onnx":
         return load_onnx(path)
     if path.suffix == ".pt2":
@@ -182,8 +205,7 @@ def _from_module(
     """Specs from example tensors: axis 0 is the dynamic 'batch' unless told otherwise."""
     import torch
 
-    if dynamic is None:
-        dynamic = {n: {0: "batch"} for n, a in examples.items() if a.ndim >= 1}
+    dynamic = _with_batch_axis(examples, dynamic, source)
     specs = []
     for input_name, array in examples.items():
         axes = dynamic.get(input_name, {})
@@ -211,6 +233,29 @@ def _from_module(
         name=name, source=source, task=task, inputs=specs, output_names=output_names,
         example_inputs=examples, module=module,
     )
+
+
+def _with_batch_axis(
+    examples: dict[str, np.ndarray], dynamic: Any, source: str
+) -> dict[str, dict[int, str]]:
+    """Axis 0 stays the dynamic 'batch' of every input whose dict does not name axis 0 itself
+    (``{0: None}`` makes it static): naming extra axes must not lose the batch."""
+    if dynamic is not None and not (
+        isinstance(dynamic, dict)
+        and all(isinstance(v, dict) and all(isinstance(a, int) for a in v) for v in dynamic.values())
+    ):
+        raise ModelLoadError(
+            f"'{source}': the third value must be {{input name: {{axis: 'dim_name'}}}}, e.g. "
+            "{'input_ids': {1: 'seq'}}"
+        )
+    given = dynamic or {}
+    out: dict[str, dict[int, str]] = {}
+    for name, array in examples.items():
+        axes = dict(given.get(name, {}))
+        if array.ndim >= 1 and 0 not in axes:
+            axes[0] = "batch"
+        out[name] = {a: str(d) for a, d in sorted(axes.items()) if d is not None}
+    return out
 
 
 def _looks_like_logits(out: Any) -> bool:

@@ -1,0 +1,89 @@
+"""`modelport inspect DIR`: what an export of a Hugging Face checkpoint folder would make.
+
+Reads the folder's config, tokenizer and preprocessing files (never its weights), so a user
+sees the detected task, the graph's inputs/outputs and what the bundle will carry before an
+export starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from modelport.errors import ModelLoadError
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    from modelport.tasks import TASKS
+
+    p = sub.add_parser("inspect", help="show the task, inputs and outputs an export of a "
+                                       "Hugging Face checkpoint folder would have")
+    p.add_argument("folder", metavar="DIR", type=Path)
+    p.add_argument("--task", default=None, choices=TASKS,
+                   help="the task to export for (default: read from the folder)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow a pytorch_model.bin pickle checkpoint")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.set_defaults(func=cmd_inspect)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from modelport.models.hf import is_hf_folder
+    from modelport.models.hf.describe import plan_folder
+
+    if not args.folder.is_dir():
+        raise ModelLoadError(f"'{args.folder}' is not a folder")
+    if not is_hf_folder(args.folder):
+        raise ModelLoadError(
+            f"'{args.folder}' has no config.json: not a Hugging Face checkpoint folder (what "
+            "save_pretrained() writes)"
+        )
+    plan = plan_folder(args.folder, task=args.task, trust_pickle=args.trust_pickle).to_dict()
+    if args.json:
+        print(json.dumps(plan, indent=2))
+    else:
+        print(render(plan))
+    return 0
+
+
+def render(plan: dict[str, Any]) -> str:
+    def spec(s: dict[str, Any]) -> str:
+        return f"{s['name']} {s['dtype']}[{', '.join(str(d) for d in s['shape'])}]"
+
+    pre = plan["preprocessing"]
+    lines = [
+        f"folder       {plan['folder']}",
+        f"task         {plan['task']} (from {plan['detected_from']})",
+        (f"model        {plan['model_type']} {', '.join(plan['architectures'])}, "
+         f"{plan['weights']} weights, loaded with transformers.{plan['auto_class']}"),
+        f"inputs       {', '.join(spec(s) for s in plan['inputs'])}",
+        f"outputs      {', '.join(spec(s) for s in plan['outputs'])}",
+    ]
+    if plan["modality"] == "text":
+        lines.append(f"text         tokenizer.json in the bundle, truncated to "
+                     f"{plan['max_length']} tokens")
+    if pre.get("image"):
+        image = pre["image"]
+        steps = [f"{image['height']}x{image['width']}"]
+        steps += [f"{k} {image[k]}" for k in ("shortest_edge", "crop_size", "rescale_factor",
+                                              "mean", "std") if image.get(k) is not None]
+        lines.append("image        " + ", ".join(steps))
+    if pre.get("id2label"):
+        names = list(pre["id2label"].values())
+        shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
+        kind = "sigmoid per label (multi-label)" if pre.get("multi_label") else "softmax"
+        lines.append(f"labels       {shown}; scores: {kind}")
+    if plan.get("sentence_transformers"):
+        st = plan["sentence_transformers"]
+        lines.append(f"pooling      sentence-transformers: {' + '.join(st['pooling'])}"
+                     f"{', L2-normalized' if st['normalize'] else ''}")
+    if plan.get("peft_adapter"):
+        ad = plan["peft_adapter"]
+        lines.append(f"adapter      {ad.get('peft_type', 'LORA')} r={ad.get('r')} on "
+                     f"{ad.get('target_modules')}: merged into {ad['base']}")
+    metric = ("top-1 agreement (accuracy with labels)" if plan["fidelity"] == "classification"
+              else "cosine")
+    lines.append(f"fidelity     {metric} vs torch FP32")
+    return "\n".join(lines)

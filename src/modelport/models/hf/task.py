@@ -1,0 +1,91 @@
+"""Which task a checkpoint folder is exported for: ``--task``, else read from the folder.
+
+A sentence-transformers ``modules.json`` means feature-extraction (with its pooling); else the
+class named in ``config.json`` ``architectures`` decides (``*ForSequenceClassification`` ->
+text-classification, ``BertModel`` -> feature-extraction, ...).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from modelport.errors import ModelLoadError
+from modelport.models.hf.folder import Folder
+from modelport.tasks import FIDELITY_KIND, TASKS
+
+#: architecture class suffix -> task (the first match wins, so longer suffixes come first)
+SUFFIX_TASKS: tuple[tuple[str, str], ...] = (
+    ("ForImageClassificationWithTeacher", "image-classification"),
+    ("ForImageClassification", "image-classification"),
+    ("ForSequenceClassification", "text-classification"),
+    ("ForTokenClassification", "token-classification"),
+    ("ForCausalLM", "text-generation"),
+    ("LMHeadModel", "text-generation"),  # GPT2LMHeadModel, GPTJ...
+    ("Model", "feature-extraction"),
+    ("Encoder", "feature-extraction"),
+)
+
+#: the transformers Auto class that loads each task's head
+AUTO_CLASSES: dict[str, str] = {
+    "feature-extraction": "AutoModel",
+    "text-classification": "AutoModelForSequenceClassification",
+    "token-classification": "AutoModelForTokenClassification",
+    "image-classification": "AutoModelForImageClassification",
+    "text-generation": "AutoModelForCausalLM",
+}
+
+FALLBACK = ("or export it from Python with a file.py:factory that returns "
+            "(model, example_inputs)")
+
+
+@dataclass(frozen=True)
+class TaskChoice:
+    task: str  # one of TASKS
+    modality: str  # "text" | "image"
+    how: str  # why this task: "--task", "modules.json", "architectures: BertModel", ...
+
+    @property
+    def fidelity_kind(self) -> str:
+        return FIDELITY_KIND[self.task]
+
+    @property
+    def auto_class(self) -> str:
+        return AUTO_CLASSES[self.task]
+
+
+def choose_task(folder: Folder, task: str | None) -> TaskChoice:
+    """The task to export for, with the modality its inputs have; one-line error if none."""
+    if task is not None:
+        if task not in TASKS:
+            close = difflib.get_close_matches(task, TASKS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ModelLoadError(
+                f"unknown --task '{task}'{hint}; supported: {', '.join(TASKS)}, {FALLBACK}"
+            )
+        return TaskChoice(task, modality(folder, task), "--task")
+    if folder.modules and any("sentence_transformers" in str(m.get("type", ""))
+                              for m in folder.modules):
+        return TaskChoice("feature-extraction", "text", "sentence-transformers modules.json")
+    for arch in folder.architectures:
+        for suffix, found in SUFFIX_TASKS:
+            if arch.endswith(suffix):
+                return TaskChoice(found, modality(folder, found), f"architectures: {arch}")
+    named = ", ".join(folder.architectures) or "none"
+    raise ModelLoadError(
+        f"'{folder.path}': cannot tell the task from its architectures ({named}); modelport "
+        f"exports {', '.join(TASKS)}: pass --task TASK if one fits, {FALLBACK}"
+    )
+
+
+def modality(folder: Folder, task: str) -> str:
+    """Image models take pixel_values; everything else takes the tokenizer's inputs."""
+    if task == "image-classification":
+        return "image"
+    if task in ("text-classification", "token-classification", "text-generation"):
+        return "text"
+    config = folder.config
+    vision = "num_channels" in config or "image_size" in config
+    has_text = any((folder.path / n).is_file() for n in (
+        "tokenizer.json", "vocab.txt", "vocab.json", "tokenizer_config.json"))
+    return "image" if vision and not has_text else "text"
