@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from modelport.bench.harness import BenchSettings, benchmark
+from modelport.bench.memory import reset_peak
 from modelport.errors import BundleError, TargetUnavailable, UsageError
 
 
@@ -87,6 +88,7 @@ def _bench_one(path: Path, settings: BenchSettings, progress: bool
     static = static_batch(bundle.inputs, None)
     if static is not None:  # a static-shape artifact runs only its own batch size
         settings = BenchSettings(**{**settings.__dict__, "batch_sizes": (static,)})
+    reset_peak()  # this bundle's memory, not the largest of the ones before it
     t0 = time.perf_counter()
     try:
         # throughput mode: the runtime compiles for N streams (async infer requests)
@@ -105,7 +107,7 @@ def _bench_one(path: Path, settings: BenchSettings, progress: bool
         result = benchmark(session, pool, settings, label=m["target"], load_s=load_s,
                            progress=progress)
     row.update(status="ok", load_s=load_s, stats=[vars(s).copy() for s in result.stats],
-               _result=result.to_dict())
+               peak_rss_mb=result.peak_rss_mb, _result=result.to_dict())
     lat = min(settings.batch_sizes)
     thr = max(settings.batch_sizes)
     for s in result.stats:

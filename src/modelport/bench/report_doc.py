@@ -26,8 +26,8 @@ SCHEMA_FILE = Path(__file__).with_name("report.schema.json")
 ROW_FIELDS = (
     "machine", "target", "precision", "reference", "status", "available", "reason", "size_mb",
     "fidelity", "fidelity_on", "p50_ms", "p90_ms", "p99_ms", "latency_batch", "throughput",
-    "throughput_batch", "speedup_latency", "speedup_throughput", "load_s", "build_s", "stats",
-    "bundle",
+    "throughput_batch", "speedup_latency", "speedup_throughput", "load_s", "build_s",
+    "peak_rss_mb", "stats", "bundle",
 )
 
 

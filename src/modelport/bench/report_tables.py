@@ -46,6 +46,7 @@ def columns(report: dict[str, Any]) -> list[Column]:
         ("throughput", f"thru/s (b{thr})" if thr else "thru/s", fmt_num(1)),
         ("speedup_latency", "speedup lat", _speed),
         ("speedup_throughput", "speedup thru", _speed),
+        ("peak_rss_mb", "peak MB", fmt_num(0)),
         ("status_cell", "status", str),
     ]
     return cols
