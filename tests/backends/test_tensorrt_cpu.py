@@ -34,7 +34,7 @@ from modelport.metrics import Budget, budget_misses, fidelity
 from modelport.specs import Target, TensorSpec
 from tests.conftest import run_cli
 
-SCHEMA = Path(__file__).resolve().parents[1] / "src" / "modelport" / "bundle" / "manifest.schema.json"
+SCHEMA = Path(__file__).resolve().parents[2] / "src" / "modelport" / "bundle" / "manifest.schema.json"
 
 
 def _here_has_tensorrt_gpu() -> bool:
