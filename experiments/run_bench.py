@@ -32,6 +32,8 @@ def main() -> None:
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("modelport").setLevel(logging.WARNING)
 
+    from stamp import stamp
+
     import modelport
     from modelport.bench import BenchSettings
     from modelport.bench.export_table import export_markdown
@@ -58,6 +60,7 @@ def main() -> None:
         table,
         "",
         "Latency columns are batch 1 (p50/p90/p99 ms); throughput is batch 32 (samples/s).",
+        f"Written by {stamp()}.",
         "Fidelity: mean cosine vs torch FP32 over the held-out evaluation sentences.",
         "",
         f"Aim (issue 2): ORT INT8 >= 2x torch FP32 at batch 1 — measured "
