@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,8 @@ class Progress:
         if self.events is None:
             return
         with open(self.events, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"event": kind, **info}, default=str) + "\n")
+            fh.write(json.dumps({"event": kind, "time": round(time.time(), 3), **info},
+                                default=str) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
 

@@ -173,11 +173,17 @@ class _RaySweep:
         try:
             got = self.ray.get(ref)
         except Exception as exc:  # noqa: BLE001 - the bundle's error or node loss: a row
-            if not isinstance(exc, self.ray.exceptions.RayTaskError):
-                self._check_nodes()
-            lost = self.devices[device].lost
+            if isinstance(exc, self.ray.exceptions.RayTaskError):
+                self._row(device, job, outcome, target, None, _reason(self.ray, exc))
+                return
+            # the task died with its node (a bench is never retried elsewhere) or its worker
+            info = self.devices[device]
+            gone = isinstance(exc, self.ray.exceptions.NodeDiedError) or \
+                not _node_alive(self.ray, info.node_id)
             self._row(device, job, outcome, target, None,
-                      steps.NODE_LOST if lost else _reason(self.ray, exc))
+                      steps.NODE_LOST if gone else f"worker died ({type(exc).__name__})")
+            if gone:
+                self._lose(info)
             return
         self.results.model = self.results.model or (got.model or {})
         self._row(device, job, outcome, target, got, None)
@@ -214,21 +220,28 @@ class _RaySweep:
         """A device whose node died: cancel what waits for it, its rows say ``node lost``."""
         alive = {n["NodeID"] for n in ray_cluster.alive_nodes(self.ray)}
         for device in self.devices.values():
-            if device.lost or device.node_id in alive:
-                continue
+            if not device.lost and device.node_id not in alive:
+                self._lose(device)
+
+    def _lose(self, device: DeviceInfo) -> None:
+        if not device.lost:
             device.lost = True
             log.warning("device '%s' lost its node %s: its rows are marked '%s'", device.name,
                         (device.node_id or "?")[:8], steps.NODE_LOST)
-            for ref, what in list(self.pending.items()):
-                if what[0] == "bench" and what[1] == device.name:
-                    self.pending.pop(ref)
-                    _cancel(self.ray, ref)
-                    self._row(device.name, what[2], what[3], what[4], None, steps.NODE_LOST)
+        for ref, what in list(self.pending.items()):
+            if what[0] == "bench" and what[1] == device.name:
+                self.pending.pop(ref)
+                _cancel(self.ray, ref)
+                self._row(device.name, what[2], what[3], what[4], None, steps.NODE_LOST)
 
     def _cancel_all(self) -> None:
         for ref in list(self.pending):
             _cancel(self.ray, ref)
         self.pending.clear()
+
+
+def _node_alive(ray: Any, node_id: str | None) -> bool:
+    return any(n["NodeID"] == node_id for n in ray_cluster.alive_nodes(ray))
 
 
 def _cancel(ray: Any, ref: Any) -> None:

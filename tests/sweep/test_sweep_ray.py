@@ -1,0 +1,110 @@
+"""`modelport sweep --ray` on a real two-node cluster: rows, placement, faults, resume."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+
+from tests.sweep.conftest import TARGETS, read_events, sweep_argv, wait_for_event
+
+pytestmark = [pytest.mark.ray, pytest.mark.onnxruntime, pytest.mark.openvino]
+
+
+def test_rows_per_device_each_on_its_own_node(digits_sweep):
+    report_dir, events = digits_sweep
+    report = json.loads((report_dir / "report.json").read_text())
+    runs = {run["machine"]: run for run in report["runs"]}
+    assert set(runs) == {"alpha", "beta"}
+    nodes = {name: run["fingerprint"]["ray_node_id"] for name, run in runs.items()}
+    assert all(isinstance(n, str) for n in nodes.values()) and nodes["alpha"] != nodes["beta"]
+    for device in ("alpha", "beta"):
+        rows = {r["target"]: r for r in report["rows"] if r["machine"] == device}
+        assert set(rows) == {"torch:cpu:fp32", "onnxruntime:cpu:fp32", "onnxruntime:cpu:int8",
+                             "openvino:cpu:fp32"}
+        for target, row in rows.items():
+            assert row["status"] in ("ok", "reference"), (device, target, row["reason"])
+            assert row["fidelity_on"] == "bundle samples"  # checked on the device itself
+            assert row["fidelity"]["top1_agreement"] > 0.95
+            assert row["speedup_latency"] is not None
+        assert rows["torch:cpu:fp32"]["reference"] is True
+        assert runs[device]["reference"] == "torch:cpu:fp32"
+    # every bench ran on its device's node, as the progress events say too
+    benches = [e for e in read_events(events) if e["event"] == "bench"]
+    assert len(benches) == 8
+    assert all(e["node"] == nodes[e["device"]] for e in benches)
+    builds = [e for e in read_events(events) if e["event"] == "build"]
+    assert [b["status"] for b in builds] == ["ok"]  # one CPU kind: one build for both devices
+    text = (report_dir / "report.md").read_text()
+    assert "alpha" in text and "beta" in text
+
+
+def test_report_follows_the_schema(digits_sweep):
+    jsonschema = pytest.importorskip("jsonschema")
+    from modelport.bench.report_doc import schema
+
+    report = json.loads((digits_sweep[0] / "report.json").read_text())
+    jsonschema.validate(report, schema())
+
+
+def test_resume_skips_unchanged_builds(cluster, digits_sweep, tmp_path):
+    report_dir, _ = digits_sweep
+    events = tmp_path / "events.jsonl"
+    done = cluster.run(sweep_argv(report_dir, devices="alpha", events=events), timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    builds = [e for e in read_events(events) if e["event"] == "build"]
+    assert [b["status"] for b in builds] == ["cached"]  # same inputs, same CPU kind
+    assert len([e for e in read_events(events) if e["event"] == "bench"]) == 4
+    rows = json.loads((report_dir / "report.json").read_text())["rows"]
+    assert {r["machine"] for r in rows} == {"alpha"}
+
+
+def test_unknown_device_is_refused_at_once(cluster, tmp_path):
+    start = time.monotonic()
+    done = cluster.run(sweep_argv(tmp_path / "r", devices="alpha,nosuch"), timeout=60)
+    assert time.monotonic() - start < 10  # the issue's bound: never a hang
+    assert done.returncode == 2
+    line = done.stderr.strip().splitlines()[-1]
+    assert "nosuch" in line and "alpha, beta, gamma" in line
+    assert not (tmp_path / "r").exists()  # nothing built, nothing written
+
+
+def test_ctrl_c_cancels_and_leaves_no_report(cluster, tmp_path):
+    events = tmp_path / "events.jsonl"
+    proc = cluster.popen(sweep_argv(tmp_path / "r", targets="onnxruntime:cpu:fp32",
+                                    events=events),
+                         stdout=-1, stderr=-1, text=True)
+    try:
+        wait_for_event(events, proc, lambda e: e["event"] == "probe")
+        proc.send_signal(signal.SIGINT)  # the build is running now
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err
+    assert not (tmp_path / "r" / "report.json").exists()
+    assert not any(e["event"] == "report" for e in read_events(events))
+
+
+def test_lost_node_rows_say_so_and_the_rest_completes(cluster, digits_sweep, tmp_path):
+    events = tmp_path / "events.jsonl"
+    # the builds come from the first sweep's cache: the bench phase is what is under test
+    proc = cluster.popen(sweep_argv(tmp_path / "r", "--cache", str(digits_sweep[0] / "builds"),
+                                    devices="alpha,gamma", events=events),
+                         stdout=-1, stderr=-1, text=True)
+    try:
+        wait_for_event(events, proc, lambda e: e["event"] == "build")
+        cluster.kill_node("gamma")  # the moment the first build is done
+        out, err = proc.communicate(timeout=180)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    rows = {(r["machine"], r["target"]): r for r in report["rows"]}
+    for target in ("torch:cpu:fp32", *TARGETS.split(",")):
+        assert rows[("alpha", target)]["status"] in ("ok", "reference")
+        lost = rows[("gamma", target)]
+        assert (lost["status"], lost["reason"]) == ("failed", "node lost")
+    assert "failed: node lost" in out
