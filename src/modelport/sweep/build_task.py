@@ -37,7 +37,11 @@ def run_build(job: BuildJob, *, node_id: str | None = None, cpu_kind: str | None
         if job.recipe is not None:
             model = _compress(job, model, work, calib, evalset, progress)
             reference = file_payload(model, Path(model))
-        result = modelport.export(model, list(job.targets), out=work / "bundles", calib=calib,
+        buildable, skipped = split_buildable(job.targets)
+        if not buildable:
+            return BuildOutcome(job.key, skipped, {}, reference, node_id, cpu_kind,
+                                seconds=time.perf_counter() - start)
+        result = modelport.export(model, buildable, out=work / "bundles", calib=calib,
                                   eval=evalset, bench=None, progress=progress, keep_going=True,
                                   allow_accuracy_drop=True)
         blobs = {}
@@ -45,10 +49,29 @@ def run_build(job: BuildJob, *, node_id: str | None = None, cpu_kind: str | None
             archive = pack_bundle(path, work / "packed" / f"{path.name}.tar.gz")
             data = archive.read_bytes()
             blobs[target] = BundleBlob(target, archive.name, sha256(data), data)
-        return BuildOutcome(job.key, [_plain(r) for r in result.rows], blobs, reference,
+        return BuildOutcome(job.key, [_plain(r) for r in result.rows] + skipped, blobs, reference,
                             node_id, cpu_kind, seconds=time.perf_counter() - start)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def split_buildable(targets: tuple[str, ...]) -> tuple[list[str], list[dict[str, Any]]]:
+    """Targets this node can build, and a row for each it cannot (export would refuse them all)."""
+    from modelport import registry
+    from modelport.bench import statuses
+    from modelport.specs import Target
+
+    buildable, skipped = [], []
+    for text in targets:
+        target = Target.parse(text)
+        avail = registry.get_backend(target.runtime).availability(target)
+        if avail.ok:
+            buildable.append(text)
+        else:
+            skipped.append({"target": text, "precision": str(target.precision),
+                            "status": statuses.UNAVAILABLE, "available": False,
+                            "reason": f"cannot be built on the build node: {avail.reason}"})
+    return buildable, skipped
 
 
 def _compress(job: BuildJob, model: str, work: Path, calib: str | None, evalset: str | None,

@@ -46,7 +46,8 @@ def build_report(spec: SweepSpec, devices: list[DeviceInfo], jobs: list[BuildJob
         nodes = sorted(results.nodes.get(device.name, ()))
         report["runs"][0]["fingerprint"] = {
             **(device.probe.get("fingerprint") or report["runs"][0]["fingerprint"]),
-            "ray_node_id": nodes[0] if len(nodes) == 1 else (nodes or None)}
+            # where its benches ran; the probe's node when none ran (a node lost early)
+            "ray_node_id": nodes[0] if len(nodes) == 1 else (nodes or device.node_id)}
         reports.append(report)
     return merge_reports(reports)
 

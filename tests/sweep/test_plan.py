@@ -1,0 +1,66 @@
+"""The sweep's pure decisions: CPU kinds, build deduplication, cache keys, speedup baselines."""
+
+from __future__ import annotations
+
+from modelport.sweep.payload import model_payload, pack_path, text_payload
+from modelport.sweep.plan import SweepSpec, cpu_kind, plan_builds
+from modelport.sweep.report import add_speedups
+
+AVX2 = {"machine": "x86_64", "cpu_flags": ["avx2", "fma"]}
+VNNI = {"machine": "x86_64", "cpu_flags": ["avx2", "avx512f", "avx512_vnni", "avx512_bf16"]}
+
+
+def _spec(targets=("onnxruntime:cpu:int8",), recipes=(None,)) -> SweepSpec:
+    return SweepSpec(models=(model_payload("builtin:digits-cnn"),), recipes=recipes,
+                     targets=targets)
+
+
+def test_cpu_kind_keeps_only_int8_relevant_flags():
+    assert cpu_kind(AVX2) == "x86_64:avx2"
+    assert cpu_kind(VNNI) == "x86_64:avx2+avx512f+avx512_vnni"
+    assert cpu_kind({"machine": "aarch64", "cpu_flags": ["neon"]}) == "aarch64:baseline"
+
+
+def test_one_build_per_model_recipe_and_cpu_kind():
+    spec = _spec(recipes=(None, text_payload("digits-cnn-slim")))
+    jobs = plan_builds(spec, [cpu_kind(AVX2), cpu_kind(AVX2), cpu_kind(VNNI)])
+    assert len(jobs) == 4  # 2 recipes x 2 kinds; the two AVX2 devices share builds
+    assert len({j.key for j in jobs}) == 4
+
+
+def test_build_key_follows_the_inputs_only():
+    kind = cpu_kind(AVX2)
+    same = plan_builds(_spec(), [kind])[0].key
+    assert plan_builds(_spec(), [kind])[0].key == same
+    assert plan_builds(_spec(("onnxruntime:cpu:fp32",)), [kind])[0].key != same
+
+
+def test_packed_files_hash_by_content(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.npy").write_bytes(b"1")
+    first = pack_path(tmp_path / "d")
+    (tmp_path / "d" / "a.npy").touch()  # a new mtime, the same bytes
+    assert pack_path(tmp_path / "d") == first
+    (tmp_path / "d" / "a.npy").write_bytes(b"2")
+    assert pack_path(tmp_path / "d") != first
+
+
+def _row(target, p50, precision="fp32", status="ok"):
+    return {"target": target, "precision": precision, "status": status, "p50_ms": p50,
+            "latency_batch": 1, "throughput": 1000 / p50, "throughput_batch": 1}
+
+
+def test_speedups_against_torch_where_the_device_has_it():
+    rows = [_row("torch:cpu:fp32", 4.0, status="reference"), _row("onnxruntime:cpu:fp32", 2.0)]
+    assert add_speedups(rows) == "torch:cpu:fp32"
+    assert rows[1]["speedup_latency"] == 2.0
+
+
+def test_speedups_against_the_fastest_fp32_artifact_without_torch():
+    rows = [_row("openvino:cpu:fp32", 3.0), _row("onnxruntime:cpu:fp32", 2.0),
+            _row("onnxruntime:cpu:int8", 1.0, precision="int8"),
+            _row("tflite:cpu:fp32", 0.5, status="failed")]
+    label = add_speedups(rows)
+    assert "onnxruntime:cpu:fp32" in label and "no torch" in label
+    assert rows[2]["speedup_latency"] == 2.0 and rows[0]["speedup_latency"] == 2.0 / 3.0
+    assert "speedup_latency" not in rows[3]
