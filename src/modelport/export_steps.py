@@ -31,7 +31,7 @@ from modelport.bench.speed_verdict import (
     with_fp32_comparisons,
 )
 from modelport.calibration_data import CalibrationSet
-from modelport.calibration_data.plan import bench_pool, plan_data
+from modelport.calibration_data.plan import bench_pool
 from modelport.errors import (
     AccuracyBudgetExceeded,
     BundleExists,
@@ -40,10 +40,12 @@ from modelport.errors import (
     UnknownTarget,
     UsageError,
 )
+from modelport.lm_steps import is_lm, lm_bench, lm_check, lm_reference, plan_export_data
 from modelport.metrics import Budget, budget_misses, fidelity, run_session
+from modelport.metrics_lm import max_increase
 from modelport.models import PreparedModel, resolve_model
 from modelport.shapes import fit_arrays, fit_set, static_batch
-from modelport.specs import Precision, Target, TensorSpec
+from modelport.specs import WEIGHT_ONLY, Precision, Target, TensorSpec
 
 log = logging.getLogger("modelport")
 
@@ -92,6 +94,7 @@ class ExportContext:
     workdir: Path
     progress: bool
     require_speedup: bool = False
+    lm: Any = None  # lm_steps.LMReference for language models (perplexity, token latency)
 
 
 @dataclass
@@ -144,8 +147,7 @@ def export(
                                         timed=bench is not None)
     # a copy: the export sets onnx_artifact to files in its own temp dir
     prepared = replace(model) if isinstance(model, PreparedModel) else resolve_model(model)
-    needs_calib = any(t.precision == Precision.INT8 for t, _ in plan)
-    calib_set, eval_set = plan_data(prepared, calib, eval, needs_calib)
+    calib_set, eval_set = plan_export_data(prepared, [t for t, _ in plan], calib, eval)
 
     workdir = Path(tempfile.mkdtemp(prefix="modelport-export-"))
     try:
@@ -246,6 +248,11 @@ def prepare_reference(model: PreparedModel, calib: CalibrationSet | None,
                       progress: bool) -> ExportContext:
     """Export and validate the ONNX, then run the reference on the evaluation split and on the
     sample pool that every bundle stores."""
+    if is_lm(model):  # the KV-cache graph; torch's perplexity on the evaluation lines
+        model.onnx_artifact, lm = lm_reference(model, evalset, workdir, opset=opset)
+        return ExportContext(model, calib, evalset, {}, lm.pool, {}, "torch:cpu:fp32",
+                             options.budget_or_default(), options, bench, options.threads,
+                             workdir, progress, lm=lm)
     from modelport.exporters import export_onnx, validate
 
     log.info("exporting %s to ONNX ...", model.name)
@@ -288,6 +295,8 @@ def reference_row(ctx: ExportContext) -> dict[str, Any]:
                "status": statuses.REFERENCE, "size_mb": _model_size_mb(ctx.model),
                "fidelity": fidelity_of(ctx, ctx.eval_reference)}
         row.update(bench_step(ctx, session, label).fields)
+    if ctx.lm is not None:
+        row["perplexity"] = row["fidelity"]["perplexity"]
     return row
 
 
@@ -340,7 +349,7 @@ def build_step(ctx: ExportContext, target: Target, backend: Backend
     tdir.mkdir()
     log.info("building %s ...", target)
     start = time.perf_counter()
-    calib = ctx.calib if target.precision == Precision.INT8 else None
+    calib = ctx.calib if target.precision in (Precision.INT8, *WEIGHT_ONLY) else None
     artifact = backend.build(ctx.model, target, calib, tdir, ctx.options)
     row: dict[str, Any] = {"target": str(target), "precision": str(target.precision),
                            "size_mb": artifact.size_bytes / 1e6 if artifact.files else None,
@@ -350,7 +359,9 @@ def build_step(ctx: ExportContext, target: Target, backend: Backend
 
 def check_step(ctx: ExportContext, session: Session, inputs: list[TensorSpec]) -> dict[str, Any]:
     """Fidelity of ``session`` vs the reference on the evaluation split (fitted to the
-    artifact's static shapes, if any)."""
+    artifact's static shapes, if any); perplexity on the evaluation lines for LMs."""
+    if ctx.lm is not None:
+        return lm_check(ctx.lm, session)
     got = run_session(session, fit_set(ctx.evalset, inputs), batch_size=static_batch(inputs, 32))
     return fidelity_of(ctx, got)
 
@@ -376,6 +387,10 @@ def budget_verdict(row: dict[str, Any], target: Target, backend: Backend,
                    checked_with: str | None = None) -> bool:
     """Record fidelity and the budget verdict on ``row``; False when no bundle may be written."""
     row["fidelity"] = metrics
+    if "perplexity" in metrics:  # language models: the limit depends on the precision
+        metrics.setdefault("max_perplexity_increase", max_increase(
+            str(target.precision), budget.max_perplexity_increase))
+        row["perplexity"] = metrics["perplexity"]
     misses = budget_misses(metrics, budget)
     if not misses:
         row["status"] = statuses.OK
@@ -403,6 +418,11 @@ def bench_step(ctx: ExportContext, session: Session, label: str, *, load_s: floa
     """Time ``session`` with the run's one BenchSettings on the stored sample pool."""
     if ctx.bench is None:
         return BenchStep({})
+    if ctx.lm is not None:
+        from modelport.bench.lm_harness import LMBenchSettings
+
+        result = lm_bench(LMBenchSettings(), session, ctx.lm, label)
+        return BenchStep({"load_s": load_s, **result.fields()}, result)
     settings = ctx.bench
     static = static_batch(inputs, None) if inputs else None
     if static is not None:  # a static-shape artifact runs only its own batch size
@@ -434,7 +454,8 @@ def bundle_step(ctx: ExportContext, target: Target, backend: Backend, artifact: 
                               bench_result, dest.allow_drop)
     pool = fit_arrays(ctx.pool, inputs)
     samples = {f"in.{k}": v for k, v in pool.items()}
-    samples.update({f"ref.{k}": v for k, v in ctx.pool_reference.items()})
+    refs = ctx.lm.last_pool_outputs if ctx.lm is not None else ctx.pool_reference
+    samples.update({f"ref.{k}": v for k, v in refs.items()})
     bundle = write_bundle(root / target.slug, manifest=manifest, artifact_dir=artifact.workdir,
                           artifact_files=artifact.files, samples=samples,
                           tokenizer_json=ctx.model.tokenizer_json,
@@ -458,6 +479,8 @@ def add_speedups(rows: list[dict[str, Any]]) -> None:
 
 
 def fidelity_of(ctx: ExportContext, outputs: dict[str, np.ndarray]) -> dict[str, Any]:
+    if ctx.lm is not None:
+        return ctx.lm.reference_metrics()
     return fidelity(outputs, ctx.eval_reference, task=ctx.model.task, labels=ctx.evalset.labels)
 
 

@@ -15,6 +15,8 @@ class Budget:
 
     min_cosine: float = 0.99
     max_accuracy_drop: float = 0.01  # a fraction: 0.01 = one point
+    #: language models: max relative perplexity increase (None: per precision, metrics_lm)
+    max_perplexity_increase: float | None = None
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -102,6 +104,10 @@ def similarity_spearman(student: np.ndarray, teacher: np.ndarray) -> float:
 def budget_misses(metrics: Mapping[str, Any], budget: Budget) -> list[str]:
     """The reasons a result misses its budget (empty when it passes)."""
     misses = []
+    if "perplexity" in metrics:  # language models (metrics_lm)
+        from modelport.metrics_lm import perplexity_misses
+
+        return perplexity_misses(metrics)
     if "accuracy_drop" in metrics:
         if metrics["accuracy_drop"] > budget.max_accuracy_drop + 1e-12:
             misses.append(

@@ -36,9 +36,10 @@ BACKENDS: dict[str, BackendEntry] = {
         BackendEntry(
             "onnxruntime",
             "modelport.backends.onnxruntime.backend:OnnxRuntimeBackend",
-            ("cpu:fp32", "cpu:int8"),
+            ("cpu:fp32", "cpu:int8", "cpu:int4", "cpu:int8wo"),
             "ONNX Runtime CPU; INT8 = dynamic MatMul/Gemm for attention graphs, static QDQ "
-            "calibrated on your data otherwise (measured per graph kind)",
+            "calibrated on your data otherwise (measured per graph kind); INT4/INT8WO = "
+            "weight-only MatMulNBits",
         ),
         BackendEntry(
             "tflite",
@@ -50,9 +51,9 @@ BACKENDS: dict[str, BackendEntry] = {
         BackendEntry(
             "openvino",
             "modelport.backends.openvino.backend:OpenVINOBackend",
-            ("cpu:fp32", "cpu:fp16", "cpu:int8"),
+            ("cpu:fp32", "cpu:fp16", "cpu:int8", "cpu:int4", "cpu:int8wo"),
             "OpenVINO IR; precision hint set per target; INT8 = NNCF on your data "
-            "(+ accuracy control)",
+            "(+ accuracy control); INT4/INT8WO = nncf.compress_weights",
         ),
         BackendEntry(
             "tensorrt",

@@ -14,7 +14,13 @@ class Precision(StrEnum):
     FP32 = "fp32"
     FP16 = "fp16"
     BF16 = "bf16"
-    INT8 = "int8"
+    INT8 = "int8"  # weights and activations
+    INT4 = "int4"  # weight-only 4-bit (language models)
+    INT8WO = "int8wo"  # weight-only 8-bit
+
+
+#: activations stay float; calibration data is used only by data-aware methods (AWQ)
+WEIGHT_ONLY = (Precision.INT4, Precision.INT8WO)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ def fidelity_text(f: dict[str, Any] | None) -> str:
     """One cell: accuracy (and its drop) for classifiers, mean cosine otherwise."""
     if not f:
         return "-"
+    if "perplexity" in f:  # language models
+        return f"ppl {f['perplexity']:.3f} ({100 * f.get('perplexity_increase', 0.0):+.2f}%)"
     if "accuracy" in f:
         return f"acc {100 * f['accuracy']:.2f}% ({-100 * f['accuracy_drop']:+.2f})"
     return f"cos {f['cosine_mean']:.4f}"
@@ -33,6 +35,24 @@ EXPORT_COLUMNS = [
     ("speedup_throughput", "speedup thru", _speed),
     ("status", "status", str),
 ]
+
+
+#: language models (rows with a perplexity): token latency instead of batch latency
+LM_COLUMNS = [
+    ("target", "target", str),
+    ("precision", "prec", str),
+    ("size_mb", "size MB", fmt_num(1)),
+    ("fidelity_text", "perplexity vs ref", str),
+    ("ttft_ms", "TTFT ms", fmt_num(2)),
+    ("decode_ms_p50", "ms/token p50", fmt_num(2)),
+    ("decode_ms_p99", "p99", fmt_num(2)),
+    ("tokens_per_s", "tokens/s", fmt_num(1)),
+    ("status", "status", str),
+]
+
+
+def columns_for(rows: list[dict[str, Any]]) -> list[tuple[str, str, Any]]:
+    return LM_COLUMNS if any("perplexity" in r for r in rows) else EXPORT_COLUMNS
 
 
 def status_cell(row: dict[str, Any]) -> str:
@@ -66,8 +86,8 @@ def batch_note(rows: list[dict[str, Any]]) -> str:
 
 def export_table(rows: list[dict[str, Any]]) -> str:
     note = batch_note(rows)
-    return render(_prepare(rows), EXPORT_COLUMNS) + (f"\n({note})" if note else "")
+    return render(_prepare(rows), columns_for(rows)) + (f"\n({note})" if note else "")
 
 
 def export_markdown(rows: list[dict[str, Any]]) -> str:
-    return render_markdown(_prepare(rows), EXPORT_COLUMNS)
+    return render_markdown(_prepare(rows), columns_for(rows))

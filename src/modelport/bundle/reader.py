@@ -84,6 +84,11 @@ class Bundle:
             self.artifact_path, target=target, inputs=self.inputs, outputs=self.outputs,
             threads=threads, bundle=self, **options,
         )
+        pre = self.manifest.get("preprocessing") or {}
+        if pre.get("task") == "text-generation":  # generate() over the KV-cache graph
+            from modelport.backends.lm_session import lm_session
+
+            session = lm_session(session, pre)
         session.bundle = self
         return session
 

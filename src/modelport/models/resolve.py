@@ -24,6 +24,7 @@ FORMS = ("builtin:NAME, path/to/file.py:factory, a torch.export .pt2 file, an .o
 BUILTINS: dict[str, str] = {
     "minilm": "modelport.models.minilm:load",
     "digits-cnn": "modelport.models.digits_cnn:load",
+    "tiny-lm": "modelport.models.tiny_lm:load",
 }
 
 

@@ -59,6 +59,11 @@ class OnnxRuntimeBackend(Backend):
                 shutil.copyfile(data, workdir / data.name)
                 files.append(data.name)
             return Artifact(workdir, "model.onnx", files, {"precision": "fp32"})
+        if target.precision in (Precision.INT4, Precision.INT8WO):
+            from modelport.backends.onnxruntime.weight_only import quantize_weight_only
+
+            info = quantize_weight_only(onnx_path, dst, target.precision, options.of(self))
+            return Artifact(workdir, "model.onnx", ["model.onnx"], info)
         from modelport.backends.onnxruntime.quantize import quantize_int8
 
         info = quantize_int8(onnx_path, dst, calib, model, options.of(self))

@@ -26,3 +26,13 @@ class OnnxRuntimeOptions(BackendOptions):
              "static)", parse=comma_list, metavar="OP,OP")
     nodes_to_exclude: tuple[str, ...] | None = option(
         help="INT8: keep these nodes in float", parse=comma_list, metavar="NODE,NODE")
+    block_size: int | None = option(
+        minimum=16, help="INT4/INT8WO weight-only: weights per quantization block along the "
+                         "input dimension (MatMulNBits; a power of 2 >= 16; default 32)")
+    asymmetric: bool = option(
+        False, help="INT4/INT8WO weight-only: asymmetric blocks (a zero point per block; "
+                    "default symmetric)")
+    accuracy_level: int | None = option(
+        minimum=0, maximum=4, help="INT4/INT8WO weight-only: MatMulNBits accuracy_level, the "
+                                   "activation precision of the kernel (0 unset, 1 fp32, 2 fp16,"
+                                   " 3 bf16, 4 int8; default 0 = fp32 activations)")

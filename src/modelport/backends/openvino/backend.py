@@ -37,7 +37,7 @@ from modelport.backends.base import (
 )
 from modelport.backends.openvino.options import OpenVINOOptions
 from modelport.errors import BuildError, UsageError
-from modelport.specs import Precision, Target, TensorSpec
+from modelport.specs import WEIGHT_ONLY, Precision, Target, TensorSpec
 
 log = logging.getLogger("modelport")
 
@@ -54,8 +54,10 @@ PRECISION_POLICY: dict[Precision, PrecisionPolicy] = {
     Precision.FP32: PrecisionPolicy(weights_fp16=False, hint="f32"),
     Precision.FP16: PrecisionPolicy(weights_fp16=True, hint="f16"),
     Precision.INT8: PrecisionPolicy(weights_fp16=False, hint="f32"),
+    # weight-only (weight_only.py): compressed weights, f32 activations
+    Precision.INT4: PrecisionPolicy(weights_fp16=False, hint="f32"),
+    Precision.INT8WO: PrecisionPolicy(weights_fp16=False, hint="f32"),
 }
-
 
 def ov_device(target: Target) -> str:
     """modelport's device name -> OpenVINO's (cpu -> CPU; gpu / npu passed through)."""
@@ -71,8 +73,9 @@ class OpenVINOBackend(Backend):
     @classmethod
     def availability(cls, target: Target) -> Availability:
         """Building: openvino, and nncf for INT8."""
-        if target.precision == Precision.INT8 and not has_module("nncf"):
-            return Availability.missing('INT8 needs nncf: pip install "modelport[openvino]"')
+        if target.precision in (Precision.INT8, *WEIGHT_ONLY) and not has_module("nncf"):
+            return Availability.missing(f'{target.precision} needs nncf: pip install '
+                                        '"modelport[openvino]"')
         return cls.runnable(target)
 
     @classmethod
@@ -118,11 +121,17 @@ class OpenVINOBackend(Backend):
             ov_model, qinfo = quantize_int8(ov_model, calib, model, opts, device=info["device"],
                                           budget=options.budget_or_default())
             info.update(qinfo)
+        elif target.precision in WEIGHT_ONLY:
+            from modelport.backends.openvino.weight_only import compress_weights
+
+            ov_model, qinfo = compress_weights(ov_model, target.precision, calib, opts)
+            info.update(qinfo)
         ov.save_model(ov_model, str(workdir / "model.xml"), compress_to_fp16=policy.weights_fp16)
         effective = effective_precision(workdir / "model.xml", info["device"], hint,
                                         threads=options.threads)
-        info.update(weights="f16" if policy.weights_fp16 else ("int8+f32" if target.precision ==
-                                                               Precision.INT8 else "f32"),
+        weights = {Precision.INT8: "int8+f32", Precision.INT4: "int4+int8",
+                   Precision.INT8WO: "int8"}.get(target.precision, "f32")
+        info.update(weights="f16" if policy.weights_fp16 else weights,
                     inference_precision_hint=hint, inference_precision_effective=effective)
         if effective != hint:
             log.info("%s: the %s plugin runs inference precision %s here (asked for %s: this "

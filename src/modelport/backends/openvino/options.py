@@ -37,3 +37,15 @@ class OpenVINOOptions(BackendOptions):
     inference_precision: str | None = option(
         choices=("f32", "f16", "bf16"),
         help="CPU plugin INFERENCE_PRECISION_HINT (default: the target's precision)")
+    group_size: int | None = option(
+        minimum=-1, help="INT4 weight-only: weights per quantization group (-1: per channel; "
+                         "default 32)")
+    ratio: float | None = option(
+        above=0.0, maximum=1.0, help="INT4 weight-only: fraction of weights in 4 bit, the rest "
+                                     "in 8 bit (default 1.0)")
+    asymmetric: bool = option(
+        False, help="INT4 weight-only: INT4_ASYM (a zero point per group) instead of INT4_SYM")
+    awq: bool = option(
+        False, help="INT4 weight-only: data-aware AWQ on the calibration text (slower build)")
+    scale_estimation: bool = option(
+        False, help="INT4 weight-only: data-aware scale estimation on the calibration text")
