@@ -88,6 +88,25 @@ class TensorSpec:
             value_range=tuple(vr) if vr is not None else None,
         )
 
+    def problem_with(self, value: Any) -> str | None:
+        """What is wrong with ``value`` as this input (type, dtype, rank, static sizes), in the
+        one wording every check uses (a session's feed, a calibration sample); None if fine."""
+        import numpy as np
+
+        if not isinstance(value, np.ndarray):
+            return f"input '{self.name}' must be a numpy array, got {type(value).__name__}"
+        if value.dtype != np.dtype(self.dtype):
+            return (f"input '{self.name}' must be {self.dtype}, got {value.dtype}: cast it with "
+                    f".astype(np.{self.dtype})")
+        if value.ndim != len(self.shape):
+            return (f"input '{self.name}' must have rank {len(self.shape)} {list(self.shape)}, "
+                    f"got shape {list(value.shape)}")
+        for axis, (want, got) in enumerate(zip(self.shape, value.shape, strict=True)):
+            if isinstance(want, int) and want != got:
+                return (f"input '{self.name}' dimension {axis} must be {want} (static shape "
+                        f"{list(self.shape)}), got {got}")
+        return None
+
     def describe(self) -> str:
         dims = "x".join(str(d) for d in self.shape)
         return f"{self.name}: {self.dtype}[{dims}]"

@@ -59,7 +59,7 @@ def test_npz_dir_with_and_without_batch_dim_and_labels(tmp_path):
 def test_check_names_the_wrong_sample():
     data = _images(5)
     data.samples[3] = {"image": data.samples[3]["image"].astype(np.float64)}
-    with pytest.raises(CalibrationDataError, match="sample 3 .*is float64, the model takes float32"):
+    with pytest.raises(CalibrationDataError, match="sample 3 .*must be float32, got float64"):
         data.check(IMAGE)
     data = _images(5)
     data.samples[2]["image"][0, 0, 0, 0] = np.nan

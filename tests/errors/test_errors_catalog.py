@@ -28,6 +28,7 @@ from modelport.errors import (
     UnknownTarget,
     UnsupportedOp,
 )
+from tests.conftest import ROOT, run_cli
 from tests.support.catalog_support import (
     assert_nothing_half_written,
     assert_user_error,
@@ -36,7 +37,6 @@ from tests.support.catalog_support import (
     write_feeds,
     write_single_op_onnx,
 )
-from tests.conftest import ROOT, run_cli
 from tests.support.error_catalog import ROWS, markdown
 
 pytest_plugins = ["tests.support.catalog_fixtures"]  # the tiny models and bundles, as fixtures
@@ -379,8 +379,8 @@ def test_data_shapes_disagree(tmp_path, tiny_onnx):
 
 def test_data_dtype_mismatch(tmp_path, mlp):
     folder = write_feeds(tmp_path / "feeds", 4, dtype=np.float64)
-    export_fails(tmp_path, f"{mlp}:make", CalibrationDataError, "is float64",
-                 "the model takes float32", ".astype(np.float32)",
+    export_fails(tmp_path, f"{mlp}:make", CalibrationDataError, "must be float32",
+                 "got float64", ".astype(np.float32)",
                  cli_args=("--calib", str(folder), "--eval", str(folder)),
                  api={"calib": str(folder), "eval": str(folder)})
 

@@ -295,26 +295,10 @@ def check_feeds(specs: Mapping[str, TensorSpec], feeds: Mapping[str, Any]) -> No
     dynamic_sizes: dict[str, tuple[str, int]] = {}
     for name, spec in specs.items():
         value = feeds[name]
-        if not isinstance(value, np.ndarray):
-            raise InputError(
-                f"input '{name}' must be a numpy array, got {type(value).__name__}"
-            )
-        if value.dtype != np.dtype(spec.dtype):
-            raise InputError(
-                f"input '{name}' must be {spec.dtype}, got {value.dtype}: "
-                f"cast it with .astype(np.{spec.dtype})"
-            )
-        if value.ndim != len(spec.shape):
-            raise InputError(
-                f"input '{name}' must have rank {len(spec.shape)} {list(spec.shape)}, "
-                f"got shape {list(value.shape)}"
-            )
+        problem = spec.problem_with(value)
+        if problem:
+            raise InputError(problem)
         for axis, (want, got) in enumerate(zip(spec.shape, value.shape, strict=True)):
-            if isinstance(want, int) and want != got:
-                raise InputError(
-                    f"input '{name}' dimension {axis} must be {want} (this artifact has a "
-                    f"static shape {list(spec.shape)}), got {got}"
-                )
             if isinstance(want, str):
                 if got < 1:
                     raise InputError(f"input '{name}' dimension {axis} ('{want}') is empty")

@@ -7,11 +7,13 @@ Hand-written rather than JSON Schema: a device with only the runtime installed h
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 
 from modelport.errors import BundleError
+from modelport.metrics import Budget
 
 #: dtypes a tensor in a bundle may have (numbers and booleans; never object or strings)
 _DTYPE_KINDS = "biuf"
@@ -75,8 +77,9 @@ def check_optional_fields(manifest: dict[str, Any], where: str) -> None:
     if not isinstance(acc, dict):
         raise BundleError(f"{where}: invalid field 'accuracy'")
     budget = acc.get("budget", {})
-    if not isinstance(budget, dict) or not set(budget) <= {"min_cosine", "max_accuracy_drop"} \
-            or not all(_number(v) for v in budget.values()):
+    known = {f.name for f in dataclasses.fields(Budget)}  # what this version can enforce
+    if not isinstance(budget, dict) or not set(budget) <= known \
+            or not all(v is None or _number(v) for v in budget.values()):
         raise BundleError(f"{where}: invalid field 'accuracy.budget'")
     metrics = acc.get("metrics")
     if metrics is not None and not isinstance(metrics, dict):

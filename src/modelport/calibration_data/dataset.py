@@ -155,22 +155,9 @@ class CalibrationSet:
                 )
             for name, spec in specs.items():
                 array = sample[name]
-                if array.dtype != np.dtype(spec.dtype):
-                    raise CalibrationDataError(
-                        f"{where}: input '{name}' is {array.dtype}, the model takes {spec.dtype}: "
-                        f"save it with .astype(np.{spec.dtype})"
-                    )
-                if array.ndim != len(spec.shape):
-                    raise CalibrationDataError(
-                        f"{where}: input '{name}' has shape {list(array.shape)}, the model "
-                        f"takes rank {len(spec.shape)} {list(spec.shape)}"
-                    )
-                for axis, want in enumerate(spec.shape):
-                    if isinstance(want, int) and array.shape[axis] != want:
-                        raise CalibrationDataError(
-                            f"{where}: input '{name}' dimension {axis} is {array.shape[axis]}, "
-                            f"the model needs {want}"
-                        )
+                problem = spec.problem_with(array)
+                if problem:  # the same wording as a session's feed check
+                    raise CalibrationDataError(f"{where}: {problem}")
                 if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
                     raise CalibrationDataError(
                         f"{where}: input '{name}' contains NaN or Inf; clean the data first"
