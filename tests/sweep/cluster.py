@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -95,11 +96,12 @@ class LoopbackCluster:
 
     def kill_node(self, device: str) -> None:
         """SIGKILL one node's raylet and everything it spawned (a machine that vanished)."""
-        tag = f'"device:{device}"'
+        tag = re.compile(rf"device:{re.escape(device)}(?![\w.-])")  # not device:gamma2
         raylets = {pid for pid in self.pids()
-                   if tag in _cmdline(pid) and "raylet" in _cmdline(pid).split(" ", 1)[0]}
+                   if tag.search(_cmdline(pid)) and _cmdline(pid).split(" ", 1)[0]
+                   .endswith("/raylet")}
         if not raylets:
-            raise RuntimeError(f"no raylet offers {tag}")
+            raise RuntimeError(f"no raylet offers device:{device}")
         for pid in self._descendants(raylets):
             _kill(pid)
 

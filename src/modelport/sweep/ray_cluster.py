@@ -59,7 +59,7 @@ def check_devices(ray: Any, wanted: list[str], address: str) -> dict[str, dict[s
 
 def node_cpus(node: dict[str, Any]) -> int:
     """All of a node's CPUs as Ray counts them: a bench asks for every one, so it runs alone."""
-    return max(1, int(node.get("Resources", {}).get("CPU", 1)))
+    return int(node.get("Resources", {}).get("CPU", 0))  # 0: a node started with no CPUs
 
 
 def has_build_nodes(ray: Any) -> bool:

@@ -13,6 +13,12 @@ from typing import Any
 from modelport.sweep.plan import BuildJob, SweepSpec
 from modelport.sweep.reference_task import TARGET as TORCH_TARGET
 from modelport.sweep.state import DeviceInfo, SweepResults
+from modelport.sweep.steps import NODE_LOST, failed_row
+
+#: the fingerprint of a device whose node was lost before it answered its probe
+UNKNOWN_MACHINE = {"cpu": "unknown (no answer to the probe)", "cpu_flags": [],
+                   "logical_cores": None, "machine": "unknown", "os": "unknown",
+                   "python": "unknown", "versions": {}}
 
 
 def build_report(spec: SweepSpec, devices: list[DeviceInfo], jobs: list[BuildJob],
@@ -28,10 +34,13 @@ def build_report(spec: SweepSpec, devices: list[DeviceInfo], jobs: list[BuildJob
     for device in devices:
         rows: list[dict[str, Any]] = []
         bases: list[str] = []
-        for job in (j for j in jobs if j.cpu_kind == device.cpu_kind):
+        for job in _jobs_of(device, jobs):
             group = [results.rows[(device.name, job.key, t)]
                      for t in (TORCH_TARGET, *job.targets)
                      if (device.name, job.key, t) in results.rows]
+            done = {r["target"] for r in group}
+            group += [failed_row(t, NODE_LOST if device.lost else "no result came back")
+                      for t in job.targets if t not in done]
             bases.append(add_speedups(group))
             if several:
                 group = [{**r, "target": f"{r['target']} [{job.label}]"} for r in group]
@@ -45,11 +54,18 @@ def build_report(spec: SweepSpec, devices: list[DeviceInfo], jobs: list[BuildJob
             label=device.name)
         nodes = sorted(results.nodes.get(device.name, ()))
         report["runs"][0]["fingerprint"] = {
-            **(device.probe.get("fingerprint") or report["runs"][0]["fingerprint"]),
+            **(device.probe.get("fingerprint") or UNKNOWN_MACHINE),
             # where its benches ran; the probe's node when none ran (a node lost early)
             "ray_node_id": nodes[0] if len(nodes) == 1 else (nodes or device.node_id)}
         reports.append(report)
     return merge_reports(reports)
+
+
+def _jobs_of(device: DeviceInfo, jobs: list[BuildJob]) -> list[BuildJob]:
+    """The builds a device times; one per (model, recipe) when it was lost before its probe."""
+    if device.probe:
+        return [j for j in jobs if j.cpu_kind == device.cpu_kind]
+    return list({(j.model.spec, j.recipe.spec if j.recipe else None): j for j in jobs}.values())
 
 
 def add_speedups(rows: list[dict[str, Any]]) -> str | None:
