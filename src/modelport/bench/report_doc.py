@@ -28,6 +28,8 @@ ROW_FIELDS = (
     "fidelity", "fidelity_on", "p50_ms", "p90_ms", "p99_ms", "latency_batch", "throughput",
     "throughput_batch", "speedup_latency", "speedup_throughput", "load_s", "build_s",
     "peak_rss_mb", "stats", "bundle",
+    # language models (null for other rows); optional in the schema, so older reports still load
+    "ttft_ms", "decode_ms_p50", "decode_ms_p99", "tokens_per_s", "perplexity",
 )
 
 

@@ -29,6 +29,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                      help="a .png/.jpg/.npy image (repeatable) for image models: resized and "
                           "normalized as the bundle's manifest says")
     src.add_argument("--input", type=Path, help=".npz file: input name -> array")
+    src.add_argument("--prompt", help="text-generation bundles: the prompt to continue")
+    p.add_argument("--max-new-tokens", type=int, default=32, metavar="N",
+                   help="text generation: at most N new tokens (stops at the model's eos)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="text generation: sample at this temperature (default greedy)")
+    p.add_argument("--seed", type=int, default=0, help="text generation: sampling seed")
     p.add_argument("--top-k", type=int, default=3, help="labels shown per input (classifiers)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", type=Path, default=None, help="also write outputs as JSON here")
@@ -68,6 +74,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     bundle = open_bundle(args.bundle)
     pre = bundle.manifest.get("preprocessing") or {}
+    if args.prompt is not None:
+        from modelport.cli.generate import print_generation
+
+        return print_generation(bundle, args)
     if args.image:
         if not pre.get("image"):
             raise UsageError(f"{bundle.path} is not an image model: use --text or --input")

@@ -39,6 +39,9 @@ def add_budget_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-cosine", type=float, default=None, help="budget: mean cosine (0.99)")
     p.add_argument("--max-accuracy-drop", type=float, default=None,
                    help="budget for classifiers, in points (1.0)")
+    p.add_argument("--max-perplexity-increase", type=float, default=None, metavar="PCT",
+                   help="budget for language models: relative perplexity increase in percent "
+                        "(default 10 int4, 2 int8wo and int8, 1 fp16)")
 
 
 def add_speedup_arg(p: argparse.ArgumentParser) -> None:
@@ -74,6 +77,8 @@ def budget_from(args: argparse.Namespace):
         min_cosine=args.min_cosine if args.min_cosine is not None else Budget.min_cosine,
         max_accuracy_drop=(args.max_accuracy_drop / 100 if args.max_accuracy_drop is not None
                            else Budget.max_accuracy_drop),
+        max_perplexity_increase=(args.max_perplexity_increase / 100
+                                 if args.max_perplexity_increase is not None else None),
     )
 
 

@@ -25,7 +25,7 @@ log = logging.getLogger("modelport")
 SEED = 0
 VERSION = "v1"  # bump when the architecture, tokenizer or training changes
 VOCAB = 512
-STEPS = 500
+STEPS = 300
 EOS = "</s>"
 ARCH = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 128}
