@@ -52,7 +52,9 @@ class _RaySweep:
         self.probe_fn = ray.remote(device_tasks.probe)
         self.build_fn = ray.remote(run_build)
         self.bench_fn = ray.remote(device_tasks.bench_blob)
-        self.reference_fn = ray.remote(reference_task.bench_reference)
+        # torch gets a worker of its own: a reused worker would carry torch's memory into the
+        # peak RSS of every bundle timed after it
+        self.reference_fn = ray.remote(max_calls=1)(reference_task.bench_reference)
 
     def run(self, nodes: dict[str, dict[str, Any]]
             ) -> tuple[list[DeviceInfo], list[BuildJob], SweepResults]:
