@@ -75,6 +75,15 @@ class BuildOptions:
     threads: int | None = None
     budget: Budget | None = None
     backends: Mapping[str, Any] = field(default_factory=dict)
+    #: CPU features the INT8 recipe is chosen for (backends/cpu_recipes.py); None: this
+    #: machine's. For a bundle built here to run on another kind of CPU.
+    cpu_features: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.cpu_features is not None:  # checked now, not inside a build minutes later
+            from modelport.backends.cpu_recipes import parse_features
+
+            self.cpu_features = parse_features(self.cpu_features)
 
     def of(self, backend: type[Backend] | Backend) -> Any:
         """This backend's options: the given dataclass, a dict checked against it, or defaults."""
@@ -188,10 +197,10 @@ class Backend:
 
 #: runtime messages that point at the feed's values or sizes
 _INPUT_FAILURE = re.compile(r"out of (data )?bounds|out of range|index|indices|shape|dimension|"
-                            r"broadcast|incompatible|mismatch|invalid (input|rank)", re.I)
+                            r"broadcast|incompatible|mismatch|invalid (input|rank)", re.IGNORECASE)
 #: runtime messages of exhausted resources
 _RESOURCE_FAILURE = re.compile(r"out of memory|bad_alloc|failed to allocate|cannot allocate",
-                               re.I)
+                               re.IGNORECASE)
 
 
 class Session:
