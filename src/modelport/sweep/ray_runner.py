@@ -82,10 +82,12 @@ class _RaySweep:
         refs = {name: self.probe_fn.options(
                     num_cpus=0, scheduling_strategy=ray_cluster.pinned(self.ray, node["NodeID"])
                 ).remote(list(self.spec.targets)) for name, node in nodes.items()}
-        for ref, name in {v: k for k, v in refs.items()}.items():
-            self.pending[ref] = ("probe", name)
-        ready, _ = self.ray.wait(list(refs.values()), num_returns=len(refs),
-                                 timeout=PROBE_TIMEOUT_S)
+        for name, ref in refs.items():
+            self.pending[ref] = ("probe", name)  # so that Ctrl-C cancels them too
+        ready: list[Any] = []
+        deadline = time.monotonic() + PROBE_TIMEOUT_S
+        while len(ready) < len(refs) and time.monotonic() < deadline:  # 1 s steps: Ctrl-C
+            ready, _ = self.ray.wait(list(refs.values()), num_returns=len(refs), timeout=1.0)
         for name, ref in refs.items():
             node = nodes[name]
             self.pending.pop(ref, None)

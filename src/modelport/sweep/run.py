@@ -46,6 +46,7 @@ def sweep(
                          "on this machine only)")
     if ray_address and not devices:
         raise UsageError("--ray needs --devices NAME[,NAME...]: the devices to benchmark on")
+    devices = list(dict.fromkeys(devices))
     spec = make_spec(models, targets, recipes, calib, eval, settings)
     report_dir = Path(report_dir)
     if report_dir.exists() and not report_dir.is_dir():
