@@ -52,7 +52,7 @@ def main() -> None:
         if done.returncode != 0:
             sys.exit(f"sweep failed ({done.returncode}):\n{done.stderr[-3000:]}")
         report = json.loads((Path(tmp) / "sweep" / "report.json").read_text())
-    nodes = {run["machine"]: run["fingerprint"].get("ray_node_id") for run in report["runs"]}
+    nodes = {run["machine"]: run.get("ray_node_id") for run in report["runs"]}
     table = done.stdout.strip()
     note = f" {args.note}." if args.note else ""
     block = "\n".join([

@@ -18,7 +18,7 @@ def test_rows_per_device_each_on_its_own_node(digits_sweep):
     report = json.loads((report_dir / "report.json").read_text())
     runs = {run["machine"]: run for run in report["runs"]}
     assert set(runs) == {"alpha", "beta"}
-    nodes = {name: run["fingerprint"]["ray_node_id"] for name, run in runs.items()}
+    nodes = {name: run["ray_node_id"] for name, run in runs.items()}
     assert all(isinstance(n, str) for n in nodes.values()) and nodes["alpha"] != nodes["beta"]
     for device in ("alpha", "beta"):
         rows = {r["target"]: r for r in report["rows"] if r["machine"] == device}

@@ -53,10 +53,10 @@ def build_report(spec: SweepSpec, devices: list[DeviceInfo], jobs: list[BuildJob
                            "reference": "reference outputs stored in each bundle at build time"},
             label=device.name)
         nodes = sorted(results.nodes.get(device.name, ()))
-        report["runs"][0]["fingerprint"] = {
-            **(device.probe.get("fingerprint") or UNKNOWN_MACHINE),
-            # where its benches ran; the probe's node when none ran (a node lost early)
-            "ray_node_id": nodes[0] if len(nodes) == 1 else (nodes or device.node_id)}
+        report["runs"][0]["fingerprint"] = device.probe.get("fingerprint") or UNKNOWN_MACHINE
+        # where its benches ran; the probe's node when none ran (a node lost early)
+        report["runs"][0]["ray_node_id"] = nodes[0] if len(nodes) == 1 else (nodes or
+                                                                             device.node_id)
         reports.append(report)
     return merge_reports(reports)
 
