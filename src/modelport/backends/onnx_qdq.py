@@ -9,6 +9,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
+#: protobuf cannot serialize a model of 2 GiB or more; over this (with headroom for the graph,
+#: the exporter's own line) every file we write keeps its weights as ONNX external data
+LARGE_MODEL_BYTES = 1_800_000_000
+
+
+def is_large(path: Path) -> bool:
+    """The graph and its external data files together are too big for one protobuf."""
+    return sum(f.stat().st_size for f in [Path(path), *external_files(path)]) > LARGE_MODEL_BYTES
+
+
+def external_files(path: Path) -> list[Path]:
+    """The external data files a model references, next to it (none for a one-file model)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    names = {entry.value for init in graph.initializer
+             if init.data_location == onnx.TensorProto.EXTERNAL
+             for entry in init.external_data if entry.key == "location"}
+    return [Path(path).parent / name for name in sorted(names)]
+
 
 def preprocess(src: Path, dst: Path) -> None:
     """ORT's quantization pre-processing (ONNX shape inference + optimization)."""
@@ -16,7 +36,12 @@ def preprocess(src: Path, dst: Path) -> None:
 
     # symbolic shape inference fails on dynamo-exported transformers (FINDINGS.md); ONNX shape
     # inference is enough
-    quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
+    if is_large(src):
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=True,
+                          save_as_external_data=True, all_tensors_to_one_file=True,
+                          external_data_location=dst.name + ".data")
+    else:
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
 
 
 def activation_matmuls(path: Path) -> list[str]:

@@ -67,7 +67,10 @@ class OnnxRuntimeBackend(Backend):
         from modelport.backends.onnxruntime.quantize import quantize_int8
 
         info = quantize_int8(onnx_path, dst, calib, model, options.of(self))
-        return Artifact(workdir, "model.onnx", ["model.onnx"], info)
+        from modelport.backends.onnx_qdq import external_files
+
+        files = ["model.onnx"] + [f.name for f in external_files(dst)]
+        return Artifact(workdir, "model.onnx", files, info)
 
     def load(self, path: Path, *, target: Target, inputs: list[TensorSpec],
              outputs: list[TensorSpec], threads: int | None = None, **options: Any) -> Session:

@@ -54,19 +54,22 @@ def quantize_int8(src: Path, dst: Path, calib, model, options: OnnxRuntimeOption
     with tempfile.TemporaryDirectory(prefix="modelport-ort-") as tmp:
         pre = Path(tmp) / "pre.onnx"
         onnx_qdq.preprocess(src, pre)  # by module: the fault tests patch it there
+        # over 2 GB the quantized model keeps its weights in dst.name + ".data"
+        large = onnx_qdq.is_large(pre)
         if mode == "dynamic":
             ops = list(options.op_types or ["MatMul", "Gemm"])
             quantize_dynamic(
                 str(pre), str(dst), op_types_to_quantize=ops, weight_type=QuantType.QInt8,
                 per_channel=True, reduce_range=reduce_range(options),
-                extra_options={"MatMulConstBOnly": True},
+                extra_options={"MatMulConstBOnly": True}, use_external_data_format=large,
             )
             return {"precision": "int8", "mode": "dynamic", "weights": _weights(options),
                     "activations": "u8 dynamic (per batch)", "op_types": ops}
-        return _quantize_static(pre, dst, calib, options)
+        return _quantize_static(pre, dst, calib, options, large=large)
 
 
-def _quantize_static(pre: Path, dst: Path, calib, options: OnnxRuntimeOptions) -> dict[str, Any]:
+def _quantize_static(pre: Path, dst: Path, calib, options: OnnxRuntimeOptions, *,
+                     large: bool = False) -> dict[str, Any]:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     if calib is None or len(calib) == 0:
@@ -96,6 +99,7 @@ def _quantize_static(pre: Path, dst: Path, calib, options: OnnxRuntimeOptions) -
         op_types_to_quantize=ops,
         nodes_to_exclude=exclude,
         extra_options=extra,
+        use_external_data_format=large,
     )
     log.info("calibrated INT8 on %d samples (%s)", len(calib), method)
     return {"precision": "int8", "mode": "static", "format": "QDQ", "weights": _weights(options),

@@ -192,7 +192,8 @@ def _calibrate(pre: Path, calib, recipe: QdqRecipe, cache: Path) -> None:
                 calibrator = create_calibrator(
                     Path(pre), list(recipe.op_types),
                     augmented_model_path=str(Path(tmp) / "augmented.onnx"),
-                    calibrate_method=methods[recipe.method], extra_options=options)
+                    calibrate_method=methods[recipe.method], extra_options=options,
+                    use_external_data_format=onnx_qdq.is_large(pre))
                 calibrator.collect_data(CalibrationReader(calib, "calibrating INT8 (TensorRT Q/DQ)"))
                 save_tensors_data(calibrator.compute_data(), cache)
         except ValueError as exc:
@@ -238,6 +239,7 @@ def _quantize(pre: Path, dst: Path, calib, recipe: QdqRecipe, exclude: list[str]
             nodes_to_exclude=exclude,
             extra_options=extra,
             calibration_cache_path=str(cache),
+            use_external_data_format=onnx_qdq.is_large(pre),
         )
 
 

@@ -46,6 +46,9 @@ def add_residual_qdq(qdq: Path, pre: Path, data) -> list[str]:
     import onnx
     from onnx import helper, numpy_helper
 
+    from modelport.backends.onnx_qdq import is_large
+
+    large = is_large(qdq)  # then the weights stay external data when it is written back
     model = onnx.load(str(qdq))
     producers = {o: n for n in model.graph.node for o in n.output}
     inits = {i.name for i in model.graph.initializer}
@@ -81,7 +84,8 @@ def add_residual_qdq(qdq: Path, pre: Path, data) -> list[str]:
         node.input[skip] = f"{base}_dq"
         done.append(tensor)
     _toposort(model.graph)
-    onnx.save(model, str(qdq))
+    onnx.save(model, str(qdq), save_as_external_data=large,
+              location=qdq.name + ".data" if large else None)
     return done
 
 
