@@ -113,3 +113,20 @@ def run_cli(*args: str, timeout: float = 600, env: dict | None = None,
         [sys.executable, "-m", "modelport.cli", *args],
         check=False, capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd,
     )
+
+
+@pytest.fixture(scope="session")
+def runtime_only_python(tmp_path_factory) -> Path:
+    """The python of a fresh venv holding only ``modelport[onnxruntime]`` (no torch, no
+    converters): what a device installs. Versions pinned by constraints.txt, so pip's cache
+    usually serves it; made once per test run."""
+    venv = tmp_path_factory.mktemp("device") / "device-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    py = venv / "bin" / "python"
+    install = subprocess.run(
+        [str(py), "-m", "pip", "install", "--disable-pip-version-check", "-q",
+         "-c", str(ROOT / "constraints.txt"), f"{ROOT}[onnxruntime]"],
+        check=False, capture_output=True, text=True, timeout=900,
+    )
+    assert install.returncode == 0, install.stderr[-3000:]
+    return py

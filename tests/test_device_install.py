@@ -10,26 +10,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import pytest
-
-from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.onnxruntime]
 
 
-def test_minimal_install_benchmarks_an_ort_bundle_without_torch(digits_bundles, tmp_path):
-    venv = tmp_path / "device-venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    py = venv / "bin" / "python"
-    install = subprocess.run(
-        [str(py), "-m", "pip", "install", "--disable-pip-version-check", "-q",
-         "-c", str(ROOT / "constraints.txt"), f"{ROOT}[onnxruntime]"],
-        check=False, capture_output=True, text=True, timeout=900,
-    )
-    assert install.returncode == 0, install.stderr[-3000:]
-
+def test_minimal_install_benchmarks_an_ort_bundle_without_torch(digits_bundles, tmp_path,
+                                                               runtime_only_python):
+    py = runtime_only_python
     bundle = str(digits_bundles.bundles["onnxruntime:cpu:int8"])
     out = tmp_path / "device.json"
     bench = subprocess.run(
