@@ -28,7 +28,9 @@ def static_batch(inputs: list[TensorSpec] | None, default: Any) -> Any:
 def fit_arrays(feeds: dict[str, np.ndarray], inputs: list[TensorSpec] | None) -> dict[str, np.ndarray]:
     """Zero-pad non-batch axes up to an artifact's static sizes (text: pad id 0, mask 0).
 
-    Data longer than a static axis is an error (cropping would change the answer silently)."""
+    Data longer than a static axis is an error (cropping would change the answer silently),
+    unless all it holds there is padding (zeros: the bench pool is padded to the model's bench
+    length, a TFLite file may be built shorter)."""
     if not inputs:
         return feeds
     out = dict(feeds)
@@ -37,6 +39,10 @@ def fit_arrays(feeds: dict[str, np.ndarray], inputs: list[TensorSpec] | None) ->
         pads = [(0, 0)]
         for axis, want in enumerate(spec.shape[1:], start=1):
             have = array.shape[axis]
+            if isinstance(want, int) and have > want and not np.take(
+                    array, range(want, have), axis=axis).any():
+                array = np.take(array, range(want), axis=axis)
+                have = want
             if isinstance(want, int) and have > want:
                 raise CalibrationDataError(
                     f"input '{spec.name}' axis {axis} is {have} in the data but the artifact is "

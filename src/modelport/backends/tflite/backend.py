@@ -71,7 +71,8 @@ class TFLiteBackend(Backend):
         require(RUNTIME_MODULE, extra=self.extra, what="TFLite")
         from modelport.backends.tflite.convert import convert
 
-        return convert(model, target, calib, workdir, options.of(self))
+        return convert(model, target, calib, workdir, options.of(self),
+                       min_cosine=options.budget_or_default().min_cosine)
 
     def load(self, path: Path, *, target: Target, inputs: list[TensorSpec],
              outputs: list[TensorSpec], threads: int | None = None, **options: Any) -> Session:

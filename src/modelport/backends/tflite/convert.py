@@ -15,9 +15,12 @@ converted directly (tflite_litert_torch.py); the manifest records which path mad
 
 from __future__ import annotations
 
+import atexit
 import logging
+import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +85,10 @@ def static_output_specs(model, batch: int | None, reference: list[np.ndarray]) -
 
 
 # -- the build ---------------------------------------------------------------------------------
-def convert(model, target: Target, calib, workdir: Path, options: TFLiteOptions) -> Artifact:
-    """Build ``model.tflite`` in ``workdir`` for ``target``; the Artifact carries static I/O."""
+def convert(model, target: Target, calib, workdir: Path, options: TFLiteOptions, *,
+            min_cosine: float = 0.99) -> Artifact:
+    """Build ``model.tflite`` in ``workdir`` for ``target``; the Artifact carries static I/O.
+    ``min_cosine``: the budget the INT8 mode trial aims for (int8_modes.py)."""
     io = options.io or "float"
     if io not in IO_CHOICES:
         raise UsageError(f"--io takes {' or '.join(IO_CHOICES)}, got '{io}'")
@@ -95,7 +100,8 @@ def convert(model, target: Target, calib, workdir: Path, options: TFLiteOptions)
     out_specs = static_output_specs(model, specs[0].shape[0], reference)
     start = time.perf_counter()
     try:
-        info = _via_onnx2tf(model, target, calib, workdir, options, specs, example, reference, io)
+        info = _via_onnx2tf(model, target, calib, workdir, options, specs, example, reference, io,
+                            out_specs, min_cosine)
     except _ConversionFailed as exc:
         info = _fallback(model, target, calib, workdir, options, specs, example, reference, io,
                          exc)
@@ -111,41 +117,146 @@ def convert(model, target: Target, calib, workdir: Path, options: TFLiteOptions)
                     outputs=out_specs)
 
 
-#: the last onnx2tf graph, keyed by ONNX file and static shapes (one entry: MiniLM is ~100 MB)
-_GRAPHS: dict[tuple, tuple[Any, list, float]] = {}
+@dataclass
+class _Graph:
+    """One onnx2tf conversion, saved once as a SavedModel with the serving signature.
+
+    Why saved: ``TFLiteConverter.from_concrete_functions`` re-saves the Keras model to a
+    temporary SavedModel inside every ``convert()`` (minutes for MiniLM on 2 cores); every
+    precision and INT8 mode converts from this one directory instead."""
+
+    keras_model: Any
+    layouts: list
+    err: float
+    saved_model: Path
+    input_dtypes: list[np.dtype]
+
+
+#: the last onnx2tf graph, keyed by the ONNX's content and static shapes (one entry: MiniLM is
+#: ~100 MB): every precision and INT8 mode of one model shares one conversion, across exports
+_GRAPHS: dict[tuple, _Graph] = {}
+#: onnx2tf conversions run in this process (tests check that modes share one)
+CONVERSIONS = 0
+
+
+def _evict() -> None:
+    """Drop the cached graph and its SavedModel directory."""
+    for graph in _GRAPHS.values():
+        shutil.rmtree(graph.saved_model.parent, ignore_errors=True)
+    _GRAPHS.clear()
+
+
+atexit.register(_evict)
+
+
+def _content_key(src: Path) -> str:
+    """The ONNX file and its external data, hashed: a re-export of the same model hits."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(src.parent.glob(src.name + "*")):
+        digest.update(path.name.removeprefix(src.name).encode())
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 class _ConversionFailed(Exception):
     """onnx2tf could not produce a graph that matches the ONNX; the fallback may."""
 
 
-def _via_onnx2tf(model, target, calib, workdir, options, specs, example, reference, io):
+def _via_onnx2tf(model, target, calib, workdir, options, specs, example, reference, io,
+                 out_specs, min_cosine):
     missing = [m for m in TOOLCHAIN_MODULES if not has_module(m)]
     if missing:
         raise _ConversionFailed(f"its toolchain is not installed here: {', '.join(missing)}")
     from modelport.backends.tflite.onnx_prep import prepare_for_onnx2tf
-    from modelport.backends.tflite.quantize import to_tflite
 
     src = Path(model.onnx_artifact.path)
-    key = (str(src), src.stat().st_mtime_ns, src.stat().st_size,
-           tuple((s.name, s.shape) for s in specs))
-    if key not in _GRAPHS:  # fp32, fp16 and int8 of one export share one onnx2tf run
-        _GRAPHS.clear()
+    global CONVERSIONS
+    key = (_content_key(src), tuple((s.name, s.shape) for s in specs))
+    if key not in _GRAPHS:  # fp32, fp16 and every int8 mode share one onnx2tf run
+        _evict()
+        CONVERSIONS += 1
         with tempfile.TemporaryDirectory(prefix="modelport-tflite-") as tmp:
             onnx_path = prepare_for_onnx2tf(src, specs, Path(tmp))
             keras_model = _onnx2tf(onnx_path, specs, Path(tmp))
         layouts, err = _match_outputs(keras_model, specs, example, reference, model)
-        _GRAPHS[key] = (keras_model, layouts, err)
-    keras_model, layouts, err = _GRAPHS[key]
-    serve = _serving_function(keras_model, specs, model.onnx_artifact.outputs, layouts)
-    info = to_tflite(serve, keras_model, target, calib, specs, options, io,
-                     workdir / "model.tflite")
+        _GRAPHS[key] = _save_graph(keras_model, layouts, err, specs, model.onnx_artifact.outputs)
+    graph = _GRAPHS[key]
+    info = _int8_trials(model, graph, target, calib, specs, out_specs, options, io,
+                        workdir / "model.tflite", example, reference, min_cosine)
+    keras_model, layouts, err = graph.keras_model, graph.layouts, graph.err
     info.update(conversion_path="onnx2tf", onnx2tf_version=_version("onnx2tf"),
                 tensorflow_version=_version("tensorflow"),
                 keras_vs_onnxruntime_max_abs_err=err,
                 output_layout={s.name: ("transposed back from channels-last" if p else "as ONNX")
                                for s, p in zip(model.onnx_artifact.outputs, layouts, strict=True)})
     return info
+
+
+def _save_graph(keras_model, layouts, err, specs, onnx_outputs) -> _Graph:
+    """Trace the serving function once and save it with the model as a SavedModel."""
+    import tensorflow as tf
+
+    serve = _serving_function(keras_model, specs, onnx_outputs, layouts)
+    dtypes = [np.dtype(t.dtype.as_numpy_dtype) for t in serve.inputs[:len(specs)]]
+    saved = Path(tempfile.mkdtemp(prefix="modelport-savedmodel-")) / "saved_model"
+    log.info("saving the TensorFlow graph once for every TFLite precision and mode ...")
+    # a bare tf.Module holding the weights, not the Keras model: Keras serializes every layer's
+    # config (deep copies, quadratic in layers: minutes for MiniLM's ~1500 onnx2tf layers)
+    root = tf.Module()
+    root.weights = list(keras_model.variables)
+    root.serve = serve
+    tf.saved_model.save(root, str(saved), signatures={SIGNATURE_KEY: serve},
+                        options=tf.saved_model.SaveOptions(save_debug_info=True))
+    return _Graph(keras_model, layouts, err, saved, dtypes)
+
+
+def _int8_trials(model, graph: _Graph, target, calib, specs, out_specs, options, io, dst,
+                 example, reference, min_cosine) -> dict[str, Any]:
+    """Build the INT8 mode(s) the graph kind calls for (int8_modes.py), first within budget."""
+    from modelport.backends.tflite.int8_modes import candidate_modes, trial_cosine
+    from modelport.backends.tflite.quantize import to_tflite
+
+    def build(mode: str = "full-integer") -> dict[str, Any]:
+        return to_tflite(graph.saved_model, graph.input_dtypes, target, calib, specs, options,
+                         io, dst, mode=mode)
+
+    if target.precision != Precision.INT8:
+        return build()
+    modes, why = candidate_modes(Path(model.onnx_artifact.path), options)
+    if len(modes) == 1:
+        return {**build(modes[0]), "int8_mode_chosen_by": why}
+    feeds, refs = [example], [reference]
+    if calib is not None:
+        for feed in calib.take(min(len(calib), TRIAL_FEEDS_MAX)).batches(specs[0].shape[0]):
+            fitted = crop_or_pad(feed, specs)
+            feeds.append(fitted)
+            refs.append(_onnx_reference(model, fitted))
+    trials = []
+    for mode in modes:
+        try:
+            info = build(mode)
+        except BuildError as exc:
+            trials.append({"mode": mode, "error": str(exc)[:200]})
+            continue
+        trials.append({"mode": mode, "cosine": round(trial_cosine(dst, specs, out_specs, feeds,
+                                                                    refs), 5)})
+        log.info("TFLite INT8 %s: cosine %.4f on %d trial feeds", mode, trials[-1]["cosine"],
+                 len(feeds))
+        if trials[-1]["cosine"] >= min_cosine:
+            return {**info, "int8_mode_chosen_by": why, "int8_mode_trials": trials}
+    best = max((t for t in trials if "cosine" in t), key=lambda t: t["cosine"], default=None)
+    if best is None:
+        raise BuildError(f"no TFLite INT8 mode converted: {trials}")
+    return {**build(best["mode"]), "int8_mode_trials": trials,
+            "int8_mode_chosen_by": why + "; none within budget: the most faithful"}
+
+
+#: calibration feeds the INT8 mode trial adds to the example
+TRIAL_FEEDS_MAX = 7
 
 
 def _onnx2tf(onnx_path: Path, specs: list[TensorSpec], tmp: Path):

@@ -8,6 +8,9 @@ from modelport.backends.options import BackendOptions, comma_list, option
 from modelport.errors import UsageError
 
 IO_CHOICES = ("float", "int8")
+#: TFLite INT8 forms: every op int8 (microcontrollers); int8 weights with activations
+#: quantized at run time; int16 activations with int8 weights
+INT8_MODES = ("full-integer", "dynamic-range", "16x8")
 
 
 def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
@@ -43,5 +46,9 @@ class TFLiteOptions(BackendOptions):
     float_ops: tuple[str, ...] | None = option(
         flag="--tflite-float-ops", parse=_upper_list, metavar="OP,OP",
         help="TFLite INT8: keep these op types in float, e.g. SOFTMAX,MEAN")
+    int8_mode: str | None = option(
+        flag="--tflite-int8-mode", choices=INT8_MODES,
+        help="TFLite INT8 form (default: per graph kind: attention graphs try dynamic-range, "
+             "then 16x8, then full-integer, the first within the budget; others full-integer)")
     calib_samples: int | None = option(
         minimum=1, help="TFLite INT8: calibration samples the converter sees (default 200)")

@@ -7,6 +7,10 @@
   op int8 (``TFLITE_BUILTINS_INT8``) so a microcontroller runtime can run it. Integer inputs
   (token ids, masks) stay integers; ``io="int8"`` makes float inputs/outputs int8 too, with
   their scale and zero point recorded in the bundle.
+- INT8 ``dynamic-range``: int8 weights, activations quantized at run time (no representative
+  dataset): keeps transformers (MiniLM cosine within 0.1% of FP32 where full-integer fell to
+  0.31, ../shared/FINDINGS.md). ``16x8``: int16 activations, int8 weights, calibrated; builtin
+  float kernels stay allowed for ops without a 16x8 kernel.
 - ``float_ops`` (``--tflite-float-ops SOFTMAX,MEAN``): keep these TFLite op types in float
   (TensorFlow's selective quantization: QuantizationDebugger with ``denylisted_ops``). Not full
   integer any more: the manifest says which ops stayed float.
@@ -22,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from modelport.backends.tflite.options import TFLiteOptions
-from modelport.backends.tflite.signature import signature_name
+from modelport.backends.tflite.signature import SIGNATURE_KEY, signature_name
 from modelport.errors import BuildError, CalibrationDataError
 from modelport.specs import Precision, Target, TensorSpec
 
@@ -67,12 +71,18 @@ class RepresentativeDataset:
                    for i, (s, dtype) in enumerate(zip(self.specs, self.dtypes, strict=True))}
 
 
-def to_tflite(concrete_fn, trackable, target: Target, calib, specs: list[TensorSpec],
-              options: TFLiteOptions, io: str, dst: Path) -> dict[str, Any]:
-    """Convert a concrete function to ``dst``; returns the manifest's build facts."""
+def to_tflite(saved_model: Path, input_dtypes: list[np.dtype], target: Target, calib,
+              specs: list[TensorSpec], options: TFLiteOptions, io: str, dst: Path, *,
+              mode: str = "full-integer") -> dict[str, Any]:
+    """Convert the SavedModel (saved once per graph, convert.py) to ``dst`` (INT8 in ``mode``);
+    ``input_dtypes``: what the graph's inputs take. Returns the build facts."""
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete_fn], trackable)
+    if target.precision == Precision.INT8 and mode != "full-integer":
+        return _write(_reduced_int8(saved_model, input_dtypes, calib, specs, options, mode, tf),
+                      target, dst)
+
+    converter = _converter(saved_model, tf)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     info: dict[str, Any] = {"precision": str(target.precision), "converter": "TFLiteConverter"}
     float_ops: list[str] = []
@@ -82,9 +92,8 @@ def to_tflite(concrete_fn, trackable, target: Target, calib, specs: list[TensorS
         converter.target_spec.supported_types = [tf.float16]
         info["weights"] = "float16 (dequantized to float32 at load on CPUs without fp16)"
     elif target.precision == Precision.INT8:
-        dtypes = [np.dtype(t.dtype.as_numpy_dtype) for t in concrete_fn.inputs[:len(specs)]]
-        dataset = RepresentativeDataset(calib, specs, dtypes,
-                                        limit=options.calib_samples)
+        info["int8_mode"] = "full-integer"
+        dataset = RepresentativeDataset(calib, specs, input_dtypes, limit=options.calib_samples)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = dataset
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -126,3 +135,47 @@ def _selective(converter, dataset, float_ops: list[str], io: str) -> bytes:
     debugger = tf.lite.experimental.QuantizationDebugger(
         converter=converter, debug_dataset=dataset, debug_options=debug_options)
     return debugger.get_nondebug_quantized_model()
+
+
+def _converter(saved_model: Path, tf):
+    return tf.lite.TFLiteConverter.from_saved_model(str(saved_model),
+                                                    signature_keys=[SIGNATURE_KEY])
+
+
+def _reduced_int8(saved_model: Path, dtypes, calib, specs, options: TFLiteOptions, mode: str,
+                  tf):
+    """(converter, info) for the dynamic-range and 16x8 modes: float I/O, float kernels
+    allowed where a quantized one is missing."""
+    converter = _converter(saved_model, tf)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    info: dict[str, Any] = {"precision": "int8", "converter": "TFLiteConverter",
+                            "int8_mode": mode, "io": "float"}
+    if mode == "dynamic-range":
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        info.update(quantization="dynamic-range (TFLiteConverter Optimize.DEFAULT, no "
+                                 "representative dataset)",
+                    weights="int8", activations="float, quantized to int8 at run time")
+        return converter, info
+    dataset = RepresentativeDataset(calib, specs, dtypes, limit=options.calib_samples)
+    converter.representative_dataset = dataset
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+        tf.lite.OpsSet.TFLITE_BUILTINS]
+    info.update(quantization="16x8 post-training (int16 activations, int8 weights)",
+                weights="int8 per-channel", activations="int16",
+                calibration_samples=dataset.samples, calibration_batch=dataset.batch)
+    return converter, info
+
+
+def _write(converter_info, target: Target, dst: Path) -> dict[str, Any]:
+    converter, info = converter_info
+    log.info("writing %s TFLite (%s) with TFLiteConverter ...", target.precision,
+             info["int8_mode"])
+    try:
+        data = converter.convert()
+    except Exception as exc:  # the converter raises ConverterError/ValueError/RuntimeError
+        text = " ".join(str(exc).split())[:400]
+        raise BuildError(f"TFLiteConverter failed for {target} in {info['int8_mode']} mode: "
+                         f"{text}; try another --tflite-int8-mode") from exc
+    dst.write_bytes(data)
+    return info
