@@ -80,6 +80,9 @@ class Bundle:
             from modelport.errors import TargetUnavailable
 
             raise TargetUnavailable(f"cannot run {target} here: {avail.reason}")
+        from modelport.backends.cpu_recipes import check_host
+
+        check_host(self.manifest)  # a recipe chosen for a VNNI CPU may be slow on this one
         session = backend.load(
             self.artifact_path, target=target, inputs=self.inputs, outputs=self.outputs,
             threads=threads, bundle=self, **options,

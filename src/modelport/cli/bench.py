@@ -16,7 +16,7 @@ from modelport.cli.common import (
     model_from,
     parse_batches,
 )
-from modelport.cli.export import add_budget_args, add_speedup_arg
+from modelport.cli.export import add_budget_args, add_cpu_features_arg, add_speedup_arg
 from modelport.errors import UsageError
 
 log = logging.getLogger("modelport")
@@ -46,6 +46,7 @@ def add_bench_matrix_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label", default=None, help="this machine's name in tables (default: host)")
     p.add_argument("--no-plot", action="store_true", help="skip pareto.png")
     add_speedup_arg(p)
+    add_cpu_features_arg(p)
 
 
 def is_bundle_path(text: str) -> bool:
@@ -81,12 +82,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         report_dir = args.report or Path("reports") / _slug(args.bundle)
         from modelport.backends.base import BuildOptions
         from modelport.cli.backend_flags import collect
-        from modelport.cli.export import budget_from
+        from modelport.cli.export import budget_from, cpu_features_from
 
         report = bench_model(model_from(args, args.bundle), args.targets, report_dir=report_dir,
                              calib=args.calib, eval=args.eval, settings=settings, label=args.label,
                              progress=progress, plot=not args.no_plot,
-                             options=BuildOptions(threads=args.threads, backends=collect(args)),
+                             options=BuildOptions(threads=args.threads, backends=collect(args),
+                                                  cpu_features=cpu_features_from(args)),
                              budget=budget_from(args), require_speedup=args.require_speedup)
     if on_bundles and report_dir is not None:
         from modelport.bench.report_doc import write_report

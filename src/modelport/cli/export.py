@@ -61,6 +61,7 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
                    help="keep a target that misses its accuracy budget (recorded in the bundle)")
     add_budget_args(p)
     add_speedup_arg(p)
+    add_cpu_features_arg(p)
     p.add_argument("--threads", type=int, default=None, help="runtime threads (default: all)")
     p.add_argument("--no-bench", action="store_true", help="skip benchmarking")
     p.add_argument("--simplify", action="store_true", help="simplify the ONNX with onnxslim")
@@ -82,11 +83,28 @@ def budget_from(args: argparse.Namespace):
     )
 
 
+def add_cpu_features_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cpu-features", default=None, metavar="LIST",
+                   help="CPU INT8: build the recipe for a CPU with these features, e.g. "
+                        "avx2,fma (no VNNI) or avx2,avx512f,avx512_vnni; 'none' for none "
+                        "(default: this machine's)")
+
+
+def cpu_features_from(args: argparse.Namespace) -> tuple[str, ...] | None:
+    text = getattr(args, "cpu_features", None)
+    if text is None:
+        return None
+    from modelport.backends.cpu_recipes import parse_features
+
+    return parse_features(text)
+
+
 def build_options_from(args: argparse.Namespace):
     """Common build settings + every backend flag given, checked before any work starts."""
     from modelport.backends.base import BuildOptions
 
-    return BuildOptions(threads=args.threads, budget=budget_from(args), backends=collect(args))
+    return BuildOptions(threads=args.threads, budget=budget_from(args), backends=collect(args),
+                        cpu_features=cpu_features_from(args))
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -64,9 +64,11 @@ class OnnxRuntimeBackend(Backend):
 
             info = quantize_weight_only(onnx_path, dst, target.precision, options.of(self))
             return Artifact(workdir, "model.onnx", ["model.onnx"], info)
+        from modelport.backends.cpu_recipes import apply_recipe
         from modelport.backends.onnxruntime.quantize import quantize_int8
 
-        info = quantize_int8(onnx_path, dst, calib, model, options.of(self))
+        opts, cpu = apply_recipe(self.name, options.of(self), options.cpu_features)
+        info = {**quantize_int8(onnx_path, dst, calib, model, opts), **cpu}
         from modelport.backends.onnx_qdq import external_files
 
         files = ["model.onnx"] + [f.name for f in external_files(dst)]

@@ -116,11 +116,13 @@ class OpenVINOBackend(Backend):
                                 "converter": f"openvino.convert_model {self.runtime_version()}"}
         if target.precision == Precision.INT8:
             require("nncf", extra=self.extra, what="OpenVINO INT8")
+            from modelport.backends.cpu_recipes import apply_recipe
             from modelport.backends.openvino.quantize import quantize_int8
 
+            opts, cpu = apply_recipe(self.name, opts, options.cpu_features)
             ov_model, qinfo = quantize_int8(ov_model, calib, model, opts, device=info["device"],
                                           budget=options.budget_or_default())
-            info.update(qinfo)
+            info.update(qinfo, **cpu)
         elif target.precision in WEIGHT_ONLY:
             from modelport.backends.openvino.weight_only import compress_weights
 

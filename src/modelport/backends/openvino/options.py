@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from modelport.backends.options import BackendOptions, option
 
 AC_METRICS = ("cosine", "accuracy")
+#: which ops NNCF may quantize (openvino/quantize.py ``ignored_scope``)
+INT8_SCOPES = ("all", "no-attention-matmul", "fc-only")
 
 
 def _smooth(text: str) -> float | bool:
@@ -34,6 +36,11 @@ class OpenVINOOptions(BackendOptions):
     smooth_quant: float | bool | None = option(
         parse=_smooth, metavar="ALPHA|off",
         help="SmoothQuant alpha for transformer INT8, or 'off' (default: NNCF's)")
+    int8_scope: str | None = option(
+        choices=INT8_SCOPES,
+        help="OpenVINO INT8: what NNCF quantizes: all (NNCF's choice), no-attention-matmul "
+             "(MatMuls of two activations stay float), fc-only (only MatMuls with constant "
+             "weights) (default: the CPU recipe, backends/cpu_recipes.py)")
     inference_precision: str | None = option(
         choices=("f32", "f16", "bf16"),
         help="CPU plugin INFERENCE_PRECISION_HINT (default: the target's precision)")

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.backends.openvino.options import AC_METRICS, OpenVINOOptions
+from modelport.backends.openvino.options import AC_METRICS, INT8_SCOPES, OpenVINOOptions
 from modelport.errors import CalibrationDataError, UsageError
 from modelport.metrics import Budget, fidelity
 
@@ -49,6 +49,10 @@ def quantize_int8(ov_model, calib, model, options: OpenVINOOptions, *,
     model_type, why = _model_type(ov_model, options)
     smooth = options.smooth_quant
     kwargs = _nncf_kwargs(model_type, smooth, device, subset_size=len(calib))
+    scope = options.int8_scope or "all"
+    ignored = ignored_scope(ov_model, scope)
+    if ignored is not None:
+        kwargs["ignored_scope"] = ignored
     counter = _Counter()
     dataset = nncf.Dataset(calib, counter)
     quantized = _quiet(nncf.quantize, ov_model, dataset, **kwargs)
@@ -61,6 +65,7 @@ def quantize_int8(ov_model, calib, model, options: OpenVINOOptions, *,
         "smooth_quant": _smooth_alpha(model_type, smooth),
         "calibration_samples": len(calib), "calibration_samples_used": len(counter.seen),
         "quantized_layers": len(quantized_layers(quantized)),
+        "int8_scope": scope,
     }
     if options.accuracy_control:
         quantized, info["accuracy_control"] = _accuracy_control(
@@ -87,6 +92,30 @@ def has_attention(ov_model) -> bool:
         return False
     return any(op.get_type_name() == "MatMul" and not any(_is_constant(i) for i in op.inputs())
                for op in ops)
+
+
+def activation_matmuls(ov_model) -> list[str]:
+    """MatMuls whose two inputs are activations (attention's Q x K^T and scores x V)."""
+    return [op.get_friendly_name() for op in ov_model.get_ordered_ops()
+            if op.get_type_name() == "MatMul" and not any(_is_constant(i) for i in op.inputs())]
+
+
+def ignored_scope(ov_model, scope: str):
+    """The NNCF IgnoredScope of an ``int8_scope``: None for all. Without VNNI the int8 kernels
+    gain little over FP32 and every quantize/dequantize costs; fewer, larger int8 ops may pay
+    where NNCF's full placement does not (experiments/int8_recipes.py measures each)."""
+    import nncf
+
+    if scope not in INT8_SCOPES:
+        raise UsageError(f"unknown int8_scope '{scope}': use one of {', '.join(INT8_SCOPES)}")
+    if scope == "all":
+        return None
+    names = activation_matmuls(ov_model)
+    if scope == "no-attention-matmul":
+        return nncf.IgnoredScope(names=names, validate=False)
+    types = sorted({op.get_type_name() for op in ov_model.get_ordered_ops()}
+                   - {"MatMul", "Parameter", "Result", "Constant"})
+    return nncf.IgnoredScope(names=names, types=types, validate=False)
 
 
 def _is_constant(port) -> bool:

@@ -1,0 +1,140 @@
+"""The CPU INT8 recipe per kind of CPU, as measured: which INT8 form is faster than FP32 there.
+
+Why a table: INT8 only pays where the CPU multiplies int8 in one instruction. With VNNI
+(AVX-512 VNNI, AVX-VNNI, AMX) a u8 x s8 dot product is one instruction; without it x86 needs
+three (vpmaddubsw, vpmaddwd, vpaddd) plus the quantize/dequantize around each layer, and on
+MiniLM's 384-wide matrices OpenVINO's INT8 (NNCF transformer preset) ran *slower* than OpenVINO
+FP32 on an AVX2-only EPYC, while it was the fastest artifact on a VNNI Zen 4
+(../shared/FINDINGS.md; experiments/int8_recipes.py measures it again). So the recipe is chosen
+for the CPU the bundle will run on: by default the build machine's features, or the ones given
+with ``--cpu-features``; the manifest records both, and loading a bundle on a CPU that lacks an
+assumed feature warns (``check_host``).
+
+A recipe sets backend options the user left at their defaults; an option the user set wins.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from modelport.errors import UsageError
+
+#: the CPU features a recipe may depend on (the fingerprint's tracked flags)
+KNOWN_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16",
+                  "avx_vnni", "fma", "neon", "asimd", "asimddp")
+#: any of these gives int8 dot products in one instruction
+VNNI_FEATURES = ("avx512_vnni", "avx_vnni", "amx_int8")
+CPU_KINDS = ("vnni", "no-vnni")
+
+
+class CpuFeatureWarning(UserWarning):
+    """A bundle's INT8 recipe was chosen for CPU features this machine lacks."""
+
+
+@dataclass(frozen=True)
+class CpuRecipe:
+    """One row of the table: the INT8 recipe of ``backend`` on a ``kind`` of CPU."""
+
+    backend: str
+    kind: str
+    #: backend option defaults (field -> value); a value the user set wins
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    #: one line: the form, and the measurement that chose it
+    why: str = ""
+
+
+RECIPES: dict[tuple[str, str], CpuRecipe] = {
+    ("onnxruntime", "vnni"): CpuRecipe(
+        "onnxruntime", "vnni", {},
+        "dynamic MatMul INT8 for attention graphs, static QDQ u8/s8 otherwise, 7-bit weights: "
+        "MiniLM b1 2.87x torch vs ORT FP32 1.33x (Zen 4 VNNI, FINDINGS.md)"),
+    ("onnxruntime", "no-vnni"): CpuRecipe(
+        "onnxruntime", "no-vnni", {},
+        "the same form (7-bit weights keep u8 x s8 from saturating without VNNI): MiniLM b1 "
+        "2.23x torch vs ORT FP32 1.47x (AVX2 EPYC, FINDINGS.md)"),
+    ("openvino", "vnni"): CpuRecipe(
+        "openvino", "vnni", {},
+        "NNCF transformer preset for attention graphs: MiniLM b1 3.35x torch vs OpenVINO FP32 "
+        "1.83x (Zen 4 VNNI, FINDINGS.md)"),
+    ("openvino", "no-vnni"): CpuRecipe(
+        "openvino", "no-vnni", {},
+        "NNCF transformer preset: slower than OpenVINO FP32 without VNNI (MiniLM b1 1.31x vs "
+        "1.40x torch, AVX2 EPYC, FINDINGS.md); the speed verdict flags it"),
+}
+
+
+def host_features() -> tuple[str, ...]:
+    """The tracked CPU features of this machine (``modelport.bench.fingerprint``)."""
+    from modelport.bench.fingerprint import fingerprint
+
+    return tuple(fingerprint()["cpu_flags"])
+
+
+def parse_features(text: str | Iterable[str]) -> tuple[str, ...]:
+    """``avx2,fma`` -> ('avx2', 'fma'); ``none`` -> (); unknown names suggest the closest."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    names = [str(n).strip().lower() for n in items if str(n).strip()]
+    if names == ["none"]:
+        return ()
+    for name in names:
+        if name not in KNOWN_FEATURES:
+            close = difflib.get_close_matches(name, KNOWN_FEATURES, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise UsageError(f"unknown CPU feature '{name}'{hint}: use names from "
+                             f"{', '.join(KNOWN_FEATURES)}, or 'none'")
+    return tuple(dict.fromkeys(names))
+
+
+def cpu_kind(features: Iterable[str]) -> str:
+    return "vnni" if set(features) & set(VNNI_FEATURES) else "no-vnni"
+
+
+def recipe_for(backend: str, features: Iterable[str]) -> CpuRecipe | None:
+    return RECIPES.get((backend, cpu_kind(features)))
+
+
+def apply_recipe(backend: str, options: Any, assumed: Sequence[str] | None
+                 ) -> tuple[Any, dict[str, Any]]:
+    """(the backend's options with the recipe's defaults filled in, manifest facts).
+
+    ``options``: the backend's options dataclass; ``assumed``: the features to build for
+    (None: this machine's)."""
+    features = tuple(host_features() if assumed is None else assumed)
+    recipe = recipe_for(backend, features)
+    info: dict[str, Any] = {"cpu_features_assumed": list(features),
+                            "cpu_features_source": "build machine" if assumed is None
+                            else "--cpu-features",
+                            "cpu_kind": cpu_kind(features)}
+    if recipe is None:
+        return options, info
+    defaults = {f: v for f, v in recipe.settings.items()
+                if getattr(options, f) == type(options).__dataclass_fields__[f].default}
+    info["cpu_recipe"] = {"settings": dict(recipe.settings), "applied": dict(defaults),
+                          "why": recipe.why}
+    return (replace(options, **defaults) if defaults else options), info
+
+
+def missing_here(build: Mapping[str, Any], here: Iterable[str] | None = None) -> list[str]:
+    """The features a bundle's build assumed that this machine lacks."""
+    assumed = build.get("cpu_features_assumed") or []
+    have = set(host_features() if here is None else here)
+    return [f for f in assumed if f not in have]
+
+
+def check_host(manifest: Mapping[str, Any], here: Iterable[str] | None = None) -> list[str]:
+    """Warn (CpuFeatureWarning) when this CPU lacks a feature the bundle's recipe assumed;
+    returns the missing features."""
+    build = manifest.get("build") or {}
+    missing = missing_here(build, here)
+    if missing:
+        warnings.warn(
+            f"{manifest.get('target', 'this bundle')} was built for a CPU with "
+            f"{', '.join(missing)} ({build.get('cpu_kind', '?')} recipe); this CPU lacks "
+            f"{'it' if len(missing) == 1 else 'them'}: it runs, but may be slower than FP32 "
+            "here; rebuild here (or with --cpu-features) for this CPU's recipe",
+            CpuFeatureWarning, stacklevel=3)
+    return missing
