@@ -61,9 +61,10 @@ RECIPES: dict[tuple[str, str], CpuRecipe] = {
         "NNCF transformer preset for attention graphs: MiniLM b1 3.35x torch vs OpenVINO FP32 "
         "1.83x (Zen 4 VNNI, FINDINGS.md)"),
     ("openvino", "no-vnni"): CpuRecipe(
-        "openvino", "no-vnni", {},
-        "NNCF transformer preset: slower than OpenVINO FP32 without VNNI (MiniLM b1 1.31x vs "
-        "1.40x torch, AVX2 EPYC, FINDINGS.md); the speed verdict flags it"),
+        "openvino", "no-vnni", {"int8_scope": "fc-only"},
+        "only the weight MatMuls in int8 (--openvino-int8-scope fc-only): MiniLM 1.12x OpenVINO "
+        "FP32 at b1, 1.01x at b32, cosine 0.9943; NNCF's full transformer placement ran 0.72x / "
+        "0.71x (AVX2 EPYC, experiments/int8_recipes.py, 2026-11-30, noisy shared VM)"),
 }
 
 
