@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from modelport.sweep.payload import model_payload, pack_path, text_payload
-from modelport.sweep.plan import SweepSpec, cpu_kind, plan_builds
+from modelport.sweep.plan import SweepSpec, cpu_kind, kind_features, plan_builds
 from modelport.sweep.report import add_speedups
 
 AVX2 = {"machine": "x86_64", "cpu_flags": ["avx2", "fma"]}
@@ -19,6 +19,15 @@ def test_cpu_kind_keeps_only_int8_relevant_flags():
     assert cpu_kind(AVX2) == "x86_64:avx2"
     assert cpu_kind(VNNI) == "x86_64:avx2+avx512f+avx512_vnni"
     assert cpu_kind({"machine": "aarch64", "cpu_flags": ["neon"]}) == "aarch64:baseline"
+
+
+def test_a_kind_builds_with_the_int8_recipe_of_its_devices():
+    from modelport.backends.cpu_recipes import cpu_kind as recipe_kind
+
+    assert kind_features(cpu_kind(VNNI)) == ("avx2", "avx512f", "avx512_vnni")
+    assert recipe_kind(kind_features(cpu_kind(VNNI))) == "vnni"
+    assert recipe_kind(kind_features(cpu_kind(AVX2))) == "no-vnni"
+    assert kind_features("aarch64:baseline") == ()
 
 
 def test_one_build_per_model_recipe_and_cpu_kind():

@@ -15,13 +15,14 @@ from typing import Any
 
 from modelport.sweep.outcomes import BuildOutcome, BundleBlob
 from modelport.sweep.payload import file_payload, sha256
-from modelport.sweep.plan import BuildJob
+from modelport.sweep.plan import BuildJob, kind_features
 
 
 def run_build(job: BuildJob, *, node_id: str | None = None, cpu_kind: str | None = None,
               progress: bool = False) -> BuildOutcome:
     """Unpack the inputs, (compress,) export without timing, pack each bundle."""
     import modelport
+    from modelport.backends.base import BuildOptions
     from modelport.bundle import pack_bundle
     from modelport.sweep.device_tasks import node_id as current_node
 
@@ -41,9 +42,11 @@ def run_build(job: BuildJob, *, node_id: str | None = None, cpu_kind: str | None
         if not buildable:
             return BuildOutcome(job.key, skipped, {}, reference, node_id, cpu_kind,
                                 seconds=time.perf_counter() - start)
+        # built for the devices' CPU kind, not the build node's: the INT8 recipe follows it
+        options = BuildOptions(cpu_features=kind_features(job.cpu_kind))
         result = modelport.export(model, buildable, out=work / "bundles", calib=calib,
                                   eval=evalset, bench=None, progress=progress, keep_going=True,
-                                  allow_accuracy_drop=True)
+                                  allow_accuracy_drop=True, options=options)
         blobs = {}
         for target, path in result.bundles.items():
             archive = pack_bundle(path, work / "packed" / f"{path.name}.tar.gz")

@@ -24,6 +24,13 @@ def cpu_kind(fingerprint: dict[str, Any]) -> str:
     return f"{fingerprint.get('machine') or '?'}:{'+'.join(flags) or 'baseline'}"
 
 
+def kind_features(kind: str) -> tuple[str, ...]:
+    """The CPU features a kind stands for (``x86_64:avx2+avx512_vnni`` -> avx2, avx512_vnni):
+    what a build for that kind assumes, so its INT8 recipe is the one for those devices."""
+    flags = kind.partition(":")[2]
+    return () if flags in ("", "baseline") else tuple(flags.split("+"))
+
+
 @dataclass(frozen=True)
 class SweepSpec:
     """Everything the user asked for, with every file already packed."""
