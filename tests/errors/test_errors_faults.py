@@ -4,6 +4,9 @@ Faults are real: the CLI runs in a subprocess (tests/support/fault_driver.py) th
 SIGINT/SIGTERM at a named point of the pipeline, or meets a real file-size limit, a real full
 tmpfs, or a second real export racing for the same output. Afterwards there is no bundle or a
 complete one, never half of one, and no temp dir is left (the child gets its own TMPDIR).
+The signalled children export the user's MLP from its ONNX file (``mlp_onnx``, exported from
+``user_mlp.py:make`` once per module): the faults land after the ONNX export, so a child that
+needs no torch import and no dynamo export meets the same code; the API check runs the factory.
 """
 
 from __future__ import annotations
@@ -55,9 +58,9 @@ def fat_onnx(tmp_path_factory) -> Path:
     return write_tiny_onnx(tmp_path_factory.mktemp("fat") / "fat.onnx", vocab=65536)
 
 
-def _signalled(tmp_path, mlp, calib, signame, at, count, *, target=INT8, extra=()):
+def _signalled(tmp_path, model, calib, signame, at, count, *, target=INT8, extra=()):
     out, tmp = tmp_path / "out", tmp_path / "tmp"
-    proc = run_driver(f"signal:{signame}", at, str(count), "--", "export", f"{mlp}:make",
+    proc = run_driver(f"signal:{signame}", at, str(count), "--", "export", str(model),
                       "--target", target, "--calib", str(calib), "--out", str(out),
                       "--no-bench", *extra, env=cli_env(tmp))
     code = 130 if signame == "SIGINT" else 143
@@ -80,8 +83,8 @@ def _in_calibration(proc) -> None:
     assert "calibrated INT8" not in proc.stderr, "the signal landed after calibration"
 
 
-def test_fault_sigint_calibration(tmp_path, mlp, calib, monkeypatch):
-    proc, out = _signalled(tmp_path, mlp, calib, "SIGINT", CALIBRATION, 50)
+def test_fault_sigint_calibration(tmp_path, mlp, mlp_onnx, calib, monkeypatch):
+    proc, out = _signalled(tmp_path, mlp_onnx, calib, "SIGINT", CALIBRATION, 50)
     _in_calibration(proc)
     assert not (out / SLUG_INT8).exists()
     # the API: Ctrl-C is a KeyboardInterrupt out of modelport.export, after the same cleanup
@@ -109,39 +112,39 @@ def test_fault_sigint_calibration(tmp_path, mlp, calib, monkeypatch):
     assert not ours, ours  # (torch keeps its own caches there; those are not ours to remove)
 
 
-def test_fault_sigterm_calibration(tmp_path, mlp, calib):
-    proc, out = _signalled(tmp_path, mlp, calib, "SIGTERM", CALIBRATION, 50)
+def test_fault_sigterm_calibration(tmp_path, mlp_onnx, calib):
+    proc, out = _signalled(tmp_path, mlp_onnx, calib, "SIGTERM", CALIBRATION, 50)
     _in_calibration(proc)
     assert not (out / SLUG_INT8).exists()
 
 
-def test_fault_sigint_build(tmp_path, mlp, calib):
-    proc, out = _signalled(tmp_path, mlp, calib, "SIGINT", BUILD, 1)
+def test_fault_sigint_build(tmp_path, mlp_onnx, calib):
+    proc, out = _signalled(tmp_path, mlp_onnx, calib, "SIGINT", BUILD, 1)
     assert "building onnxruntime:cpu:int8" in proc.stderr and "calibrated" not in proc.stderr
     assert not (out / SLUG_INT8).exists()
 
 
-def test_fault_sigterm_build(tmp_path, mlp, calib):
-    proc, out = _signalled(tmp_path, mlp, calib, "SIGTERM", BUILD, 1)
+def test_fault_sigterm_build(tmp_path, mlp_onnx, calib):
+    proc, out = _signalled(tmp_path, mlp_onnx, calib, "SIGTERM", BUILD, 1)
     assert "building onnxruntime:cpu:int8" in proc.stderr and "calibrated" not in proc.stderr
     assert not (out / SLUG_INT8).exists()
 
 
-def test_fault_sigint_writing(tmp_path, mlp, calib):
+def test_fault_sigint_writing(tmp_path, mlp_onnx, calib):
     # a previous bundle is there and --force is given: the interrupted write must keep it
-    previous = modelport.export(f"{mlp}:make", [FP32], out=tmp_path / "out", bench=None,
+    previous = modelport.export(str(mlp_onnx), [FP32], out=tmp_path / "out", bench=None,
                                 progress=False).bundles[FP32]
     before = open_bundle(previous).manifest["created_at"], (previous / "model.onnx").read_bytes()
     time.sleep(1.1)  # created_at has one-second resolution
-    proc, out = _signalled(tmp_path, mlp, calib, "SIGINT", WRITING, 1, target=FP32,
+    proc, out = _signalled(tmp_path, mlp_onnx, calib, "SIGINT", WRITING, 1, target=FP32,
                            extra=("--force",))
     assert "wrote" not in proc.stderr
     kept = open_bundle(out / SLUG_FP32)
     assert (kept.manifest["created_at"], (kept.path / "model.onnx").read_bytes()) == before
 
 
-def test_fault_sigterm_writing(tmp_path, mlp, calib):
-    proc, out = _signalled(tmp_path, mlp, calib, "SIGTERM", BEFORE_RENAME, 1, target=FP32)
+def test_fault_sigterm_writing(tmp_path, mlp_onnx, calib):
+    proc, out = _signalled(tmp_path, mlp_onnx, calib, "SIGTERM", BEFORE_RENAME, 1, target=FP32)
     assert "wrote" not in proc.stderr
     assert not (out / SLUG_FP32).exists()
 

@@ -28,6 +28,16 @@ def mlp(files) -> Path:
 
 
 @pytest.fixture(scope="module")
+def mlp_onnx(mlp, files) -> Path:
+    """The same MLP (``mlp:make``) exported to ONNX once: a CLI child given this file skips
+    importing torch and the dynamo export (about 2 s instead of 20 on a loaded 2-core box)."""
+    from modelport.exporters import export_onnx
+    from modelport.models import resolve_model
+
+    return export_onnx(resolve_model(f"{mlp}:make"), files / "user_mlp.onnx").path
+
+
+@pytest.fixture(scope="module")
 def tiny_bundle(tiny_onnx, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny-bundles")
     result = _export(str(tiny_onnx), [FP32], out=out, bench=None, progress=False)
