@@ -1,7 +1,8 @@
 """`modelport bench MODEL --targets cpu --report DIR`, `bench BUNDLES`, and `report merge`.
 
 Real models, every CPU target installed here, real runtimes; short benchmark settings
-(--iters 3) because these tests check what is measured and written, never how fast.
+(--iters 3; --warmup 1 where the torch reference is slow) because these tests check what is
+measured and written, never how fast.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def test_minilm_report(tmp_path):
     out = tmp_path / "minilm"
     proc = run_cli("--quiet", "bench", "builtin:minilm", "--targets",
                    "onnxruntime:cpu:fp32,onnxruntime:cpu:int8", "--iters", "3",
-                   "--batch", "1", "--report", str(out))
+                   "--warmup", "1", "--batch", "1", "--report", str(out))
     assert proc.returncode == 0, proc.stderr
     report = _check_report(out, model="minilm", iters=3, batches=[1], every_cpu_target=False)
     assert report["plot"]["fidelity_metric"] == "cosine_mean"
