@@ -61,6 +61,19 @@ def test_recipe_fills_defaults_and_the_users_setting_wins(monkeypatch):
     assert info["cpu_recipe"]["applied"] == {"smooth_quant": False}
 
 
+def test_attention_recipe_keeps_the_default_form_for_other_graphs():
+    from modelport.backends.openvino.options import OpenVINOOptions
+
+    recipe = cpu_recipes.RECIPES[("openvino", "no-vnni")]
+    assert recipe.applies_to == "attention" and recipe.settings == {"int8_scope": "fc-only"}
+    opts, info = apply_recipe("openvino", OpenVINOOptions(), AVX2, attention=True)
+    assert opts.int8_scope == "fc-only" and info["cpu_recipe"]["applied"] == {"int8_scope":
+                                                                                "fc-only"}
+    opts, info = apply_recipe("openvino", OpenVINOOptions(), AVX2, attention=False)
+    assert opts.int8_scope is None and info["cpu_recipe"]["applied"] == {}
+    assert "this graph has none" in info["cpu_recipe"]["why"]
+
+
 def test_default_is_the_build_machines_features(monkeypatch):
     from modelport.backends.onnxruntime.options import OnnxRuntimeOptions
 

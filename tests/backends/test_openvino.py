@@ -177,9 +177,12 @@ def test_accuracy_control_falls_back_layers_to_meet_a_tight_budget(
 
 
 def test_bad_openvino_options_are_named(digits, digits_data, tmp_path):
-    with pytest.raises(UsageError, match="inference precision 'fp64'"):
+    # checked against the typed declaration: the option, what is allowed, what was given
+    with pytest.raises(UsageError, match="'inference_precision' takes one of f32, f16, bf16; "
+                                         "got 'fp64'"):
         _build(digits, "fp32", None, tmp_path, inference_precision="fp64")
-    with pytest.raises(UsageError, match="model type 'cnn'"):
+    with pytest.raises(UsageError, match="'model_type' takes one of transformer, default; "
+                                         "got 'cnn'"):
         _build(digits, "int8", digits_data[0], tmp_path, model_type="cnn")
 
 

@@ -400,7 +400,7 @@ def test_run_and_build_say_why_not_here(trt_bundles, tmp_path):
 
 def test_build_refuses_a_bundle_that_needs_no_device_build(digits_bundles):
     proc = run_cli("build", str(digits_bundles.bundles["onnxruntime:cpu:fp32"]))
-    assert proc.returncode == 2 and "only TensorRT bundles build" in proc.stderr
+    assert proc.returncode == 2 and "only backends that build on the device (TensorRT)" in proc.stderr
 
 
 @pytest.mark.skipif(_here_has_tensorrt_gpu(), reason="this machine can run TensorRT")

@@ -45,6 +45,9 @@ class CpuRecipe:
     settings: Mapping[str, Any] = field(default_factory=dict)
     #: one line: the form, and the measurement that chose it
     why: str = ""
+    #: "attention": the settings were measured on transformers and apply to attention graphs
+    #: only (a CNN keeps the backend's default form); "any": every graph
+    applies_to: str = "any"
 
 
 RECIPES: dict[tuple[str, str], CpuRecipe] = {
@@ -64,7 +67,8 @@ RECIPES: dict[tuple[str, str], CpuRecipe] = {
         "openvino", "no-vnni", {"int8_scope": "fc-only"},
         "only the weight MatMuls in int8 (--openvino-int8-scope fc-only): MiniLM 1.12x OpenVINO "
         "FP32 at b1, 1.01x at b32, cosine 0.9943; NNCF's full transformer placement ran 0.72x / "
-        "0.71x (AVX2 EPYC, experiments/int8_recipes.py, 2026-11-30, noisy shared VM)"),
+        "0.71x (AVX2 EPYC, experiments/int8_recipes.py, 2026-11-30, noisy shared VM)",
+        applies_to="attention"),
 }
 
 
@@ -98,8 +102,8 @@ def recipe_for(backend: str, features: Iterable[str]) -> CpuRecipe | None:
     return RECIPES.get((backend, cpu_kind(features)))
 
 
-def apply_recipe(backend: str, options: Any, assumed: Sequence[str] | None
-                 ) -> tuple[Any, dict[str, Any]]:
+def apply_recipe(backend: str, options: Any, assumed: Sequence[str] | None, *,
+                 attention: bool | None = None) -> tuple[Any, dict[str, Any]]:
     """(the backend's options with the recipe's defaults filled in, manifest facts).
 
     ``options``: the backend's options dataclass; ``assumed``: the features to build for
@@ -111,6 +115,11 @@ def apply_recipe(backend: str, options: Any, assumed: Sequence[str] | None
                             else "--cpu-features",
                             "cpu_kind": cpu_kind(features)}
     if recipe is None:
+        return options, info
+    if recipe.applies_to == "attention" and attention is False:
+        info["cpu_recipe"] = {"settings": dict(recipe.settings), "applied": {},
+                              "why": "measured on attention graphs; this graph has none, so the "
+                                     "backend's default form is kept"}
         return options, info
     defaults = {f: v for f, v in recipe.settings.items()
                 if getattr(options, f) == type(options).__dataclass_fields__[f].default}

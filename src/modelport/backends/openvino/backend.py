@@ -117,9 +117,10 @@ class OpenVINOBackend(Backend):
         if target.precision == Precision.INT8:
             require("nncf", extra=self.extra, what="OpenVINO INT8")
             from modelport.backends.cpu_recipes import apply_recipe
-            from modelport.backends.openvino.quantize import quantize_int8
+            from modelport.backends.openvino.quantize import has_attention, quantize_int8
 
-            opts, cpu = apply_recipe(self.name, opts, options.cpu_features)
+            opts, cpu = apply_recipe(self.name, opts, options.cpu_features,
+                                     attention=has_attention(ov_model))
             ov_model, qinfo = quantize_int8(ov_model, calib, model, opts, device=info["device"],
                                           budget=options.budget_or_default())
             info.update(qinfo, **cpu)
