@@ -35,7 +35,7 @@ def _upper_list(text: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class TFLiteOptions(BackendOptions):
-    shapes: dict | None = option(
+    shapes: dict | None = option(  # noqa: RUF009 - option() is a dataclasses.field
         flag="--shape", repeat=True, parse=parse_shapes, metavar="NAME=DIMS",
         help="static shape for TFLite (repeatable), e.g. input_ids=1x128 (default: batch 1, "
              "text seq 128)")
