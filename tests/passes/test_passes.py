@@ -17,7 +17,7 @@ import pytest
 from modelport.errors import ModelLoadError, UsageError
 
 
-def _ctx(model, data, *, teacher=True, **train):
+def _ctx(model, data, *, teacher=True, teacher_eval=None, **train):
     from modelport.passes.compress import flop_example
     from modelport.passes.contract import PassContext, TrainSettings
 
@@ -25,7 +25,21 @@ def _ctx(model, data, *, teacher=True, **train):
     t = copy.deepcopy(model.module).eval() if teacher else None
     return PassContext(task=model.task, calib=calib, eval=evalset, teacher=t,
                        train=TrainSettings(**train), progress=False,
-                       example=flop_example(model))
+                       example=flop_example(model), _teacher_eval=_known(teacher_eval))
+
+
+def _known(teacher_eval):
+    """PassContext's cache of the teacher's eval-split outputs, filled from a fixture."""
+    return None if teacher_eval is None else {"out": teacher_eval.copy()}
+
+
+@pytest.fixture(scope="module")
+def minilm_teacher_eval(minilm, minilm_data):
+    """The MiniLM teacher's outputs on the eval split, computed once for this module (each
+    PassContext would compute exactly these on its first evaluate)."""
+    from modelport.passes.contract import predict
+
+    return predict(copy.deepcopy(minilm.module).eval(), minilm_data[1])
 
 
 # -- losses ------------------------------------------------------------------------------------
@@ -240,7 +254,8 @@ def test_layer_drop_keeps_every_other_teacher_layer(minilm):
         assert torch.equal(layers[i].attention.self.query.weight, src)
 
 
-def test_greedy_layer_drop_keeps_the_blocks_the_teacher_misses_least(minilm, minilm_data):
+def test_greedy_layer_drop_keeps_the_blocks_the_teacher_misses_least(minilm, minilm_data,
+                                                                     minilm_teacher_eval):
     """keep: greedy scores candidates on the calibration split only; on MiniLM it must beat
     every-other-block on the eval split it never saw (0.75 vs 0.39 mean cosine here)."""
     from modelport.passes.contract import PassContext
@@ -248,7 +263,8 @@ def test_greedy_layer_drop_keeps_the_blocks_the_teacher_misses_least(minilm, min
 
     calib, evalset = minilm_data
     ctx = PassContext(task="embedding", calib=calib, eval=evalset,
-                      teacher=copy.deepcopy(minilm.module).eval(), progress=False)
+                      teacher=copy.deepcopy(minilm.module).eval(), progress=False,
+                      _teacher_eval=_known(minilm_teacher_eval))
     greedy = LayerDrop(keep="greedy", greedy_samples=64)
     student = greedy.apply(copy.deepcopy(minilm.module), ctx)
     keep = greedy.details["keep"]
@@ -297,7 +313,8 @@ def test_similarity_spearman_equals_scipy_and_ignores_scale():
     assert 0.3 < want < 0.99
 
 
-def test_distill_with_augmented_text_and_hidden_states_trains_on_more_rows(minilm, minilm_data):
+def test_distill_with_augmented_text_and_hidden_states_trains_on_more_rows(minilm, minilm_data,
+                                                                           minilm_teacher_eval):
     from modelport.passes.compress import text_encoder
     from modelport.passes.contract import PassContext, TrainSettings, run_pass
     from modelport.passes.distill import Distill
@@ -307,7 +324,7 @@ def test_distill_with_augmented_text_and_hidden_states_trains_on_more_rows(minil
     ctx = PassContext(task="embedding", calib=calib, eval=evalset,
                       teacher=copy.deepcopy(minilm.module).eval(), progress=False,
                       train=TrainSettings(epochs=1, lr=2e-4, patience=None, max_steps=6),
-                      tokenize=text_encoder(minilm))
+                      tokenize=text_encoder(minilm), _teacher_eval=_known(minilm_teacher_eval))
     student = LayerDrop(keep=[0, 4, 5]).apply(copy.deepcopy(minilm.module), ctx)
     _, report = run_pass(Distill(loss="cosine", augment=200, hidden_weight=1.0), student, ctx)
     assert report.details["augmented_rows"] == 200 and report.details["steps"] == 6
@@ -338,13 +355,14 @@ def test_distillation_beats_no_distillation_on_the_eval_split(digits, digits_dat
     assert report.details["train_samples"] + report.validation_samples == len(digits_data[0])
 
 
-def test_minilm_student_distilled_on_calibration_split_gets_closer_to_teacher(minilm, minilm_data):
+def test_minilm_student_distilled_on_calibration_split_gets_closer_to_teacher(
+        minilm, minilm_data, minilm_teacher_eval):
     from modelport.passes.contract import run_pass
     from modelport.passes.distill import Distill
     from modelport.passes.layer_drop import LayerDrop
 
-    ctx = _ctx(minilm, minilm_data, epochs=1, lr=1e-4, batch_size=32, patience=None,
-               max_steps=8)
+    ctx = _ctx(minilm, minilm_data, teacher_eval=minilm_teacher_eval, epochs=1, lr=1e-4,
+               batch_size=32, patience=None, max_steps=8)
     student, drop = run_pass(LayerDrop(), copy.deepcopy(minilm.module), ctx)
     assert drop.flops_after < 0.6 * drop.flops_before
     _, report = run_pass(Distill(loss="cosine"), student, ctx)
