@@ -112,7 +112,7 @@ def bench_model(name: str, targets: list[str], work: Path, *, max_steps: int | N
     from modelport.bench import BenchSettings
     from modelport.calibration_data.plan import bench_pool
     from modelport.models import resolve_model
-    from modelport.passes.compress import flop_example
+    from modelport.passes.compress_steps import flop_example
     from modelport.passes.contract import count_flops
 
     teacher = resolve_model(f"builtin:{name}")

@@ -10,8 +10,8 @@ import pytest
 
 import modelport
 from modelport.errors import InputError
-from tests.support.catalog_support import assert_user_error
 from tests.conftest import run_cli
+from tests.support.catalog_support import assert_user_error
 
 pytest_plugins = ["tests.support.catalog_fixtures"]
 

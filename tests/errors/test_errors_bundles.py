@@ -21,8 +21,8 @@ import modelport
 from modelport.bundle import open_bundle, pack_bundle
 from modelport.errors import BundleError, BundleExists, ModelportError
 from modelport.io import sha256_file
-from tests.support.catalog_support import ROOT, assert_user_error, cli_env, run_blocked
 from tests.conftest import run_cli
+from tests.support.catalog_support import ROOT, assert_user_error, cli_env, run_blocked
 
 pytest_plugins = ["tests.support.catalog_fixtures"]
 

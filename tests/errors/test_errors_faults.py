@@ -100,11 +100,17 @@ def test_fault_sigint_calibration(tmp_path, mlp, mlp_onnx, calib, monkeypatch):
 
     api_tmp = tmp_path / "api-tmp"
     api_tmp.mkdir()
+    # Python's own Ctrl-C handler, as a user's process has it: native libraries loaded by
+    # earlier tests in this process (TensorFlow, Ray) may have replaced it at the C level
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     monkeypatch.setattr(ort_quantize.CalibrationReader, "get_next", get_next)
     monkeypatch.setattr(tempfile, "tempdir", str(api_tmp))
-    with pytest.raises(KeyboardInterrupt):
-        modelport.export(f"{mlp}:make", [INT8], out=out, calib=str(calib), bench=None,
-                         progress=False)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            modelport.export(f"{mlp}:make", [INT8], out=out, calib=str(calib), bench=None,
+                             progress=False)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert calls[0] == 50
     assert not (out / SLUG_INT8).exists()
     assert_nothing_half_written(out, api_tmp)

@@ -18,7 +18,7 @@ from modelport.errors import ModelLoadError, UsageError
 
 
 def _ctx(model, data, *, teacher=True, teacher_eval=None, **train):
-    from modelport.passes.compress import flop_example
+    from modelport.passes.compress_steps import flop_example
     from modelport.passes.contract import PassContext, TrainSettings
 
     calib, evalset = data
@@ -315,7 +315,7 @@ def test_similarity_spearman_equals_scipy_and_ignores_scale():
 
 def test_distill_with_augmented_text_and_hidden_states_trains_on_more_rows(minilm, minilm_data,
                                                                            minilm_teacher_eval):
-    from modelport.passes.compress import text_encoder
+    from modelport.passes.compress_steps import text_encoder
     from modelport.passes.contract import PassContext, TrainSettings, run_pass
     from modelport.passes.distill import Distill
     from modelport.passes.layer_drop import LayerDrop

@@ -67,8 +67,9 @@ def parse_text(cls: type, f: dataclasses.Field, spec: OptionSpec, raw: Any, flag
         if tuple in allowed:
             return tuple(x.strip() for x in str(raw).split(",") if x.strip())
         return raw
-    except UsageError as exc:
-        raise UsageError(f"{flag}: {exc}") from None
+    except UsageError as exc:  # name the flag once (a parser may already have)
+        message = str(exc)
+        raise UsageError(message if message.startswith(flag) else f"{flag}: {message}") from None
     except (TypeError, ValueError) as exc:
         raise UsageError(f"{flag}: cannot read {raw!r}: {exc}") from None
 

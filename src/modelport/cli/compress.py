@@ -32,7 +32,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def cmd_compress(args: argparse.Namespace) -> int:
     from modelport.errors import UsageError
-    from modelport.passes.compress import compress
+    from modelport.passes.compress_steps import compress
     from modelport.passes.recipes import load_recipe
 
     recipe = load_recipe(args.recipe)

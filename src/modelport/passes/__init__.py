@@ -14,13 +14,13 @@ __all__ = ["compress", "run_pipeline"]
 
 def compress(model: Any, recipe: Any, **kwargs: Any) -> Any:
     """Run ``recipe`` on ``model`` and write the compressed-model directory (see pipeline.py)."""
-    from modelport.passes.compress import compress as _compress
+    from modelport.passes.compress_steps import compress as _compress
 
     return _compress(model, recipe, **kwargs)
 
 
 def run_pipeline(model: Any, recipe: Any, **kwargs: Any) -> Any:
     """Run ``recipe`` on ``model`` in memory; returns a CompressResult."""
-    from modelport.passes.compress import run_pipeline as _run
+    from modelport.passes.compress_steps import run_pipeline as _run
 
     return _run(model, recipe, **kwargs)

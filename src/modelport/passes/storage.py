@@ -17,7 +17,7 @@ from modelport.errors import ModelLoadError
 if TYPE_CHECKING:
     from torch import nn
 
-    from modelport.passes.compress import CompressResult
+    from modelport.passes.compress_steps import CompressResult
 
 MARKER = "compressed.json"
 WEIGHTS = "model.safetensors"

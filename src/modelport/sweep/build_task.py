@@ -79,7 +79,7 @@ def split_buildable(targets: tuple[str, ...]) -> tuple[list[str], list[dict[str,
 
 def _compress(job: BuildJob, model: str, work: Path, calib: str | None, evalset: str | None,
               progress: bool) -> str:
-    from modelport.passes.compress import compress
+    from modelport.passes.compress_steps import compress
     from modelport.passes.recipes import BUILTIN_RECIPES
 
     recipe = job.recipe.spec if job.recipe.spec in BUILTIN_RECIPES and job.recipe.data is None \
