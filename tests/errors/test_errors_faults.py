@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -83,39 +81,48 @@ def _in_calibration(proc) -> None:
     assert "calibrated INT8" not in proc.stderr, "the signal landed after calibration"
 
 
-def test_fault_sigint_calibration(tmp_path, mlp, mlp_onnx, calib, monkeypatch):
+def test_fault_sigint_calibration(tmp_path, mlp, mlp_onnx, calib):
     proc, out = _signalled(tmp_path, mlp_onnx, calib, "SIGINT", CALIBRATION, 50)
     _in_calibration(proc)
     assert not (out / SLUG_INT8).exists()
-    # the API: Ctrl-C is a KeyboardInterrupt out of modelport.export, after the same cleanup
-    from modelport.backends import onnx_qdq as ort_quantize
-
-    original, calls = ort_quantize.CalibrationReader.get_next, [0]
-
-    def get_next(self):
-        calls[0] += 1
-        if calls[0] == 50:
-            signal.raise_signal(signal.SIGINT)
-        return original(self)
-
+    # the API: Ctrl-C is a KeyboardInterrupt out of modelport.export, after the same cleanup.
+    # Run in a fresh interpreter, as a user's script is: native libraries that earlier tests
+    # loaded into this process (TensorFlow, Ray) make a raised SIGINT crash it here.
     api_tmp = tmp_path / "api-tmp"
     api_tmp.mkdir()
-    # Python's own Ctrl-C handler, as a user's process has it: native libraries loaded by
-    # earlier tests in this process (TensorFlow, Ray) may have replaced it at the C level
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    monkeypatch.setattr(ort_quantize.CalibrationReader, "get_next", get_next)
-    monkeypatch.setattr(tempfile, "tempdir", str(api_tmp))
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            modelport.export(f"{mlp}:make", [INT8], out=out, calib=str(calib), bench=None,
-                             progress=False)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    assert calls[0] == 50
+    proc = subprocess.run([sys.executable, "-c", API_CTRL_C, f"{mlp}:make", str(out),
+                           str(calib), str(api_tmp)], capture_output=True, text=True,
+                          timeout=600, check=False, env={**os.environ, **cli_env(api_tmp)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "KeyboardInterrupt after 50 samples"
     assert not (out / SLUG_INT8).exists()
     assert_nothing_half_written(out, api_tmp)
     ours = [p.name for p in api_tmp.iterdir() if p.name.startswith("modelport-")]
     assert not ours, ours  # (torch keeps its own caches there; those are not ours to remove)
+
+
+API_CTRL_C = """
+import signal, sys, tempfile
+import modelport
+from modelport.backends import onnx_qdq
+
+model, out, calib, tmp = sys.argv[1:]
+original, calls = onnx_qdq.CalibrationReader.get_next, [0]
+
+def get_next(self):
+    calls[0] += 1
+    if calls[0] == 50:
+        signal.raise_signal(signal.SIGINT)
+    return original(self)
+
+onnx_qdq.CalibrationReader.get_next = get_next
+tempfile.tempdir = tmp
+try:
+    modelport.export(model, ["onnxruntime:cpu:int8"], out=out, calib=calib, bench=None,
+                     progress=False)
+except KeyboardInterrupt:
+    print(f"KeyboardInterrupt after {calls[0]} samples")
+"""
 
 
 def test_fault_sigterm_calibration(tmp_path, mlp_onnx, calib):
