@@ -37,6 +37,6 @@ def stamp(argv: list[str] | None = None) -> str:
         script = script.resolve().relative_to(ROOT)
     except ValueError:
         pass
-    command = shlex.join([f"python {script}", *argv[1:]])
+    command = "python " + shlex.join([str(script), *argv[1:]])
     today = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
     return f"`{command}` · commit {commit()} · {machine()} · {today}"
