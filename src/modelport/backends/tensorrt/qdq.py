@@ -39,6 +39,7 @@ from modelport.backends.tensorrt.qdq_graph import (
     add_residual_qdq,
     check_trt_qdq,
     qdq_counts,
+    run_exposing,
     run_onnx,
 )
 from modelport.errors import BuildError, CalibrationDataError
@@ -267,14 +268,7 @@ def rank_sensitivity(pre: Path, qdq: Path, probe) -> list[dict[str, Any]]:
         return []
     fmodel = onnx.load(str(pre))
     modules = _module_names(fmodel)
-    known = {o.name for o in fmodel.graph.output}
-    for name in scales:
-        if name not in known:
-            fmodel.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-    with tempfile.TemporaryDirectory(prefix="modelport-sens-") as tmp:
-        path = Path(tmp) / "exposed.onnx"
-        onnx.save(fmodel, str(path), save_as_external_data=True, location="exposed.onnx.data")
-        values = run_onnx(path, probe)
+    values = run_exposing(fmodel, list(scales), probe)
     ranking = []
     for name, scale in scales.items():
         x = values[name].astype(np.float64)

@@ -89,18 +89,25 @@ def add_residual_qdq(qdq: Path, pre: Path, data) -> list[str]:
     return done
 
 
-def _absmax(pre: Path, tensors: list[str], data) -> dict[str, float]:
+def run_exposing(model, tensors, data) -> dict[str, np.ndarray]:
+    """Run ``model`` (an onnx.ModelProto; changed in place) on ``data`` with the intermediate
+    ``tensors`` added as graph outputs, so their values can be read."""
     import onnx
 
-    model = onnx.load(str(pre))
     known = {o.name for o in model.graph.output}
     for name in tensors:
         if name not in known:
             model.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-    with tempfile.TemporaryDirectory(prefix="modelport-res-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="modelport-exposed-") as tmp:
         path = Path(tmp) / "exposed.onnx"
         onnx.save(model, str(path), save_as_external_data=True, location="exposed.onnx.data")
-        values = run_onnx(path, data)
+        return run_onnx(path, data)
+
+
+def _absmax(pre: Path, tensors: list[str], data) -> dict[str, float]:
+    import onnx
+
+    values = run_exposing(onnx.load(str(pre)), tensors, data)
     return {t: float(np.abs(values[t]).max()) for t in tensors}
 
 
