@@ -38,7 +38,6 @@ from modelport.backends.tensorrt.engine import (
     Recipe,
     check_in_profile,
     make_profiles,
-    parse_axes,
 )
 from modelport.backends.tensorrt.options import TensorRTOptions
 from modelport.errors import BuildError, InputError, RuntimeFailure, TargetUnavailable
@@ -301,10 +300,9 @@ def _copy_onnx(src: Path, dst: Path) -> None:
 
 
 def _profile_overrides(value) -> dict[str, tuple[int, int, int]]:
+    """TensorRTOptions.profile (already parsed and type-checked) as axis -> (min, opt, max)."""
     if value is None:
         return {}
-    if isinstance(value, str):
-        return parse_axes(value)
     return {k: tuple(v) for k, v in dict(value).items()}
 
 
