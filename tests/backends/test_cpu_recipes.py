@@ -5,6 +5,7 @@ that lacks an assumed feature. Recorded values only: nothing here depends on thi
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 
 import pytest
@@ -61,14 +62,21 @@ def test_recipe_fills_defaults_and_the_users_setting_wins(monkeypatch):
     assert info["cpu_recipe"]["applied"] == {"smooth_quant": False}
 
 
-def test_attention_recipe_keeps_the_default_form_for_other_graphs():
+def test_attention_recipe_keeps_the_default_form_for_other_graphs(caplog):
     from modelport.backends.openvino.options import OpenVINOOptions
 
     recipe = cpu_recipes.RECIPES[("openvino", "no-vnni")]
     assert recipe.applies_to == "attention" and recipe.settings == {"int8_scope": "fc-only"}
-    opts, info = apply_recipe("openvino", OpenVINOOptions(), AVX2, attention=True)
+    with caplog.at_level(logging.WARNING, logger="modelport"):
+        opts, info = apply_recipe("openvino", OpenVINOOptions(), AVX2, attention=True)
     assert opts.int8_scope == "fc-only" and info["cpu_recipe"]["applied"] == {"int8_scope":
                                                                                 "fc-only"}
+    # measured not faster than OpenVINO FP32 without VNNI: the manifest and the log say so
+    assert info["cpu_recipe"]["faster_than_fp32"] is False
+    assert "no INT8 form measured faster than openvino FP32" in caplog.text
+    caplog.clear()
+    _, info = apply_recipe("openvino", OpenVINOOptions(), VNNI, attention=True)
+    assert info["cpu_recipe"]["faster_than_fp32"] is True and not caplog.text
     opts, info = apply_recipe("openvino", OpenVINOOptions(), AVX2, attention=False)
     assert opts.int8_scope is None and info["cpu_recipe"]["applied"] == {}
     assert "this graph has none" in info["cpu_recipe"]["why"]

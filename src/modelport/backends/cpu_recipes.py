@@ -16,12 +16,15 @@ A recipe sets backend options the user left at their defaults; an option the use
 from __future__ import annotations
 
 import difflib
+import logging
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modelport.errors import UsageError
+
+log = logging.getLogger("modelport")
 
 #: the CPU features a recipe may depend on (the fingerprint's tracked flags)
 KNOWN_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16",
@@ -48,6 +51,9 @@ class CpuRecipe:
     #: "attention": the settings were measured on transformers and apply to attention graphs
     #: only (a CNN keeps the backend's default form); "any": every graph
     applies_to: str = "any"
+    #: did the measurement find this form faster than the backend's FP32 on this CPU kind?
+    #: False: the export says so up front (the speed verdict still judges each build)
+    faster_than_fp32: bool = True
 
 
 RECIPES: dict[tuple[str, str], CpuRecipe] = {
@@ -65,10 +71,13 @@ RECIPES: dict[tuple[str, str], CpuRecipe] = {
         "1.83x (Zen 4 VNNI, FINDINGS.md)"),
     ("openvino", "no-vnni"): CpuRecipe(
         "openvino", "no-vnni", {"int8_scope": "fc-only"},
-        "only the weight MatMuls in int8 (--openvino-int8-scope fc-only): MiniLM 1.12x OpenVINO "
-        "FP32 at b1, 1.01x at b32, cosine 0.9943; NNCF's full transformer placement ran 0.72x / "
-        "0.71x (AVX2 EPYC, experiments/int8_recipes.py, 2026-11-30, noisy shared VM)",
-        applies_to="attention"),
+        "only the weight MatMuls in int8 (--openvino-int8-scope fc-only). No W+A INT8 form was "
+        "faster than OpenVINO FP32 on MiniLM here: fc-only 0.98x at b1 / 0.87x at b32, NNCF's "
+        "full transformer placement 0.95x / 0.83x; fc-only is kept as the least slow, with the "
+        "best cosine (0.9943). The speed verdict flags it `slower than fp32`; on such a CPU "
+        "onnxruntime:cpu:int8 (1.64x ORT FP32) or openvino:cpu:fp32 is the fast choice (AVX2 "
+        "EPYC, quiet run, experiments/int8_recipes.py, 2026-12-01)",
+        applies_to="attention", faster_than_fp32=False),
 }
 
 
@@ -124,7 +133,11 @@ def apply_recipe(backend: str, options: Any, assumed: Sequence[str] | None, *,
     defaults = {f: v for f, v in recipe.settings.items()
                 if getattr(options, f) == type(options).__dataclass_fields__[f].default}
     info["cpu_recipe"] = {"settings": dict(recipe.settings), "applied": dict(defaults),
-                          "why": recipe.why}
+                          "why": recipe.why, "faster_than_fp32": recipe.faster_than_fp32}
+    if not recipe.faster_than_fp32:
+        log.warning("%s INT8 on a %s CPU: no INT8 form measured faster than %s FP32 on this "
+                    "kind of CPU (backends/cpu_recipes.py); building the least slow one, the "
+                    "speed verdict will say how it does here", backend, info["cpu_kind"], backend)
     return (replace(options, **defaults) if defaults else options), info
 
 
