@@ -9,7 +9,6 @@ commit and the machine.
 from __future__ import annotations
 
 import argparse
-import re
 import subprocess
 import sys
 import tempfile
@@ -17,9 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from results_md import update_readme_block
 from stamp import ROOT, stamp
-
-BEGIN, END = "<!-- demo-table:begin -->", "<!-- demo-table:end -->"
 
 
 def main() -> None:
@@ -35,19 +33,11 @@ def main() -> None:
         sys.exit(f"demo failed ({proc.returncode}):\n{proc.stderr}")
     table = proc.stdout.replace(str(Path(tmp) / "minilm"), "bundles/minilm").strip()
     note = f" {args.note}." if args.note else ""
-    block = "\n".join([BEGIN, "```", table, "```", "",
-                       f"(Written by {stamp()}.{note})", END])
+    block = "\n".join(["```", table, "```", "", f"(Written by {stamp()}.{note})"])
     print(block)
     if args.no_write:
         return
-    readme = ROOT / "README.md"
-    text = readme.read_text(encoding="utf-8")
-    if BEGIN not in text:
-        sys.exit(f"README.md has no {BEGIN} marker")
-    text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text,
-                  flags=re.DOTALL)
-    readme.write_text(text, encoding="utf-8")
-    print(f"wrote {readme}")
+    print(f"wrote {update_readme_block('demo-table', block)}")
 
 
 if __name__ == "__main__":

@@ -59,10 +59,11 @@ def main() -> None:
     text = report(result) + "\n\n" + f"({stamp()})"
     print(text)
     if args.update_results:
-        from results_md import update_section
+        from results_md import update_readme_block, update_section
 
         update_section("int8-recipes", "## CPU INT8 recipes vs the field's plain recipes — "
                                        "`experiments/int8_recipes.py`\n\n" + text)
+        update_readme_block("int8-recipes", readme_table(result) + f"\n\n({stamp()})")
 
 
 # -- building ------------------------------------------------------------------------------------
@@ -297,6 +298,31 @@ def report(result: dict[str, Any]) -> str:
 
         lines += ["", "Harness vs benchmark_app (ratio = harness / benchmark_app):", "",
                   markdown(result["agreement"])]
+    return "\n".join(lines)
+
+
+def readme_table(result: dict[str, Any]) -> str:
+    """The README's short form: each INT8 artifact against its own backend's FP32, and which of
+    them beat it at both batches (the question the CPU recipe table answers)."""
+    meta, timings = result["meta"], result["timings"]
+    lines = ["| artifact | recipe | mean cos | b1 vs own FP32 | b32 vs own FP32 |",
+             "|---|---|---|---|---|"]
+    faster = []
+    for label, info in meta.items():
+        own = timings.get(info.get("fp32", ""), {})
+        if label == info.get("fp32") or not own:
+            continue
+        t = timings[label]
+        ratios = {b: own[b] / t[b] for b in (1, 32) if b in t and b in own}
+        cells = [f"{ratios[b]:.2f}x" if b in ratios else "—" for b in (1, 32)]
+        lines.append(f"| {label} | {info.get('recipe', '') or ''} | {info['cosine']:.4f} | "
+                     + " | ".join(cells) + " |")
+        if ratios and min(ratios.values()) >= 1.05:
+            faster.append(label)
+    kinds = sorted({i.get("cpu_kind") for i in meta.values() if i.get("cpu_kind")})
+    lines += ["", f"modelport rows built with the {', '.join(kinds) or '?'} recipe. At least 5% "
+              "faster than their own FP32 at every batch timed: "
+              + (", ".join(faster) if faster else "none") + "."]
     return "\n".join(lines)
 
 

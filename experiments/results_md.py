@@ -1,13 +1,16 @@
-"""Write one section of experiments/RESULTS.md between markers, leaving the other sections alone.
+"""Write one section of experiments/RESULTS.md (or one block of README.md) between markers,
+leaving the rest alone.
 
-Every benchmark script owns one section, so re-running one never erases another's numbers.
+Every benchmark script owns its sections, so re-running one never erases another's numbers.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+README = Path(__file__).resolve().parents[1] / "README.md"
 HEADER = (
     "# modelport benchmark results\n\n"
     "Every table is one run of the named script: each ratio is measured side by side in that run\n"
@@ -27,3 +30,17 @@ def update_section(name: str, body: str) -> Path:
         text = text.rstrip() + "\n\n" + block + "\n"
     RESULTS.write_text(text, encoding="utf-8")
     return RESULTS
+
+
+def update_readme_block(name: str, body: str) -> Path:
+    """Replace README.md's ``<!-- name:begin -->`` ... ``<!-- name:end -->`` block; the markers
+    must already be there (the README's prose says where a table goes)."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    text = README.read_text(encoding="utf-8")
+    if begin not in text or end not in text:
+        raise SystemExit(f"README.md has no {begin} ... {end} markers")
+    block = f"{begin}\n{body.strip()}\n{end}"
+    text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text,
+                  flags=re.DOTALL)
+    README.write_text(text, encoding="utf-8")
+    return README
