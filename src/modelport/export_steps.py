@@ -253,11 +253,10 @@ def prepare_reference(model: PreparedModel, calib: CalibrationSet | None,
         return ExportContext(model, calib, evalset, {}, lm.pool, {}, "torch:cpu:fp32",
                              options.budget_or_default(), options, bench, options.threads,
                              workdir, progress, lm=lm)
-    from modelport.exporters import export_onnx, validate
+    from modelport.exporters import export_validated
 
     log.info("exporting %s to ONNX ...", model.name)
-    artifact = export_onnx(model, workdir / "model.onnx", opset=opset, simplify=simplify)
-    artifact.validation = validate(model, artifact.path)
+    artifact = export_validated(model, workdir / "model.onnx", opset=opset, simplify=simplify)
     if "max_abs_err" in artifact.validation:
         log.info("exported with %s (opset %d) in %.1fs; ONNX Runtime vs torch: max abs err %.2e",
                  artifact.exporter, artifact.opset, artifact.seconds,

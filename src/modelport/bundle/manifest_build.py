@@ -49,6 +49,7 @@ def build_manifest(ctx: ExportContext, target: Target, backend: Backend, artifac
         "passes": model.metadata.get("passes", []),
         "build": info,
         "export": {"exporter": onnx.exporter, "opset": onnx.opset, "seconds": onnx.seconds,
+                   "from_cache": onnx.cache == "hit",
                    "validation": onnx.validation},
         "calibration": _describe(ctx.calib) if target.precision == Precision.INT8 else None,
         "evaluation": _describe(ctx.evalset),

@@ -34,6 +34,9 @@ class OnnxArtifact:
     external_data: bool = False
     validation: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    #: the export cache's key, and "hit" when the graph came from it ("" when not cached)
+    cache_key: str = ""
+    cache: str = ""
 
 
 def export_onnx(
@@ -42,8 +45,12 @@ def export_onnx(
     *,
     opset: int | None = None,
     simplify: bool = False,
+    from_cache: bool = True,
 ) -> OnnxArtifact:
-    """Export ``model.module`` to ``path`` (or copy a given .onnx), with dynamic axes from its specs."""
+    """Export ``model.module`` to ``path`` (or copy a given .onnx), with dynamic axes from its
+    specs; an export of the same model done before comes from the export cache unless
+    ``from_cache`` is False (the fresh export is stored either way)."""
+    from modelport.exporters import export_cache
     from modelport.exporters.onnx_io import read_io_specs
 
     path = Path(path)
@@ -53,6 +60,14 @@ def export_onnx(
         inputs, outputs = read_io_specs(path)
         return OnnxArtifact(path, inputs, outputs, "given", _opset_of(path),
                             seconds=time.perf_counter() - start)
+    key = export_cache.export_key(model, opset=opset, simplify=simplify)
+    meta = export_cache.lookup(key, path) if key and from_cache else None
+    if meta is not None:
+        inputs, outputs = read_io_specs(path)
+        log.info("reusing the ONNX export of %s from the export cache (%s; "
+                 "MODELPORT_EXPORT_CACHE=0 turns it off)", model.name, key[:12])
+        return OnnxArtifact(path, inputs, outputs, meta["exporter"], _opset_of(path),
+                            seconds=time.perf_counter() - start, cache_key=key, cache="hit")
     import torch
 
     # the dynamo exporter logs a warning per missing optional op library (torchvision)
@@ -81,8 +96,11 @@ def export_onnx(
     if simplify:
         _simplify(path, external)
     inputs, outputs = read_io_specs(path)
+    seconds = time.perf_counter() - start
+    if key and not external:
+        export_cache.store(key, path, {"exporter": exporter, "seconds": seconds})
     return OnnxArtifact(path, inputs, outputs, exporter, _opset_of(path), external,
-                        seconds=time.perf_counter() - start)
+                        seconds=seconds, cache_key=key or "")
 
 
 def _raise_unsupported_op(model, example, *errors: BaseException) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import numpy as np
 from modelport.errors import ValidationError
 from modelport.metrics import row_cosines
 from modelport.models import PreparedModel
+
+log = logging.getLogger("modelport")
 
 #: fp32 export tolerances: graph rewrites reorder float sums, never more than this.
 ATOL = 1e-4
@@ -83,3 +86,24 @@ def validate(model: PreparedModel, onnx_path: Path, *, batches: tuple[int, ...] 
     )
     result["rel_err"] = max(r["rel_err"] for b in result["batches"].values() for r in b.values())
     return result
+
+
+def export_validated(model: PreparedModel, path: Path, *, opset: int | None = None,
+                     simplify: bool = False):
+    """``export_onnx`` then ``validate``; a cached graph that fails the check is dropped from
+    the cache and the model exported afresh (the check, not the cache key, has the last word)."""
+    from modelport.exporters import export_cache
+    from modelport.exporters.onnx_export import export_onnx
+
+    artifact = export_onnx(model, path, opset=opset, simplify=simplify)
+    try:
+        artifact.validation = validate(model, artifact.path)
+    except ValidationError as exc:
+        if artifact.cache != "hit":
+            raise
+        log.warning("the cached export of %s failed validation (%s); exporting again",
+                    model.name, exc)
+        export_cache.drop(artifact.cache_key)
+        artifact = export_onnx(model, path, opset=opset, simplify=simplify, from_cache=False)
+        artifact.validation = validate(model, artifact.path)
+    return artifact
