@@ -18,14 +18,17 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 demo: $(VENV)/.installed
 	$(BIN)/modelport demo
 
+# two pytest-xdist workers, one test file each at a time (a file's fixtures are built once);
+# PYTEST_ARGS adds options, e.g. `make test PYTEST_ARGS="-n 0 -k tflite"`
+PYTEST_ARGS ?=
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed
 	$(BIN)/python experiments/run_bench.py
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests experiments
 
 clean:
 	rm -rf $(VENV) bundles reports

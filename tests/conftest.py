@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# A shell without job control starts `cmd &` with SIGINT ignored, and an ignored signal stays
+# ignored across exec: every CLI a test starts would then shrug off the Ctrl-C the fault tests
+# send. Restore the default here so the children get Python's own handler, however pytest runs.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 MARKER_MODULES = {
     "onnxruntime": ("onnxruntime", 'pip install "modelport[onnxruntime]"'),
@@ -42,7 +49,23 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
+#: the single longest test (a 2.15 GB model through three backends, mostly disk work): it
+#: starts first so that, under `make test`'s two pytest-xdist workers, the other one keeps busy
+RUN_FIRST = ("tests/models/test_large_model.py",)
+
+
+def _start_order(items) -> dict[str, int]:
+    """Longest files first (RUN_FIRST, then files with a test marked slow), so both workers
+    finish at about the same time; the order within a file is kept."""
+    slow = {str(i.fspath) for i in items if i.get_closest_marker("slow")}
+    first = {str(ROOT / p) for p in RUN_FIRST}
+    return {str(i.fspath): 0 if str(i.fspath) in first else 1 if str(i.fspath) in slow else 2
+            for i in items}
+
+
 def pytest_collection_modifyitems(config, items):
+    order = _start_order(items)
+    items.sort(key=lambda i: order[str(i.fspath)])  # stable
     for item in items:
         for marker, (module, how) in MARKER_MODULES.items():
             if marker in item.keywords and not _has(module):
@@ -53,19 +76,23 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session", autouse=True)
 def _cache_dir(tmp_path_factory):
-    """Keep the digits-cnn weight cache inside the test session unless one is configured."""
-    os.environ.setdefault("MODELPORT_CACHE", str(tmp_path_factory.mktemp("cache")))
+    """One modelport cache (digits-cnn weights, ONNX exports, TensorRT engines) for the whole
+    test run, shared by pytest-xdist's workers (their temp dirs sit under one root), unless one
+    is configured. Every writer in it renames into place, so workers never see half an entry."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    cache = root / "modelport-cache"
+    cache.mkdir(exist_ok=True)
+    os.environ.setdefault("MODELPORT_CACHE", str(cache))
 
 
 def _exported(name: str, tmp_path_factory):
-    from modelport.exporters import export_onnx, validate
+    from modelport.exporters import export_validated
     from modelport.models import resolve_model
 
     model = resolve_model(f"builtin:{name}")
-    path = tmp_path_factory.mktemp(f"onnx-{name}") / "model.onnx"
-    artifact = export_onnx(model, path)
-    artifact.validation = validate(model, artifact.path)
-    model.onnx_artifact = artifact
+    model.onnx_artifact = export_validated(model, tmp_path_factory.mktemp(f"onnx-{name}")
+                                           / "model.onnx")
     return model
 
 
