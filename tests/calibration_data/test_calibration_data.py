@@ -89,3 +89,37 @@ def test_text_file_skips_blank_lines_and_rejects_bad_utf8(minilm, tmp_path, capl
     bad.write_bytes(b"fine line\nbroken \xff\xfe line\n")
     with pytest.raises(CalibrationDataError, match="not valid UTF-8 \\(line 2\\)"):
         load_source(bad, minilm.input_specs, tokenizer_json=minilm.tokenizer_json)
+
+
+# -- padding with the tokenizer's own pad id -------------------------------------------------
+def _word_level_tokenizer(path, vocab: dict[str, int], *, padding: dict | None = None):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    if padding is not None:
+        tok.enable_padding(**padding)
+    tok.save(str(path))
+    return path
+
+
+@pytest.mark.parametrize("vocab, padding, want", [
+    # RoBERTa's layout: <s>=0, <pad>=1; positions are numbered from the non-pad tokens
+    ({"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "hello": 4, "world": 5}, None, 1),
+    # the file's own padding setting wins over a token name
+    ({"[PAD]": 0, "<unk>": 1, "hello": 2, "world": 3, "<pad>": 4},
+     {"pad_id": 4, "pad_token": "<pad>"}, 4),
+    # no pad token at all (a decoder vocabulary): 0, hidden by the attention mask
+    ({"<unk>": 0, "hello": 1, "world": 2}, None, 0),
+])
+def test_text_feeds_pad_with_the_tokenizers_pad_id(tmp_path, vocab, padding, want):
+    from modelport.calibration_data.text import TextTokenizer
+    from modelport.specs import TensorSpec
+
+    path = _word_level_tokenizer(tmp_path / "tokenizer.json", vocab, padding=padding)
+    tok = TextTokenizer(path, max_length=8)
+    specs = {n: TensorSpec(n, "int64", ("batch", "seq")) for n in ("input_ids", "attention_mask")}
+    feeds = tok.encode(["hello world hello", "world"], specs, pad_to=5)
+    assert tok.pad_id == want
+    assert feeds["input_ids"][1].tolist() == [vocab["world"], want, want, want, want]
+    assert feeds["attention_mask"].tolist() == [[1, 1, 1, 0, 0], [1, 0, 0, 0, 0]]

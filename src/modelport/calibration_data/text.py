@@ -24,6 +24,7 @@ class TextTokenizer:
         self.path = Path(tokenizer_json)
         self.max_length = max_length
         self._tok = Tokenizer.from_file(str(self.path))
+        self.pad_id = pad_id(self._tok)
         self._tok.no_padding()
         self._tok.enable_truncation(max_length)
 
@@ -51,7 +52,8 @@ class TextTokenizer:
             )
         out = {}
         for name, spec in specs.items():
-            array = np.zeros((len(encodings), length), dtype=np.dtype(spec.dtype))
+            fill = self.pad_id if name == "input_ids" else 0  # the mask says what is padding
+            array = np.full((len(encodings), length), fill, dtype=np.dtype(spec.dtype))
             for row, enc in enumerate(encodings):
                 values = fields[name](enc)
                 array[row, : len(values)] = values
@@ -65,3 +67,21 @@ class TextTokenizer:
         with the same truncation as ``encode``: token classification prints one label a word."""
         return [(list(e.word_ids), [tuple(o) for o in e.offsets])
                 for e in self._tok.encode_batch(list(texts))]
+
+
+#: pad tokens of common vocabularies, tried when the tokenizer file declares no padding
+PAD_TOKENS = ("[PAD]", "<pad>", "<|pad|>", "<|padding|>")
+
+
+def pad_id(tokenizer) -> int:
+    """The id padding positions get: the tokenizer file's own padding setting, else its pad
+    token, else 0 (decoder vocabularies often have none; the attention mask hides it anyway).
+    RoBERTa-style models number positions from the non-pad tokens, so the real id matters."""
+    padding = tokenizer.padding
+    if padding and padding.get("pad_id") is not None:
+        return int(padding["pad_id"])
+    for token in PAD_TOKENS:
+        found = tokenizer.token_to_id(token)
+        if found is not None:
+            return int(found)
+    return 0
