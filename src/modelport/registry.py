@@ -45,15 +45,17 @@ BACKENDS: dict[str, BackendEntry] = {
             "tflite",
             "modelport.backends.tflite.backend:TFLiteBackend",
             ("cpu:fp32", "cpu:fp16", "cpu:int8"),
-            "TFLite / LiteRT interpreter (XNNPACK); static shapes; INT8 = full-integer, "
-            "calibrated on your data",
+            "TFLite / LiteRT interpreter (XNNPACK); static shapes; INT8 = full-integer "
+            "calibrated on your data for CNNs, dynamic-range for attention graphs "
+            "(--tflite-int8-mode)",
         ),
         BackendEntry(
             "openvino",
             "modelport.backends.openvino.backend:OpenVINOBackend",
             ("cpu:fp32", "cpu:fp16", "cpu:int8", "cpu:int4", "cpu:int8wo"),
             "OpenVINO IR; precision hint set per target; INT8 = NNCF on your data "
-            "(+ accuracy control); INT4/INT8WO = nncf.compress_weights",
+            "(+ accuracy control), for attention graphs on a CPU without VNNI int8 weights "
+            "only (the CPU recipe); INT4/INT8WO = nncf.compress_weights",
         ),
         BackendEntry(
             "tensorrt",

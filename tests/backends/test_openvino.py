@@ -49,13 +49,17 @@ def _case(request, name: str):
             request.getfixturevalue(f"{short}_ref"))
 
 
-def _build(model, precision, calib, workdir, **extra):
+VNNI = ("avx2", "fma", "avx512f", "avx512_vnni")
+AVX2 = ("avx2", "fma")
+
+
+def _build(model, precision, calib, workdir, cpu_features=None, **extra):
     from modelport.backends.openvino.backend import OpenVINOBackend
 
     backend = OpenVINOBackend()
     target = _target(precision)
     artifact = backend.build(model, target, calib, workdir,
-                             BuildOptions(backends={"openvino": extra}))
+                             BuildOptions(backends={"openvino": extra}, cpu_features=cpu_features))
     return backend, target, artifact
 
 
@@ -127,13 +131,34 @@ def test_digits_int8_within_budget_on_heldout_digits(digits, digits_data, digits
 @pytest.mark.slow
 def test_minilm_int8_uses_the_transformer_preset_and_stays_within_budget(
         minilm, minilm_data, minilm_ref, tmp_path):
-    built = _build(minilm, "int8", minilm_data[0], tmp_path)
+    """Built for a VNNI CPU (the recipe that quantizes activations too), whatever CPU is here."""
+    built = _build(minilm, "int8", minilm_data[0], tmp_path, cpu_features=VNNI)
     info = built[2].info
+    assert info["cpu_kind"] == "vnni" and info["int8_scope"] == "all"
     # the default preset collapses MiniLM (mean cosine ~0.15): the graph must be recognised
     assert info["model_type"] == "transformer" and info["smooth_quant"] == 0.95
     assert info["calibration_samples_used"] == len(minilm_data[0]) > 300  # not NNCF's cap
     metrics, _, _ = _eval(minilm, minilm_data, minilm_ref, built)
     assert budget_misses(metrics, Budget()) == [], metrics
+
+
+def test_minilm_int8_for_a_cpu_without_vnni_is_weights_only(minilm, minilm_data, minilm_ref,
+                                                            tmp_path):
+    """Without VNNI the recipe keeps activations float: int8 weights (nncf.compress_weights),
+    no FakeQuantize in the IR, the budget kept, the form recorded."""
+    built = _build(minilm, "int8", minilm_data[0], tmp_path, cpu_features=AVX2)
+    info = built[2].info
+    assert info["cpu_kind"] == "no-vnni" and info["int8_scope"] == "weights-only"
+    assert info["cpu_recipe"]["applied"] == {"int8_scope": "weights-only"}
+    assert info["activations"] == "float (not quantized)" and info["int8_weights"] >= 36
+    assert "calibration_samples_used" not in info  # nothing calibrated
+    import openvino as ov
+
+    ops = {op.get_type_name() for op in ov.Core().read_model(built[2].main_path).get_ops()}
+    assert "FakeQuantize" not in ops
+    metrics, _, _ = _eval(minilm, minilm_data, minilm_ref, built)
+    assert budget_misses(metrics, Budget()) == [] and metrics["cosine_mean"] > 0.999, metrics
+    assert built[2].size_bytes < 0.4 * minilm.onnx_artifact.path.stat().st_size
 
 
 # -- accuracy control ----------------------------------------------------------------------------

@@ -70,14 +70,13 @@ RECIPES: dict[tuple[str, str], CpuRecipe] = {
         "NNCF transformer preset for attention graphs: MiniLM b1 3.35x torch vs OpenVINO FP32 "
         "1.83x (Zen 4 VNNI, FINDINGS.md)"),
     ("openvino", "no-vnni"): CpuRecipe(
-        "openvino", "no-vnni", {"int8_scope": "fc-only"},
-        "only the weight MatMuls in int8 (--openvino-int8-scope fc-only). No W+A INT8 form was "
-        "faster than OpenVINO FP32 on MiniLM here: fc-only 0.98x at b1 / 0.87x at b32, NNCF's "
-        "full transformer placement 0.95x / 0.83x; fc-only is kept as the least slow, with the "
-        "best cosine (0.9943). The speed verdict flags it `slower than fp32`; on such a CPU "
-        "onnxruntime:cpu:int8 (1.64x ORT FP32) or openvino:cpu:fp32 is the fast choice (AVX2 "
-        "EPYC, quiet run, experiments/int8_recipes.py, 2026-12-01)",
-        applies_to="attention", faster_than_fp32=False),
+        "openvino", "no-vnni", {"int8_scope": "weights-only"},
+        "int8 weights, float activations (--openvino-int8-scope weights-only): on MiniLM the "
+        "one INT8 form faster than OpenVINO FP32 at b1 in both quiet runs (1.05x, 1.15x; b32 "
+        "0.88x, 1.11x), cosine 0.9997; no weight+activation form beat FP32 reliably (b1 "
+        "0.85x-1.05x, b32 0.83x-1.01x over the same runs: NNCF's full transformer placement, "
+        "no-attention-matmul, fc-only) (AVX2 EPYC, experiments/int8_recipes.py, 2026-12-01)",
+        applies_to="attention"),
 }
 
 

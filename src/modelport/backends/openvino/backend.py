@@ -10,8 +10,10 @@ Per target (PRECISION_POLICY):
 - fp16: weights stored f16 (half the file), hint f16. The plugin may run another precision where
   the CPU has no FP16 arithmetic (AVX512_FP16 / AMX-FP16): on AMD Zen 4 it runs bf16. The
   effective precision the plugin chose is recorded next to the hint, never hidden.
-- int8: NNCF-quantized IR (see ov_quantize.py), hint f32 for the layers left in float: measured
-  on MiniLM, bf16 there gained nothing (INT8 kernels dominate) and cost accuracy.
+- int8: NNCF-quantized IR (see quantize.py), hint f32 for the layers left in float: measured
+  on MiniLM, bf16 there gained nothing (INT8 kernels dominate) and cost accuracy. The form
+  follows the CPU recipe (backends/cpu_recipes.py): weights and activations in int8 on a VNNI
+  CPU; for attention graphs on a CPU without VNNI, int8 weights with float activations.
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from modelport.backends.options import BackendOptions, option
 
 AC_METRICS = ("cosine", "accuracy")
-#: which ops NNCF may quantize (openvino/quantize.py ``ignored_scope``)
-INT8_SCOPES = ("all", "no-attention-matmul", "fc-only")
+#: which ops NNCF may quantize (openvino/quantize.py ``ignored_scope``); weights-only: int8
+#: weights and float activations (``nncf.compress_weights``, no calibration)
+INT8_SCOPES = ("all", "no-attention-matmul", "fc-only", "weights-only")
 
 
 def _smooth(text: str) -> float | bool:
@@ -40,7 +41,8 @@ class OpenVINOOptions(BackendOptions):
         choices=INT8_SCOPES,
         help="OpenVINO INT8: what NNCF quantizes: all (NNCF's choice), no-attention-matmul "
              "(MatMuls of two activations stay float), fc-only (only MatMuls with constant "
-             "weights) (default: the CPU recipe, backends/cpu_recipes.py)")
+             "weights), weights-only (int8 weights, float activations: what pays on a CPU "
+             "without VNNI) (default: the CPU recipe, backends/cpu_recipes.py)")
     inference_precision: str | None = option(
         choices=("f32", "f16", "bf16"),
         help="CPU plugin INFERENCE_PRECISION_HINT (default: the target's precision)")

@@ -44,6 +44,8 @@ def quantize_int8(ov_model, calib, model, options: OpenVINOOptions, *,
     """Quantize ``ov_model`` (an openvino.Model) on ``calib``; return (model, manifest info)."""
     import nncf
 
+    if options.int8_scope == "weights-only":
+        return _weights_only(ov_model, options)
     if calib is None or len(calib) == 0:
         raise CalibrationDataError("OpenVINO INT8 needs calibration data: pass --calib")
     model_type, why = _model_type(ov_model, options)
@@ -71,6 +73,27 @@ def quantize_int8(ov_model, calib, model, options: OpenVINOOptions, *,
         quantized, info["accuracy_control"] = _accuracy_control(
             ov_model, quantized, calib, model, options, kwargs, budget or Budget())
     return quantized, info
+
+
+def _weights_only(ov_model, options: OpenVINOOptions) -> tuple[Any, dict[str, Any]]:
+    """INT8 weights, float activations: no quantize/dequantize between layers, so nothing to
+    lose where the CPU has no one-instruction int8 dot product (backends/cpu_recipes.py)."""
+    from modelport.backends.openvino.weight_only import compress_weights
+    from modelport.specs import Precision
+
+    if options.accuracy_control:
+        log.info("accuracy control is not needed for weights-only INT8 (no activation "
+                 "quantization); skipped")
+    compressed, info = compress_weights(ov_model, Precision.INT8WO, None, options)
+    return compressed, {"quantizer": f"nncf {importlib.metadata.version('nncf')}",
+                        "int8_scope": "weights-only", "activations": "float (not quantized)",
+                        "int8_weights": int8_constants(compressed), **info}
+
+
+def int8_constants(ov_model) -> int:
+    """Weight tensors stored in 8 bit (``compress_weights`` leaves no FakeQuantize to count)."""
+    return sum(1 for op in ov_model.get_ordered_ops() if op.get_type_name() == "Constant"
+               and op.get_output_element_type(0).get_type_name() in ("u8", "i8"))
 
 
 # -- choices -----------------------------------------------------------------------------------
