@@ -108,3 +108,23 @@ def test_the_manifest_says_the_graph_came_from_the_cache(cache, factory, tmp_pat
                               .read_text())
         assert manifest["export"]["from_cache"] is (run == "second")
         assert manifest["export"]["validation"]["max_abs_err"] < 1e-4
+
+
+def test_least_recently_used_entries_go_first(cache, tmp_path, monkeypatch):
+    import os
+    import time
+
+    from modelport.exporters import export_cache
+
+    monkeypatch.setattr(export_cache, "MAX_ENTRIES", 2)
+    src = tmp_path / "graph.onnx"
+    src.write_bytes(b"x" * 1000)
+    for i, key in enumerate(("a" * 32, "b" * 32, "c" * 32)):
+        export_cache.store(key, src, {"exporter": "dynamo"})
+        os.utime(cache / key, (time.time() - 100 + i, time.time() - 100 + i))
+        if key == "b" * 32:  # 'a' is used again after 'b' was stored: 'b' is now the oldest
+            assert export_cache.lookup("a" * 32, tmp_path / "out.onnx") is not None
+    assert sorted(p.name for p in cache.iterdir()) == ["a" * 32, "c" * 32]
+    monkeypatch.setattr(export_cache, "MAX_TOTAL_BYTES", 1500)  # one graph's worth
+    export_cache.store("d" * 32, src, {"exporter": "dynamo"})
+    assert [p.name for p in cache.iterdir()] == ["d" * 32]

@@ -11,7 +11,8 @@ the module's classes come from. A hit is still validated against torch like a fr
 ``MODELPORT_CACHE`` (default ``~/.cache/modelport``) holds it under ``onnx/``;
 ``MODELPORT_EXPORT_CACHE=0`` turns it off. Models whose weights exceed
 ``MODELPORT_EXPORT_CACHE_MAX_MB`` (default 1024) are not cached: the copy would cost more disk
-than the export costs time.
+than the export costs time. At most ``MAX_ENTRIES`` graphs and ``MAX_TOTAL_BYTES`` are kept,
+the least recently used dropped first.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from typing import Any
 
 log = logging.getLogger("modelport")
 
-#: entries kept; the least recently used go first
-MAX_ENTRIES = 16
+#: entries and bytes kept; the least recently used go first
+MAX_ENTRIES = 8
+MAX_TOTAL_BYTES = 4_000_000_000
 _FILES = ("model.onnx", "meta.json")
 
 
@@ -175,6 +177,9 @@ def drop(key: str) -> None:
 
 def _prune(root: Path) -> None:
     entries = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                     key=lambda p: p.stat().st_mtime)
-    for old in entries[:-MAX_ENTRIES]:
-        shutil.rmtree(old, ignore_errors=True)
+                     key=lambda p: p.stat().st_mtime, reverse=True)  # newest first
+    total = 0
+    for rank, entry in enumerate(entries):
+        total += sum(f.stat().st_size for f in entry.iterdir() if f.is_file())
+        if rank >= MAX_ENTRIES or (rank > 0 and total > MAX_TOTAL_BYTES):
+            shutil.rmtree(entry, ignore_errors=True)
