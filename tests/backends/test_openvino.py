@@ -294,3 +294,16 @@ def test_cli_bench_streams_and_bad_flags(cli_bundles):
                   "--accuracy-control", "--max-drop", "5", "--out", str(cli_bundles / "x"))
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error: --max-drop")
     assert "Traceback" not in bad.stderr and not (cli_bundles / "x").exists()
+
+
+def test_weight_compression_prints_nothing_on_stdout(tmp_path):
+    """stdout carries the table (or JSON) only: NNCF's bit-width table and progress bars are
+    kept off it for the weight-only targets too."""
+    from tests.support.catalog_support import write_mlp_factory
+
+    factory = write_mlp_factory(tmp_path / "mlp.py")
+    proc = run_cli("-q", "export", f"{factory}:make", "--target", "openvino:cpu:int8wo",
+                   "--out", str(tmp_path / "out"), "--no-bench")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "nncf" not in proc.stdout.lower() and "Weight Compression" not in proc.stdout
+    assert proc.stdout.lstrip().startswith("target"), proc.stdout[:500]

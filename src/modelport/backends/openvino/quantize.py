@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from modelport.backends.openvino.nncf_output import quiet
 from modelport.backends.openvino.options import AC_METRICS, INT8_SCOPES, OpenVINOOptions
 from modelport.errors import CalibrationDataError, UsageError
 from modelport.metrics import Budget, fidelity
@@ -57,7 +58,7 @@ def quantize_int8(ov_model, calib, model, options: OpenVINOOptions, *,
         kwargs["ignored_scope"] = ignored
     counter = _Counter()
     dataset = nncf.Dataset(calib, counter)
-    quantized = _quiet(nncf.quantize, ov_model, dataset, **kwargs)
+    quantized = quiet(nncf.quantize, ov_model, dataset, **kwargs)
     log.info("NNCF calibrated INT8 on %d of %d calibration samples (model type %s)",
              len(counter.seen), len(calib), model_type)
     info: dict[str, Any] = {
@@ -210,7 +211,7 @@ def _accuracy_control(ov_model, quantized, calib, model, options: OpenVINOOption
     ac_kwargs = dict(kwargs)
     if "advanced_parameters" in ac_kwargs:
         ac_kwargs["advanced_quantization_parameters"] = ac_kwargs.pop("advanced_parameters")
-    restored = _quiet(nncf.quantize_with_accuracy_control, ov_model, nncf.Dataset(calib),
+    restored = quiet(nncf.quantize_with_accuracy_control, ov_model, nncf.Dataset(calib),
                       validation, validate, max_drop=max_drop, **ac_kwargs)
     kept = sorted(quantized_layers(quantized) - quantized_layers(restored))
     if not quantized_layers(restored):
@@ -294,18 +295,3 @@ class _Counter:
     def __call__(self, sample: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.seen.add(id(sample))
         return sample
-
-
-def _quiet(fn, *args, **kwargs):
-    """NNCF logs every step and draws its progress bars on stdout, where the CLI prints its
-    table: bars go to stderr when modelport shows progress (INFO, bars enabled), else nowhere."""
-    import contextlib
-    import os
-    import sys
-
-    from nncf.common.logging.logger import set_log_level
-
-    set_log_level(logging.WARNING)
-    show = log.getEffectiveLevel() <= logging.INFO and not os.environ.get("TQDM_DISABLE")
-    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(sys.stderr if show else devnull):
-        return fn(*args, **kwargs)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelport.backends.openvino.nncf_output import quiet
 from modelport.specs import Precision
 
 DEFAULT_GROUP = 32
@@ -40,7 +41,7 @@ def compress_weights(ov_model: Any, precision: Precision, calib: Any, options: A
                           awq=bool(options.awq), scale_estimation=bool(options.scale_estimation),
                           subset_size=min(len(calib), 128))
             info["calibration_lines"] = min(len(calib), 128)
-    compressed = nncf.compress_weights(ov_model, mode=mode, **kwargs)
+    compressed = quiet(nncf.compress_weights, ov_model, mode=mode, **kwargs)
     info.update(mode=str(mode.value), **{k: v for k, v in kwargs.items() if k != "dataset"})
     return compressed, info
 
