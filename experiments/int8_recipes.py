@@ -154,7 +154,8 @@ def _openvino(model, calib, tmp, inputs, outputs):
     session, art = _modelport("openvino", "openvino:cpu:int8", model, calib, tmp, inputs, outputs)
     yield "OpenVINO INT8, modelport", session, {
         "batches": (1, 32), "fp32": "OpenVINO FP32", "xml": art.main_path,
-        "recipe": f"{art.info['model_type']}, scope {art.info['int8_scope']}",
+        "recipe": ", ".join(filter(None, (art.info.get("model_type"),
+                                          f"scope {art.info['int8_scope']}"))),
         "cpu_kind": art.info.get("cpu_kind")}
     plain = nncf.quantize(ov.convert_model(str(model.onnx_artifact.path)),
                           nncf.Dataset(calib.samples), model_type=nncf.ModelType.TRANSFORMER,

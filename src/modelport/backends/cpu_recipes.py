@@ -72,10 +72,11 @@ RECIPES: dict[tuple[str, str], CpuRecipe] = {
     ("openvino", "no-vnni"): CpuRecipe(
         "openvino", "no-vnni", {"int8_scope": "weights-only"},
         "int8 weights, float activations (--openvino-int8-scope weights-only): on MiniLM the "
-        "one INT8 form faster than OpenVINO FP32 at b1 in both quiet runs (1.05x, 1.15x; b32 "
-        "0.88x, 1.11x), cosine 0.9997; no weight+activation form beat FP32 reliably (b1 "
-        "0.85x-1.05x, b32 0.83x-1.01x over the same runs: NNCF's full transformer placement, "
-        "no-attention-matmul, fc-only) (AVX2 EPYC, experiments/int8_recipes.py, 2026-12-01)",
+        "one INT8 form faster than OpenVINO FP32 at b1 in three quiet runs (1.05x, 1.15x, "
+        "1.11x; b32 0.88x, 1.11x, 0.98x), cosine 0.9997, 4x smaller; no weight+activation "
+        "form beat FP32 reliably (b1 0.83x-1.05x, b32 0.74x-1.01x over the same runs: NNCF's "
+        "full transformer placement, no-attention-matmul, fc-only) (AVX2 EPYC, "
+        "experiments/int8_recipes.py, 2026-12-01)",
         applies_to="attention"),
 }
 
