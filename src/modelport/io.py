@@ -17,6 +17,12 @@ from typing import Any
 from modelport.errors import BundleExists, OutputError
 
 
+def cache_root() -> Path:
+    """modelport's cache folder: ``$MODELPORT_CACHE``, else ``~/.cache/modelport`` (trained
+    built-in weights, ONNX exports, TensorRT engines of read-only bundles)."""
+    return Path(os.environ.get("MODELPORT_CACHE") or Path.home() / ".cache" / "modelport")
+
+
 def sha256_file(path: Path) -> str:
     import hashlib
 

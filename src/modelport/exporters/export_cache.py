@@ -41,8 +41,9 @@ def cache_dir() -> Path | None:
     """Where exports are cached, or None when the cache is off."""
     if os.environ.get("MODELPORT_EXPORT_CACHE", "1").strip().lower() in ("0", "off", "false", "no"):
         return None
-    root = os.environ.get("MODELPORT_CACHE") or Path.home() / ".cache" / "modelport"
-    return Path(root) / "onnx"
+    from modelport.io import cache_root
+
+    return cache_root() / "onnx"
 
 
 def _max_bytes() -> int:

@@ -25,8 +25,9 @@ VERSION = "v2"  # bump when the architecture or training changes, to invalidate 
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("MODELPORT_CACHE") or Path.home() / ".cache" / "modelport"
-    return Path(root)
+    from modelport.io import cache_root
+
+    return cache_root()
 
 
 def dataset() -> tuple[np.ndarray, np.ndarray]:

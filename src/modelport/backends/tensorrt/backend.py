@@ -307,5 +307,6 @@ def _profile_overrides(value) -> dict[str, tuple[int, int, int]]:
 
 
 def _fallback_cache(onnx_sha: str) -> Path:
-    root = os.environ.get("MODELPORT_CACHE") or Path.home() / ".cache" / "modelport"
-    return Path(root) / "tensorrt" / onnx_sha[:16]
+    from modelport.io import cache_root
+
+    return cache_root() / "tensorrt" / onnx_sha[:16]
