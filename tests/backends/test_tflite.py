@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import run_cli
+from tests.support.exports import export_or_refusal, rows_by_target
 
 pytestmark = pytest.mark.tflite
 
@@ -26,24 +27,10 @@ FP32_ATOL = 1e-4
 MINILM_SEQ = 64
 
 
-def _export(model, targets, out, **kwargs):
-    import modelport
-    from modelport.errors import AccuracyBudgetExceeded
-
-    try:
-        return modelport.export(model, targets, out=out, bench=None, progress=False, **kwargs), None
-    except AccuracyBudgetExceeded as exc:
-        return exc.result, exc
-
-
-def _rows(result) -> dict[str, dict]:
-    return {row["target"]: row for row in result.rows}
-
-
 @pytest.fixture(scope="session")
 def tfl_digits(tmp_path_factory):
     out = tmp_path_factory.mktemp("tflite") / "digits"
-    result, error = _export("builtin:digits-cnn",
+    result, error = export_or_refusal("builtin:digits-cnn",
                             ["tflite:cpu:fp32", "tflite:cpu:fp16", "tflite:cpu:int8"], out)
     assert error is None, str(error)
     return result
@@ -61,7 +48,7 @@ def tfl_digits_int8io(tmp_path_factory):
 
 # -- FP32 parity -------------------------------------------------------------------------------
 def test_digits_fp32_matches_torch(tfl_digits):
-    row = _rows(tfl_digits)["tflite:cpu:fp32"]
+    row = rows_by_target(tfl_digits)["tflite:cpu:fp32"]
     assert row["status"] == "ok"
     assert row["fidelity"]["max_abs_err"] < FP32_ATOL, row["fidelity"]
     assert row["fidelity"]["top1_agreement"] == 1.0
@@ -79,7 +66,7 @@ def test_digits_keeps_nchw_layout_and_names(tfl_digits):
 # -- FP16 / INT8 within budget on the real evaluation splits -----------------------------------
 @pytest.mark.parametrize("target", ["tflite:cpu:fp16", "tflite:cpu:int8"])
 def test_digits_reduced_precision_within_budget(tfl_digits, target):
-    row = _rows(tfl_digits)[target]
+    row = rows_by_target(tfl_digits)[target]
     assert row["status"] == "ok"
     assert row["fidelity"]["samples"] >= 300  # the held-out evaluation split, not a toy
     assert row["fidelity"]["accuracy_drop"] <= 0.01, row["fidelity"]

@@ -15,6 +15,8 @@ import json
 
 import pytest
 
+from tests.support.exports import export_or_refusal, rows_by_target
+
 pytestmark = [pytest.mark.tflite, pytest.mark.slow]
 
 #: FP32 .tflite vs the torch reference (max abs error on every evaluation sample)
@@ -23,24 +25,10 @@ FP32_ATOL = 1e-4
 MINILM_SEQ = 64
 
 
-def _export(model, targets, out, **kwargs):
-    import modelport
-    from modelport.errors import AccuracyBudgetExceeded
-
-    try:
-        return modelport.export(model, targets, out=out, bench=None, progress=False, **kwargs), None
-    except AccuracyBudgetExceeded as exc:
-        return exc.result, exc
-
-
-def _rows(result) -> dict[str, dict]:
-    return {row["target"]: row for row in result.rows}
-
-
 @pytest.fixture(scope="session")
 def tfl_minilm(tmp_path_factory):
     out = tmp_path_factory.mktemp("tflite") / "minilm"
-    return _export("builtin:minilm", ["tflite:cpu:fp32", "tflite:cpu:int8"], out,
+    return export_or_refusal("builtin:minilm", ["tflite:cpu:fp32", "tflite:cpu:int8"], out,
                    options={"tflite": {"shapes": {"input_ids": (1, MINILM_SEQ)}}})
 
 
@@ -48,7 +36,7 @@ def tfl_minilm(tmp_path_factory):
 # -- the default targets: FP32 parity, INT8 budget ----------------------------------------
 def test_minilm_fp32_matches_torch(tfl_minilm, minilm_data):
     result, _ = tfl_minilm
-    row = _rows(result)["tflite:cpu:fp32"]
+    row = rows_by_target(result)["tflite:cpu:fp32"]
     assert row["status"] == "ok"
     assert row["fidelity"]["max_abs_err"] < FP32_ATOL, row["fidelity"]
     manifest = json.loads((result.bundles["tflite:cpu:fp32"] / "manifest.json").read_text())
@@ -67,7 +55,7 @@ def test_minilm_fp32_matches_torch(tfl_minilm, minilm_data):
 def test_minilm_int8_budget_is_enforced(tfl_minilm):
     """Full-integer MiniLM either keeps cosine >= 0.99 or is refused with the measured figures."""
     result, error = tfl_minilm
-    row = _rows(result)["tflite:cpu:int8"]
+    row = rows_by_target(result)["tflite:cpu:int8"]
     cosine = row["fidelity"]["cosine_mean"]
     if cosine >= 0.99:
         assert error is None and "tflite:cpu:int8" in result.bundles
