@@ -5,7 +5,6 @@ that lacks an assumed feature. Recorded values only: nothing here depends on thi
 from __future__ import annotations
 
 import json
-import logging
 import warnings
 
 import pytest
@@ -122,19 +121,3 @@ def test_cli_flag_rejects_an_unknown_feature(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "unknown CPU feature 'vnni'" in proc.stderr and not (tmp_path / "b").exists()
 
-
-def test_a_recipe_measured_not_faster_says_so_up_front(monkeypatch, caplog):
-    """A row whose measurement found no INT8 form faster than FP32 on that CPU kind: the
-    manifest facts and the log say so before the build (the speed verdict judges it after)."""
-    from modelport.backends.openvino.options import OpenVINOOptions
-
-    slow = CpuRecipe("openvino", "no-vnni", {"int8_scope": "fc-only"}, "measured slower",
-                     faster_than_fp32=False)
-    monkeypatch.setitem(cpu_recipes.RECIPES, ("openvino", "no-vnni"), slow)
-    with caplog.at_level(logging.WARNING, logger="modelport"):
-        opts, info = apply_recipe("openvino", OpenVINOOptions(), AVX2)
-    assert opts.int8_scope == "fc-only" and info["cpu_recipe"]["faster_than_fp32"] is False
-    assert "no INT8 form measured faster than openvino FP32" in caplog.text
-    caplog.clear()
-    _, info = apply_recipe("openvino", OpenVINOOptions(), VNNI)
-    assert info["cpu_recipe"]["faster_than_fp32"] is True and not caplog.text

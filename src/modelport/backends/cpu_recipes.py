@@ -16,15 +16,12 @@ A recipe sets backend options the user left at their defaults; an option the use
 from __future__ import annotations
 
 import difflib
-import logging
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modelport.errors import UsageError
-
-log = logging.getLogger("modelport")
 
 #: the CPU features a recipe may depend on (the fingerprint's tracked flags)
 KNOWN_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16",
@@ -51,9 +48,6 @@ class CpuRecipe:
     #: "attention": the settings were measured on transformers and apply to attention graphs
     #: only (a CNN keeps the backend's default form); "any": every graph
     applies_to: str = "any"
-    #: did the measurement find this form faster than the backend's FP32 on this CPU kind?
-    #: False: the export says so up front (the speed verdict still judges each build)
-    faster_than_fp32: bool = True
 
 
 RECIPES: dict[tuple[str, str], CpuRecipe] = {
@@ -133,11 +127,7 @@ def apply_recipe(backend: str, options: Any, assumed: Sequence[str] | None, *,
     defaults = {f: v for f, v in recipe.settings.items()
                 if getattr(options, f) == type(options).__dataclass_fields__[f].default}
     info["cpu_recipe"] = {"settings": dict(recipe.settings), "applied": dict(defaults),
-                          "why": recipe.why, "faster_than_fp32": recipe.faster_than_fp32}
-    if not recipe.faster_than_fp32:
-        log.warning("%s INT8 on a %s CPU: no INT8 form measured faster than %s FP32 on this "
-                    "kind of CPU (backends/cpu_recipes.py); building the least slow one, the "
-                    "speed verdict will say how it does here", backend, info["cpu_kind"], backend)
+                          "why": recipe.why}
     return (replace(options, **defaults) if defaults else options), info
 
 
