@@ -190,7 +190,22 @@ def test_accuracy_control_not_needed_when_int8_is_within_budget(digits, digits_d
 
 def test_accuracy_control_falls_back_layers_to_meet_a_tight_budget(
         digits, digits_data, digits_ref, digits_int8, tmp_path):
-    max_drop = 0.003  # mean cosine >= 0.997 vs FP32: plain INT8 of this CNN misses it
+    import openvino as ov
+
+    from modelport.backends.openvino.quantize import _outputs
+
+    # the plain INT8's own drop on this CPU, on the data accuracy control validates on (the
+    # calibration set, vs the FP32 IR): its size depends on the CPU's kernels, so the tight
+    # budget is derived from it rather than written down
+    calib = digits_data[0]
+    core = ov.Core()
+    fp32 = _outputs(core.read_model(str(digits.onnx_artifact.path)), calib.samples)
+    int8 = _outputs(core.read_model(str(digits_int8[2].main_path)), calib.samples)
+    drop = 1.0 - fidelity(int8, fp32, task=digits.task)["cosine_mean"]
+    # rounding weights to 8 bits moves the logits on any CPU: no drop at all means nothing was
+    # quantized, a failure rather than a reason to skip
+    assert drop > 0, drop
+    max_drop = drop / 2  # half the plain INT8's own drop: a budget it misses on every CPU
     built = _build(digits, "int8", digits_data[0], tmp_path, accuracy_control=True,
                    accuracy_metric="cosine", max_drop=max_drop)
     report = built[2].info["accuracy_control"]

@@ -118,25 +118,28 @@ def test_int8_io_bundle_records_scales(tfl_digits_int8io):
 
 
 def test_run_applies_int8_io_quantization(tfl_digits_int8io, tfl_digits, tmp_path):
-    """`modelport run` on the int8-I/O bundle gives float logits close to the FP32 bundle's."""
+    """`modelport run` on the int8-I/O bundle gives the float logits of the same INT8 model with
+    float I/O: what int8 I/O changes is who (de)quantizes, not the arithmetic inside."""
     with np.load(tfl_digits_int8io / "samples.npz") as npz:
         image = npz["in.image"][:1]
     np.savez(tmp_path / "x.npz", image=image)
     outs = {}
-    for name, bundle in (("int8", tfl_digits_int8io),
-                         ("fp32", tfl_digits.bundles["tflite:cpu:fp32"])):
+    for name, bundle in (("int8-io", tfl_digits_int8io),
+                         ("int8", tfl_digits.bundles["tflite:cpu:int8"])):
         proc = run_cli("-q", "run", str(bundle), "--input", str(tmp_path / "x.npz"),
                        "--json", str(tmp_path / f"{name}.json"))
         assert proc.returncode == 0, proc.stderr
         outs[name] = np.asarray(json.loads((tmp_path / f"{name}.json").read_text())["logits"])
-    assert outs["int8"].dtype == np.float64 and outs["int8"].shape == (1, 10)
-    assert outs["int8"].argmax() == outs["fp32"].argmax()
+    assert outs["int8-io"].dtype == np.float64 and outs["int8-io"].shape == (1, 10)
     scale = json.loads((tfl_digits_int8io / "manifest.json").read_text())[
         "build"]["io_quantization"]["outputs"]["logits"]["scale"]
-    # dequantized logits sit on the output grid and within a few steps of FP32
-    steps = outs["int8"] / scale
+    # dequantized logits sit on the output grid ...
+    steps = outs["int8-io"] / scale
     assert np.allclose(steps, np.round(steps), atol=1e-3)
-    assert np.abs(outs["int8"] - outs["fp32"]).max() < 8 * scale
+    # ... and the float-I/O INT8 model dequantizes the same grid inside the file: the two differ
+    # by at most one output step (the input's rounding mode may differ by one step at a tie),
+    # whatever kernels this CPU runs
+    assert np.abs(outs["int8-io"] - outs["int8"]).max() <= scale * (1 + 1e-3), (outs, scale)
 
 
 def test_verify_int8_io_bundle(tfl_digits_int8io):
