@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # torch first and pinned: the local CPU wheel; a bare `pip install torch` would pull a multi-GB CUDA build.
 INSTALL = $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test docs bench lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -18,11 +18,15 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 demo: $(VENV)/.installed
 	$(BIN)/modelport demo
 
-# two pytest-xdist workers, one test file each at a time (a file's fixtures are built once);
+# the docs site first (--strict: a broken link or anchor fails), into the git-ignored build/;
+# then two pytest-xdist workers, one test file each at a time (a file's fixtures are built once);
 # PYTEST_ARGS adds options, e.g. `make test PYTEST_ARGS="-n 0 -k tflite"`
 PYTEST_ARGS ?=
-test: $(VENV)/.installed
+test: $(VENV)/.installed docs
 	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+
+docs: $(VENV)/.installed
+	$(BIN)/mkdocs build --strict --quiet --site-dir build/site
 
 bench: $(VENV)/.installed
 	$(BIN)/python experiments/run_bench.py

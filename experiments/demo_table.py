@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from results_md import update_readme_block
+from results_md import README, update_doc_block
 from stamp import ROOT, stamp
 
 
@@ -37,7 +37,7 @@ def main() -> None:
     print(block)
     if args.no_write:
         return
-    print(f"wrote {update_readme_block('demo-table', block)}")
+    print(f"wrote {update_doc_block(README, 'demo-table', block)}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ are the search for an INT8 form faster than OpenVINO FP32 on a CPU without VNNI.
 
 Also: the per-call overhead of ``Session.infer`` (its feed check) on a tiny model.
 
-    .venv/bin/python experiments/int8_recipes.py --update-results       # writes RESULTS.md
+    .venv/bin/python experiments/int8_recipes.py --update-results       # writes RESULTS.md + docs/backends.md
     .venv/bin/python experiments/int8_recipes.py --duration 1 --rounds 1 --only openvino
 """
 
@@ -47,7 +47,8 @@ def main() -> None:
     p.add_argument("--agreement-duration", type=float, default=0.0,
                    help="seconds per benchmark_app / harness run on the OpenVINO IRs (0: skip)")
     p.add_argument("--update-results", action="store_true",
-                   help="write the table into experiments/RESULTS.md (section int8-recipes)")
+                   help="write the table into experiments/RESULTS.md (section int8-recipes) "
+                        "and its short form into docs/backends.md")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     log.setLevel(logging.INFO)
@@ -59,11 +60,12 @@ def main() -> None:
     text = report(result) + "\n\n" + f"({stamp()})"
     print(text)
     if args.update_results:
-        from results_md import update_readme_block, update_section
+        from results_md import DOCS, update_doc_block, update_section
 
         update_section("int8-recipes", "## CPU INT8 recipes vs the field's plain recipes — "
                                        "`experiments/int8_recipes.py`\n\n" + text)
-        update_readme_block("int8-recipes", readme_table(result) + f"\n\n({stamp()})")
+        update_doc_block(DOCS / "backends.md", "int8-recipes",
+                         readme_table(result) + f"\n\n({stamp()})")
 
 
 # -- building ------------------------------------------------------------------------------------
@@ -303,7 +305,7 @@ def report(result: dict[str, Any]) -> str:
 
 
 def readme_table(result: dict[str, Any]) -> str:
-    """The README's short form: each INT8 artifact against its own backend's FP32, and which of
+    """docs/backends.md's short form: each INT8 artifact against its own backend's FP32, and which of
     them beat it at both batches (the question the CPU recipe table answers)."""
     meta, timings = result["meta"], result["timings"]
     lines = ["| artifact | recipe | mean cos | b1 vs own FP32 | b32 vs own FP32 |",

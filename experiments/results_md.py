@@ -1,5 +1,5 @@
-"""Write one section of experiments/RESULTS.md (or one block of README.md) between markers,
-leaving the rest alone.
+"""Write one section of experiments/RESULTS.md (or one block of README.md or a docs/ page)
+between markers, leaving the rest alone.
 
 Every benchmark script owns its sections, so re-running one never erases another's numbers.
 """
@@ -10,7 +10,10 @@ import re
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+#: the docs page that holds each script-written block (the prose around it says what it is)
+DOCS = ROOT / "docs"
 HEADER = (
     "# modelport benchmark results\n\n"
     "Every table is one run of the named script: each ratio is measured side by side in that run\n"
@@ -32,15 +35,15 @@ def update_section(name: str, body: str) -> Path:
     return RESULTS
 
 
-def update_readme_block(name: str, body: str) -> Path:
-    """Replace README.md's ``<!-- name:begin -->`` ... ``<!-- name:end -->`` block; the markers
-    must already be there (the README's prose says where a table goes)."""
+def update_doc_block(page: Path, name: str, body: str) -> Path:
+    """Replace ``page``'s ``<!-- name:begin -->`` ... ``<!-- name:end -->`` block (README.md or
+    a docs/ page); the markers must already be there (the page's prose says where a table goes)."""
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    text = README.read_text(encoding="utf-8")
+    text = page.read_text(encoding="utf-8")
     if begin not in text or end not in text:
-        raise SystemExit(f"README.md has no {begin} ... {end} markers")
+        raise SystemExit(f"{page.relative_to(ROOT)} has no {begin} ... {end} markers")
     block = f"{begin}\n{body.strip()}\n{end}"
     text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text,
                   flags=re.DOTALL)
-    README.write_text(text, encoding="utf-8")
-    return README
+    page.write_text(text, encoding="utf-8")
+    return page

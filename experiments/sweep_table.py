@@ -1,12 +1,12 @@
-"""The README's "Many devices (Ray)" table: a real sweep on a two-node Ray cluster on loopback.
+"""The sweep table of docs/sweeps.md: a real sweep on a two-node Ray cluster on loopback.
 
 Both nodes are raylets of this one machine inside a private network namespace (``unshare
 --net``; needs root), told apart only by their ``device:NAME`` resources: the table shows the
 sweep's mechanics (one build, a bench per device on its own node), not two kinds of hardware.
-Writes the table into README.md between the sweep-table markers, stamped with the command, the
+Writes the table into docs/sweeps.md between the sweep-table markers, stamped with the command, the
 commit and the machine.
 
-    .venv/bin/python experiments/sweep_table.py            # run, rewrite the README block
+    .venv/bin/python experiments/sweep_table.py            # run, rewrite the docs/sweeps.md block
     .venv/bin/python experiments/sweep_table.py --no-write # print only
 """
 
@@ -31,7 +31,7 @@ TARGETS = "onnxruntime:cpu:fp32,onnxruntime:cpu:int8,openvino:cpu:fp32"
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--no-write", action="store_true", help="print only; leave README.md alone")
+    p.add_argument("--no-write", action="store_true", help="print only; leave docs/sweeps.md alone")
     p.add_argument("--model", default="builtin:digits-cnn")
     p.add_argument("--note", default="", help="a remark for the stamp line (e.g. 'shared machine')")
     args = p.parse_args()
@@ -62,13 +62,13 @@ def main() -> None:
          f"node {str(nodes.get('beta'))[:8]}. Written by {stamp()}.{note})"), END])
     print(block)
     if not args.no_write:
-        readme = ROOT / "README.md"
-        text = readme.read_text(encoding="utf-8")
+        page = ROOT / "docs" / "sweeps.md"
+        text = page.read_text(encoding="utf-8")
         if BEGIN not in text or END not in text:
-            sys.exit(f"README.md has no {BEGIN} ... {END} block to replace")
+            sys.exit(f"docs/sweeps.md has no {BEGIN} ... {END} block to replace")
         text = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _: block, text,
                       flags=re.DOTALL)
-        readme.write_text(text, encoding="utf-8")
+        page.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

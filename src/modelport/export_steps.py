@@ -480,7 +480,8 @@ def add_speedups(rows: list[dict[str, Any]]) -> None:
 def fidelity_of(ctx: ExportContext, outputs: dict[str, np.ndarray]) -> dict[str, Any]:
     if ctx.lm is not None:
         return ctx.lm.reference_metrics()
-    return fidelity(outputs, ctx.eval_reference, task=ctx.model.task, labels=ctx.evalset.labels)
+    return fidelity(outputs, ctx.eval_reference, task=ctx.model.task, labels=ctx.evalset.labels,
+                    feeds=ctx.evalset, preprocessing=ctx.model.preprocessing)
 
 
 def write_export_report(out: Path, ctx: ExportContext, rows: list[dict[str, Any]]) -> Path:

@@ -37,8 +37,13 @@ def fidelity(
     *,
     task: str,
     labels: np.ndarray | None = None,
+    feeds: Any = None,
+    preprocessing: Mapping[str, Any] | None = None,
 ) -> dict[str, float]:
-    """Cosine (mean/min over samples), max abs error; top-1 agreement and accuracy for classifiers."""
+    """Cosine (mean/min over samples), max abs error; top-1 agreement and accuracy for
+    classifiers; a task's own metric (``modelport.tasks``: exact match of QA spans, ...) when
+    ``task`` names one (``feeds``: the evaluation inputs in the outputs' sample order, a dict of
+    arrays or a CalibrationSet)."""
     cos_mean, cos_min, max_abs = [], [], []
     for name, ref in reference.items():
         got = np.asarray(outputs[name], dtype=np.float64).reshape(len(ref), -1)
@@ -62,6 +67,13 @@ def fidelity(
             metrics["accuracy"] = float((got_top1 == labels).mean())
             metrics["reference_accuracy"] = float((ref_top1 == labels).mean())
             metrics["accuracy_drop"] = metrics["reference_accuracy"] - metrics["accuracy"]
+    from modelport.tasks import metric_for
+
+    hook = metric_for(task)
+    if hook is not None:
+        if feeds is not None and hasattr(feeds, "stacked"):
+            feeds = feeds.stacked()
+        metrics.update(hook(outputs, reference, feeds, preprocessing or {}))
     return metrics
 
 

@@ -2,8 +2,8 @@
 
 This table is the single source of truth: every row has a test named ``test_<id>`` in one of
 the ``tests/errors/test_errors_*.py`` files (checked by ``test_every_row_has_a_test``), and the
-README's "Errors you may see" table is generated from it (``python tests/support/error_catalog.py``
-prints it; ``test_readme_table_matches_the_catalog`` checks the README holds exactly that).
+errors table of docs/reliability.md is generated from it (``python tests/support/error_catalog.py``
+prints it; ``test_docs_table_matches_the_catalog`` checks the page holds exactly that).
 """
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ README_END = "<!-- errors-catalog:end -->"
 
 
 def markdown() -> str:
-    """The README table: one line per row, grouped by area."""
+    """The docs/reliability.md table: one line per row, grouped by area."""
     lines = [README_BEGIN, "", "| area | situation | modelport says | what to do |",
              "|---|---|---|---|"]
     for row in ROWS:

@@ -250,6 +250,23 @@ class Session:
         return RuntimeFailure(f"{described}; this is a failure of the runtime, not of the "
                               "input: report it with the bundle's manifest.json")
 
+    def predict(self, **inputs: Any) -> Any:
+        """The answer `modelport run` prints, for a session opened from a bundle
+        (``modelport.load(B).predict(text=[...])``, ``image=``, ``audio=``, ``question=`` +
+        ``context=``, ``prompt=``, ``feeds=``; options ``labels``, ``threshold``, ``top_k``...).
+        Returns the task's answer: ``str()`` prints it, ``to_dict()`` is its JSON."""
+        bundle = getattr(self, "bundle", None)
+        if bundle is None:
+            raise UsageError("predict() needs a session opened from a bundle (modelport.load); "
+                             "use infer(feeds) on this one")
+        from modelport.tasks import task_of
+        from modelport.tasks.base import RunInputs
+
+        task = task_of(bundle)
+        given = RunInputs.of(**inputs)
+        task.check(bundle, given)
+        return task.predict(bundle, self, given)
+
     def synchronize(self) -> None:
         """Wait for queued device work; a no-op for synchronous CPU runtimes."""
 

@@ -20,24 +20,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing archive")
     p.set_defaults(func=cmd_pack)
 
-    p = sub.add_parser("run", help="run a bundle on text, an image or an .npz feed and print the "
-                                   "outputs (labels with scores for classifiers)")
+    p = sub.add_parser("run", help="run a bundle on its task's natural input and print the "
+                                   "answer (labels, words, spans, tokens...; raw outputs for "
+                                   "--input feeds)")
     p.add_argument("bundle", metavar="BUNDLE")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--text", action="append", help="a sentence (repeatable) for text models")
-    src.add_argument("--image", action="append", type=Path,
-                     help="a .png/.jpg/.npy image (repeatable) for image models: resized and "
-                          "normalized as the bundle's manifest says")
-    src.add_argument("--input", type=Path, help=".npz file: input name -> array")
-    src.add_argument("--prompt", help="text-generation bundles: the prompt to continue")
-    p.add_argument("--max-new-tokens", type=int, default=32, metavar="N",
-                   help="text generation: at most N new tokens (stops at the model's eos)")
-    p.add_argument("--temperature", type=float, default=None,
-                   help="text generation: sample at this temperature (default greedy)")
-    p.add_argument("--seed", type=int, default=0, help="text generation: sampling seed")
-    p.add_argument("--top-k", type=int, default=3, help="labels shown per input (classifiers)")
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--json", type=Path, default=None, help="also write outputs as JSON here")
+    add_run_inputs(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("build", help="build a bundle's device artifact here, ahead of first load "
@@ -67,53 +54,84 @@ def cmd_pack(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    import numpy as np
+def add_run_inputs(p: argparse.ArgumentParser) -> None:
+    """`run`'s inputs: each task takes its own (the bundle's task says which; a wrong one is a
+    one-line error naming what the bundle takes)."""
+    src = p.add_argument_group("inputs (one kind per call; the bundle's task decides which)")
+    src.add_argument("--text", action="append",
+                     help="a sentence (repeatable): classifiers, token classification, feature "
+                          "extraction, fill-mask (with the model's own mask token), causal LMs")
+    src.add_argument("--image", action="append", type=Path,
+                     help="a .png/.jpg/.npy image (repeatable) for image models: resized and "
+                          "normalized as the bundle's manifest says")
+    src.add_argument("--audio", action="append", type=Path,
+                     help="a .wav/.flac/.ogg file (repeatable) for audio models: mono, resampled "
+                          "to the model's rate")
+    src.add_argument("--question", action="append",
+                     help="question-answering: a question (repeatable) about --context")
+    src.add_argument("--context", help="question-answering: the passage the answer is taken "
+                                       "from (long passages are read in overlapping windows)")
+    src.add_argument("--prompt", help="text-generation bundles: the prompt to continue")
+    src.add_argument("--input", type=Path, help="any bundle: an .npz file (input name -> "
+                                                "array); prints the raw outputs")
+    opt = p.add_argument_group("task options")
+    opt.add_argument("--labels", help="zero-shot image classification: the candidate labels, "
+                                      "comma-separated (\"a cat,a dog\")")
+    opt.add_argument("--threshold", type=float, default=None,
+                     help="object detection: keep detections scoring at least this (default "
+                          "the task's own)")
+    opt.add_argument("--save-mask", type=Path, default=None, metavar="PNG",
+                     help="image segmentation: also write the class-index mask as a PNG here")
+    opt.add_argument("--top-k", type=int, default=3,
+                     help="labels shown per input (classifiers), tokens per mask (fill-mask)")
+    opt.add_argument("--max-new-tokens", type=int, default=32, metavar="N",
+                     help="text generation: at most N new tokens (stops at the model's eos)")
+    opt.add_argument("--temperature", type=float, default=None,
+                     help="text generation: sample at this temperature (default greedy)")
+    opt.add_argument("--seed", type=int, default=0, help="text generation: sampling seed")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--json", type=Path, default=None, help="also write the answer as JSON here")
 
+
+def run_inputs(args: argparse.Namespace):
+    """`run`'s flags as the tasks' RunInputs (the --input file read, --labels split)."""
+    from modelport.tasks.base import RunInputs
+
+    labels = None
+    if args.labels is not None:
+        labels = [part.strip() for part in args.labels.split(",") if part.strip()]
+        if not labels:
+            raise UsageError("--labels is empty: give the candidate labels, comma-separated "
+                             "(--labels \"a cat,a dog\")")
+    return RunInputs(text=args.text, image=args.image, audio=args.audio,
+                     question=args.question, context=args.context, prompt=args.prompt,
+                     feeds=args.input, labels=labels, threshold=args.threshold,
+                     save_mask=args.save_mask, top_k=args.top_k,
+                     max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                     seed=args.seed)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
     from modelport.bundle import open_bundle
+    from modelport.tasks import task_of
 
     bundle = open_bundle(args.bundle)
-    pre = bundle.manifest.get("preprocessing") or {}
-    if args.prompt is not None:
-        from modelport.cli.generate import print_generation
-
-        return print_generation(bundle, args)
-    if args.image:
-        if not pre.get("image"):
-            raise UsageError(f"{bundle.path} is not an image model: use --text or --input")
-        from modelport.shapes import fit_arrays
-        from modelport.tasks.image import load_pixels
-
-        pixels = np.concatenate([load_pixels(p, pre["image"]) for p in args.image])
-        feeds = fit_arrays({bundle.inputs[0].name: pixels}, bundle.inputs)
-    elif args.text:
-        tokenizer = bundle.tokenizer()
-        if tokenizer is None:
-            raise UsageError(f"{bundle.path} has no tokenizer: use --input file.npz instead")
-        from modelport.shapes import fit_arrays
-
-        feeds = fit_arrays(tokenizer.encode(args.text, {s.name: s for s in bundle.inputs}),
-                            bundle.inputs)
-    else:
+    task = task_of(bundle)
+    given = run_inputs(args)
+    task.check(bundle, given)
+    if given.feeds is not None:
         from modelport.calibration_data.loaders import read_arrays
 
         if not args.input.is_file():
             raise UsageError(f"input file '{args.input}' not found")
-        feeds = read_arrays(args.input, {s.name: s for s in bundle.inputs})
+        given.feeds = read_arrays(args.input, {s.name: s for s in bundle.inputs})
     with bundle.session(threads=args.threads) as session:
-        outputs = session.infer(feeds)
-    if pre.get("id2label") and (args.text or args.image):
-        from modelport.cli.predictions import print_predictions
-
-        return print_predictions(bundle, outputs, args)
-    np.set_printoptions(precision=5, suppress=True, threshold=64, edgeitems=4, linewidth=100)
-    for name, value in outputs.items():
-        print(f"{name}: {value.dtype}{list(value.shape)}")
-        print(np.array2string(value))
+        answer = task.predict(bundle, session, given)
+    print(answer)
     if args.json:
         from modelport.io import write_json_atomic
 
-        write_json_atomic(args.json, {k: v.tolist() for k, v in outputs.items()})
+        write_json_atomic(args.json, answer.to_dict())
     return 0
 
 

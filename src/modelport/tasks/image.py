@@ -36,16 +36,7 @@ def load_pixels(path: str | Path, params: Mapping[str, Any]) -> np.ndarray:
         raise UsageError(f"image file '{path}' not found")
     if path.suffix.lower() == ".npy":
         array = np.load(path, allow_pickle=False)
-        if array.ndim in (3, 4) and array.shape[-3] == 3 and array.shape[-1] != 3:
-            return np.ascontiguousarray(array.reshape(-1, *array.shape[-3:]), dtype=np.float32)
-        if array.ndim == 3 and array.shape[-1] in (3, 4):
-            if array.dtype != np.uint8:
-                array = np.clip(array, 0, 255).astype(np.uint8)
-            return preprocess(_pil().fromarray(array[..., :3]), params)
-        raise UsageError(
-            f"'{path}' holds an array of shape {list(array.shape)}: give an H x W x 3 image or "
-            "pixel_values shaped [3, H, W] / [N, 3, H, W]"
-        )
+        return pixels_of_array(array, params, where=f"'{path}' holds an array")
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         raise UsageError(f"'{path}': give a .png, .jpg or .npy image")
     image_mod = _pil()
@@ -54,6 +45,23 @@ def load_pixels(path: str | Path, params: Mapping[str, Any]) -> np.ndarray:
             return preprocess(image, params)
     except OSError as exc:
         raise UsageError(f"cannot read '{path}' as an image: {exc}") from None
+
+
+def pixels_of_array(array: np.ndarray, params: Mapping[str, Any], *,
+                    where: str = "the image is an array") -> np.ndarray:
+    """An H x W x 3 (or 4) image array, or pixel_values already prepared ([3, H, W] /
+    [N, 3, H, W]) -> pixel_values float32 [N, 3, H, W]."""
+    array = np.asarray(array)
+    if array.ndim in (3, 4) and array.shape[-3] == 3 and array.shape[-1] != 3:
+        return np.ascontiguousarray(array.reshape(-1, *array.shape[-3:]), dtype=np.float32)
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        if array.dtype != np.uint8:
+            array = np.clip(array, 0, 255).astype(np.uint8)
+        return preprocess(_pil().fromarray(array[..., :3]), params)
+    raise UsageError(
+        f"{where} of shape {list(array.shape)}: give an H x W x 3 image or "
+        "pixel_values shaped [3, H, W] / [N, 3, H, W]"
+    )
 
 
 def preprocess(image: Any, params: Mapping[str, Any]) -> np.ndarray:
