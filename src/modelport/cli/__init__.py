@@ -20,6 +20,7 @@ from typing import Any
 from modelport._version import __version__
 from modelport.cli.common import setup_logging
 from modelport.errors import ModelportError
+from modelport.terminal import strip_ansi
 
 log = logging.getLogger("modelport")
 
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ModelportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _print_error(exc)
         return exc.exit_code
     except OSError as exc:
         from modelport.io import output_error
@@ -73,13 +74,19 @@ def main(argv: list[str] | None = None) -> int:
         error = output_error(exc, Path(exc.filename or "a temporary file"))
         if not isinstance(error, ModelportError):
             raise
-        print(f"error: {error}", file=sys.stderr)
+        _print_error(error)
         return error.exit_code
     except KeyboardInterrupt as exc:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         how = "terminated" if isinstance(exc, Terminated) else "interrupted"
-        print(f"error: {how}; nothing half-written was left behind", file=sys.stderr)
+        _print_error(f"{how}; nothing half-written was left behind")
         return 143 if isinstance(exc, Terminated) else 130
+
+
+def _print_error(error: object) -> None:
+    """Every error the CLI reports goes through here: one line, terminal escapes removed (a
+    library's coloured message must not reach the user's terminal or log as raw codes)."""
+    print(f"error: {strip_ansi(str(error))}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -61,7 +61,9 @@ def setup_logging(quiet: bool) -> None:
 
 class _Formatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        msg = record.getMessage()
+        from modelport.terminal import strip_ansi
+
+        msg = strip_ansi(record.getMessage())  # as for errors: no escape codes reach the user
         return f"warning: {msg}" if record.levelno >= logging.WARNING else msg
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from modelport.errors import ExportError, ValidationError
 from modelport.exporters.onnx_export import EXTERNAL_DATA_THRESHOLD, OnnxArtifact, _opset_of
 from modelport.models import PreparedModel
+from modelport.terminal import exception_line
 
 log = logging.getLogger("modelport")
 
@@ -56,9 +57,8 @@ def export_kv_onnx(model: PreparedModel, path: Path, *, opset: int | None = None
                               output_names=model.output_names, opset_version=opset,
                               external_data=external, verbose=False)
     except Exception as exc:  # noqa: BLE001 - the exporter raises many types; one line says it
-        lines = str(exc).strip().splitlines()
-        raise ExportError(f"KV-cache ONNX export of {model.name} failed: {type(exc).__name__}: "
-                          f"{lines[0][:300] if lines else ''}") from None
+        raise ExportError(f"KV-cache ONNX export of {model.name} failed: "
+                          f"{exception_line(exc)}") from None
     inputs, outputs = read_io_specs(path)
     return OnnxArtifact(path, inputs, outputs, "dynamo", _opset_of(path), external,
                         seconds=time.perf_counter() - start)

@@ -6,7 +6,6 @@ import contextlib
 import io
 import logging
 import os
-import re
 import sys
 import time
 import warnings
@@ -17,6 +16,7 @@ from typing import Any
 from modelport.errors import ExportError, ModelLoadError, UnsupportedOp
 from modelport.models import PreparedModel, tile_inputs
 from modelport.specs import TensorSpec
+from modelport.terminal import exception_line
 
 log = logging.getLogger("modelport")
 
@@ -80,7 +80,7 @@ def export_onnx(
     try:
         _export_dynamo(model, kwargs, path, opset=opset, external=external)
     except Exception as dynamo_exc:  # noqa: BLE001 - the fallback reports the first failure too
-        first = _one_line(dynamo_exc)
+        first = exception_line(dynamo_exc)
         log.warning("dynamo exporter failed (%s); falling back to the TorchScript exporter", first)
         exporter = "torchscript"
         try:
@@ -91,7 +91,7 @@ def export_onnx(
             _raise_unsupported_op(model, example, dynamo_exc, ts_exc)
             raise ExportError(
                 f"ONNX export of {model.name} failed with both exporters: dynamo: {first}; "
-                f"torchscript: {_one_line(ts_exc)}"
+                f"torchscript: {exception_line(ts_exc)}"
             ) from None
     if simplify:
         _simplify(path, external)
@@ -199,7 +199,7 @@ def _copy_onnx(src: Path, dst: Path) -> None:
         onnx.checker.check_model(proto)
     except Exception as exc:  # noqa: BLE001 - protobuf/checker raise many types for bad files
         raise ModelLoadError(  # the user's file, not our export: exit 2
-            f"'{src}' is not a valid ONNX model ({_one_line(exc)}); re-export it"
+            f"'{src}' is not a valid ONNX model ({exception_line(exc)}); re-export it"
         ) from None
     _save(dst, proto, external=proto.ByteSize() > EXTERNAL_DATA_THRESHOLD)
 
@@ -213,17 +213,6 @@ def _opset_of(path: Path) -> int:
 
 def _parameter_bytes(module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
-
-
-def _one_line(exc: BaseException) -> str:
-    text = _ANSI.sub("", str(exc)).strip()
-    if "## Exception summary" in text:  # the dynamo exporter's long report: its summary line
-        text = text.split("## Exception summary", 1)[1].strip()
-    lines = text.splitlines()
-    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @contextlib.contextmanager
