@@ -78,12 +78,18 @@ class BuildOptions:
     #: CPU features the INT8 recipe is chosen for (backends/cpu_recipes.py); None: this
     #: machine's. For a bundle built here to run on another kind of CPU.
     cpu_features: tuple[str, ...] | None = None
+    #: the CNN INT8 recipe run on the graph before every backend's INT8 quantizer
+    #: (graph_prep/): "auto" (None), "off", or a comma list / tuple of its steps
+    cnn_recipe: Any = None
 
     def __post_init__(self) -> None:
         if self.cpu_features is not None:  # checked now, not inside a build minutes later
             from modelport.backends.cpu_recipes import parse_features
 
             self.cpu_features = parse_features(self.cpu_features)
+        from modelport.graph_prep.options import parse_recipe
+
+        self.cnn_recipe = parse_recipe(self.cnn_recipe)
 
     def of(self, backend: type[Backend] | Backend) -> Any:
         """This backend's options: the given dataclass, a dict checked against it, or defaults."""

@@ -62,6 +62,7 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
     add_budget_args(p)
     add_speedup_arg(p)
     add_cpu_features_arg(p)
+    add_cnn_recipe_arg(p)
     p.add_argument("--threads", type=int, default=None, help="runtime threads (default: all)")
     p.add_argument("--no-bench", action="store_true", help="skip benchmarking")
     p.add_argument("--simplify", action="store_true", help="simplify the ONNX with onnxslim")
@@ -90,6 +91,12 @@ def add_cpu_features_arg(p: argparse.ArgumentParser) -> None:
                         "(default: this machine's)")
 
 
+def add_cnn_recipe_arg(p: argparse.ArgumentParser) -> None:
+    from modelport.graph_prep.options import HELP
+
+    p.add_argument("--cnn-recipe", default=None, metavar="STEPS", help=HELP)
+
+
 def cpu_features_from(args: argparse.Namespace) -> tuple[str, ...] | None:
     text = getattr(args, "cpu_features", None)
     if text is None:
@@ -104,7 +111,8 @@ def build_options_from(args: argparse.Namespace):
     from modelport.backends.base import BuildOptions
 
     return BuildOptions(threads=args.threads, budget=budget_from(args), backends=collect(args),
-                        cpu_features=cpu_features_from(args))
+                        cpu_features=cpu_features_from(args),
+                        cnn_recipe=getattr(args, "cnn_recipe", None))
 
 
 def cmd_export(args: argparse.Namespace) -> int:

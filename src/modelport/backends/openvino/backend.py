@@ -43,6 +43,9 @@ from modelport.specs import WEIGHT_ONLY, Precision, Target, TensorSpec
 
 log = logging.getLogger("modelport")
 
+#: steps of the CNN INT8 recipe's ``auto`` left to NNCF, which has its own (see docs/cnn-int8.md)
+NNCF_DOES: tuple[str, ...] = ()
+
 HINTS = ("f32", "f16", "bf16")
 
 
@@ -109,13 +112,20 @@ class OpenVINOBackend(Backend):
         opts = options.of(self)
         hint = _check_hint(opts.inference_precision or policy.hint)
         onnx_path: Path = model.onnx_artifact.path
-        try:
-            ov_model = ov.convert_model(str(onnx_path))
-        except Exception as exc:  # noqa: BLE001 - the converter's error, said in one line
-            raise BuildError(f"OpenVINO cannot convert {onnx_path.name}: {_first_line(exc)}; "
-                             "try another --opset or --simplify") from None
+        from modelport.graph_prep.recipe import int8_graph
+
+        # the CNN recipe before NNCF (an inline ONNX: the converted model does not read it later)
+        with int8_graph(onnx_path, calib, options.cnn_recipe, skip=NNCF_DOES,
+                        when=target.precision == Precision.INT8
+                        and opts.int8_scope != "weights-only") as (src, prep):
+            try:
+                ov_model = ov.convert_model(str(src))
+            except Exception as exc:  # noqa: BLE001 - the converter's error, said in one line
+                raise BuildError(f"OpenVINO cannot convert {onnx_path.name}: {_first_line(exc)}; "
+                                 "try another --opset or --simplify") from None
         info: dict[str, Any] = {"precision": str(target.precision), "device": ov_device(target),
-                                "converter": f"openvino.convert_model {self.runtime_version()}"}
+                                "converter": f"openvino.convert_model {self.runtime_version()}",
+                                **prep}
         if target.precision == Precision.INT8:
             require("nncf", extra=self.extra, what="OpenVINO INT8")
             from modelport.backends.cpu_recipes import apply_recipe

@@ -97,10 +97,12 @@ class TensorRTBackend(Backend):
         info: dict[str, Any]
         if target.precision == Precision.INT8:
             from modelport.backends.tensorrt import qdq as trt_qdq
+            from modelport.graph_prep.recipe import int8_graph
 
             recipe = trt_qdq.default_recipe(src, opts)
-            info = trt_qdq.make_qdq_onnx(src, dst, calib, recipe, task=model.task,
-                                         budget=options.budget_or_default())
+            with int8_graph(src, calib, options.cnn_recipe) as (prepared, prep):
+                info = {**trt_qdq.make_qdq_onnx(prepared, dst, calib, recipe, task=model.task,
+                                                budget=options.budget_or_default()), **prep}
         elif target.precision == Precision.FP16:
             info = to_fp16_onnx(src, dst)
         elif target.precision == Precision.FP32:

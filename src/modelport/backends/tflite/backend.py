@@ -29,7 +29,7 @@ from modelport.backends.base import (
 from modelport.backends.tflite.options import TFLiteOptions
 from modelport.backends.tflite.session import TFLiteSession, check_io_quantization
 from modelport.backends.tflite.signature import RUNTIME_MODULE, TOOLCHAIN_MODULES
-from modelport.specs import Target, TensorSpec
+from modelport.specs import Precision, Target, TensorSpec
 
 
 class TFLiteBackend(Backend):
@@ -70,9 +70,16 @@ class TFLiteBackend(Backend):
     def build(self, model, target: Target, calib, workdir: Path, options: BuildOptions) -> Artifact:
         require(RUNTIME_MODULE, extra=self.extra, what="TFLite")
         from modelport.backends.tflite.convert import convert
+        from modelport.graph_prep.recipe import int8_graph, with_onnx
 
-        return convert(model, target, calib, workdir, options.of(self),
-                       min_cosine=options.budget_or_default().min_cosine)
+        # the CNN recipe before full-integer conversion; the prepared graph is also the one the
+        # conversion is checked against, so a replaced ReLU6 is not a conversion error
+        with int8_graph(model.onnx_artifact.path, calib, options.cnn_recipe,
+                        when=target.precision == Precision.INT8) as (src, prep):
+            artifact = convert(with_onnx(model, src), target, calib, workdir, options.of(self),
+                               min_cosine=options.budget_or_default().min_cosine)
+        artifact.info.update(prep)
+        return artifact
 
     def load(self, path: Path, *, target: Target, inputs: list[TensorSpec],
              outputs: list[TensorSpec], threads: int | None = None, **options: Any) -> Session:

@@ -1,0 +1,206 @@
+"""Cross-layer equalization of consecutive Conv pairs (Nagel et al. 2019, "Data-Free
+Quantization Through Weight Equalization and Bias Correction").
+
+For ``Conv1 -> f -> Conv2`` with f positively homogeneous (ReLU, LeakyReLU, MaxPool,
+Identity or nothing), f(x / s) = f(x) / s for s > 0: dividing Conv1's output channel i by s_i
+and multiplying Conv2's weights that read channel i by s_i keeps the float function. With
+s_i = sqrt(r1_i / r2_i) (r1_i, r2_i: the largest |weight| of channel i in each layer) both
+ranges become sqrt(r1_i * r2_i): per-channel weights no longer waste levels on channels a
+hundred times smaller than their neighbours (depthwise layers after BatchNorm folding), and the
+per-tensor activation between the layers loses its outlier channels. Depthwise layers pair the
+same way (a depthwise Conv2 reads channel i with its own filter i).
+
+ReLU6 (``Clip(x, 0, 6)``) is not homogeneous: clip(x / s, 0, 6) differs from clip(x, 0, 6) / s
+wherever a clip bound is reached, and ONNX Clip takes scalar bounds only. ``relu6="keep"``
+keeps the Clip and equalizes a channel only where it stays exact on the calibration data: the
+original clip never fired on it (max pre-activation <= 6) and the scaled one cannot (s_i >=
+max / 6); other channels keep s_i = 1. ``relu6="relu"`` replaces those Clips by ReLU first
+(as the paper does for MobileNetV2) and equalizes every channel; the float function changes
+wherever the clip fired, and the recipe records by how much.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from modelport.graph_prep import run
+from modelport.graph_prep.graph import GraphView, attr, conv_weight, ensure_bias
+
+#: ops between the two Convs that commute with a positive per-channel scale
+HOMOGENEOUS = {"Relu", "LeakyRelu", "Identity", "MaxPool"}
+RELU6_CHOICES = ("keep", "relu")
+ROUNDS = 20
+#: a scale this close to 1 in every channel of every pair ends the iteration
+CONVERGED = 1e-3
+
+
+@dataclass
+class Pair:
+    first: Any  # Conv node
+    between: Any | None  # the activation node, None when Conv feeds Conv directly
+    second: Any  # Conv node
+    clip: float | None = None  # the upper Clip bound when `between` is Clip(x, 0, hi)
+    #: per-channel max pre-activation on the calibration data (clip pairs kept as Clip)
+    pre_max: np.ndarray | None = None
+    total: np.ndarray = field(default_factory=lambda: np.ones(0))  # product of scales so far
+
+
+def find_pairs(view: GraphView) -> list[Pair]:
+    """Every Conv -> [homogeneous op | Clip(0, hi)] -> Conv chain with private weights."""
+    pairs = []
+    for first in view.graph.node:
+        w1 = conv_weight(view, first)
+        if w1 is None:
+            continue
+        nxt = view.only_consumer(first.output[0])
+        between, clip = None, None
+        if nxt is not None and nxt.op_type != "Conv":
+            bound = clip_bound(view, nxt)
+            if nxt.op_type not in HOMOGENEOUS and bound is None:
+                continue
+            between, clip = nxt, bound
+            nxt = view.only_consumer(nxt.output[0])
+        if nxt is None or nxt.op_type != "Conv" or nxt.input[0] != (between or first).output[0]:
+            continue
+        w2 = conv_weight(view, nxt)
+        group = int(attr(nxt, "group", 1))
+        if w2 is None or w2.shape[1] * group != w1.shape[0]:
+            continue
+        pairs.append(Pair(first, between, nxt, clip, total=np.ones(w1.shape[0])))
+    return pairs
+
+
+def clip_bound(view: GraphView, node: Any) -> float | None:
+    """hi for a ``Clip(x, 0, hi)`` node (ReLU6 and friends), else None."""
+    if node.op_type != "Clip":
+        return None
+    if view.opset() < 11:
+        lo, hi = attr(node, "min"), attr(node, "max")
+    else:
+        names = list(node.input[1:3]) + [""] * (3 - len(node.input))
+        lo, hi = (view.value(n) if n else None for n in names[:2])
+    if lo is None or hi is None or float(np.asarray(lo)) != 0.0:
+        return None
+    hi = float(np.asarray(hi))
+    return hi if np.isfinite(hi) and hi > 0 else None
+
+
+def equalize(model: Any, samples: list[dict[str, np.ndarray]], *,
+             relu6: str = "keep") -> dict[str, Any]:
+    """Equalize every pair in place; returns what changed (pairs, channels, range balance)."""
+    view = GraphView(model)
+    pairs = find_pairs(view)
+    replaced = 0
+    if relu6 == "relu":
+        for pair in pairs:
+            if pair.clip is not None:
+                _clip_to_relu(pair.between)
+                pair.clip = None
+                replaced += 1
+        view.refresh()
+    clipped = [p for p in pairs if p.clip is not None]
+    if clipped:
+        _measure_pre_activations(model, view, clipped, samples)
+    before = [_imbalance(view, p) for p in pairs]
+    for _ in range(ROUNDS):
+        worst = 0.0
+        for pair in pairs:
+            worst = max(worst, _equalize_pair(view, pair))
+        if worst < CONVERGED:
+            break
+    channels = sum(int(np.sum(np.abs(np.log(p.total)) > CONVERGED)) for p in pairs)
+    held = sum(int(np.sum(p.pre_max > p.clip)) for p in clipped if p.pre_max is not None)
+    return {
+        "pairs": len(pairs), "channels_scaled": channels,
+        "pair_names": [f"{p.first.name}->{p.second.name}" for p in pairs],
+        "relu6": relu6 if replaced or clipped else "no ReLU6 between paired convs",
+        "relu6_replaced_by_relu": replaced,
+        "clip_channels_held_at_scale_1": held,
+        # max over pairs of (largest / smallest per-channel range) in the second layer's
+        # input channels: what per-channel weights cannot absorb
+        "range_ratio_before": _worst(before), "range_ratio_after":
+            _worst([_imbalance(view, p) for p in pairs]),
+    }
+
+
+def _equalize_pair(view: GraphView, pair: Pair) -> float:
+    w1 = view.value(pair.first.input[1]).astype(np.float64)
+    w2 = view.value(pair.second.input[1]).astype(np.float64)
+    r1 = np.abs(w1).reshape(w1.shape[0], -1).max(axis=1)
+    r2 = input_channel_ranges(w2, int(attr(pair.second, "group", 1)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = np.sqrt(r1 / r2)
+    s = np.where(np.isfinite(s) & (s > 0), s, 1.0)
+    if pair.clip is not None:
+        s = _exact_under_clip(s, pair)
+    if np.all(np.abs(np.log(s)) < 1e-9):
+        return 0.0
+    pair.total = pair.total * s
+    shape1 = (-1,) + (1,) * (w1.ndim - 1)
+    view.set_value(pair.first.input[1], w1 / s.reshape(shape1))
+    bias = ensure_bias(view, pair.first, w1.shape[0], w1.dtype)
+    view.set_value(bias, view.value(bias).astype(np.float64) / s)
+    view.set_value(pair.second.input[1],
+                   w2 * input_channel_map(s, w2.shape, int(attr(pair.second, "group", 1))))
+    return float(np.abs(np.log(s)).max())
+
+
+def _exact_under_clip(s: np.ndarray, pair: Pair) -> np.ndarray:
+    """Scales that keep Clip(0, hi) exact on the calibration data (see the module doc): 1
+    where the clip fired; elsewhere at least max_pre / hi overall."""
+    hi, pre = pair.clip, pair.pre_max
+    fired = pre > hi
+    floor = np.maximum(pre, 0.0) / hi / pair.total  # this round's share of the total
+    return np.where(fired, 1.0 / pair.total, np.maximum(s, floor))
+
+
+def input_channel_ranges(w2: np.ndarray, group: int) -> np.ndarray:
+    """Largest |weight| reading each input channel of a (grouped) Conv weight."""
+    cout, cin_g = w2.shape[:2]
+    per = np.abs(w2).reshape(group, cout // group, cin_g, -1).max(axis=(1, 3))
+    return per.reshape(group * cin_g)
+
+
+def input_channel_map(s: np.ndarray, shape: tuple[int, ...], group: int) -> np.ndarray:
+    """Per-input-channel factors laid out to multiply a (grouped) Conv weight."""
+    cout, cin_g = shape[:2]
+    grid = s.reshape(group, 1, cin_g).repeat(cout // group, axis=1).reshape(cout, cin_g)
+    return grid.reshape(cout, cin_g, *[1] * (len(shape) - 2))
+
+
+def _imbalance(view: GraphView, pair: Pair) -> float:
+    r2 = input_channel_ranges(view.value(pair.second.input[1]),
+                              int(attr(pair.second, "group", 1)))
+    r2 = r2[r2 > 0]
+    return float(r2.max() / r2.min()) if r2.size else 1.0
+
+
+def _worst(values: list[float]) -> float:
+    return round(max(values), 3) if values else 1.0
+
+
+def _clip_to_relu(node: Any) -> None:
+    node.op_type = "Relu"
+    del node.input[1:]
+    del node.attribute[:]
+
+
+def _measure_pre_activations(model: Any, view: GraphView, pairs: list[Pair],
+                             samples: list[dict[str, np.ndarray]]) -> None:
+    """Per-channel max of each clipped pair's pre-activation (the first Conv's output)."""
+    nodes, names = [], []
+    for k, pair in enumerate(pairs):
+        name = f"__mp_premax_{k}"
+        nodes += run.reduce_node("ReduceMax", pair.first.output[0], name,
+                                 [0, *range(2, 2 + len(_spatial(view, pair)))], view.opset())
+        names.append(name)
+    parts = run.run(run.with_outputs(model, nodes, names), samples, names)
+    for pair, name in zip(pairs, names, strict=True):
+        pair.pre_max = np.max([values[name] for _, values in parts], axis=0).astype(np.float64)
+
+
+def _spatial(view: GraphView, pair: Pair) -> tuple[int, ...]:
+    return view.value(pair.first.input[1]).shape[2:]

@@ -1,0 +1,37 @@
+"""Empirical bias correction moves the weight-quantized graph's mean output error to zero."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from modelport.graph_prep import run
+from modelport.graph_prep.bias_correction import correct_biases, fake_quant, mean_output_error
+from modelport.graph_prep.recipe import run_steps
+
+pytestmark = pytest.mark.onnxruntime
+
+
+def test_fake_quant_is_per_channel_symmetric():
+    w = np.array([[1.0, -0.5, 0.26], [100.0, 3.0, -50.0]])
+    q = fake_quant(w, 0, 127)
+    assert q[0, 0] == 1.0 and q[1, 0] == 100.0  # each channel's max is a level
+    assert np.abs(q - w).max(axis=1) == pytest.approx([0.5 / 127, 50 / 127], rel=1e-6)
+    assert np.allclose(fake_quant(w.T, 1, 127), q.T)
+
+
+@pytest.mark.parametrize("qmax", [127, 64])  # 64: ONNX Runtime's 7-bit weights
+def test_bias_correction_moves_the_mean_output_error_toward_zero(relu_cnn, calib_samples,
+                                                                  held_out, tmp_path, qmax):
+    path, _ = run_steps(relu_cnn, calib_samples, tmp_path, ["bn-fold", "equalize"])
+    model = onnx.load(str(path))
+    reference = run.outputs(model, held_out)[0]  # the float graph, on unseen inputs
+    before = mean_output_error(reference, model, held_out, qmax=qmax)
+    record = correct_biases(model, calib_samples, qmax=qmax)
+    after = mean_output_error(reference, model, held_out, qmax=qmax)
+    assert record["layers_corrected"] == 6  # 5 convs and the Gemm head
+    assert before > 0
+    # the systematic part of the rounding error is what correction removes; measured on
+    # inputs it never saw, at least halved (measured: ~40x smaller)
+    assert after < 0.5 * before
