@@ -26,10 +26,12 @@ def load_source(
     tokenizer_json: Path | None = None,
     max_length: int = 128,
     image: Mapping[str, Any] | None = None,
+    audio: Mapping[str, Any] | None = None,
 ) -> CalibrationSet:
     """A folder of .npy/.npz feeds, a folder of PNG/JPEG images for image models (resized and
-    normalized with ``image``, the model's own parameters), or a text file (one sentence a
-    line) for text models."""
+    normalized with ``image``, the model's own parameters), a folder of audio files for audio
+    models (``audio``: decoded, resampled and normalized likewise), or a text file (one
+    sentence a line) for text models."""
     path = Path(path)
     if not path.exists():
         raise CalibrationDataError(f"data source '{path}' does not exist")
@@ -40,6 +42,12 @@ def load_source(
             from modelport.calibration_data.images import from_image_dir
 
             return from_image_dir(path, specs, image)
+        from modelport.tasks.audio import audio_files
+
+        if audio_files(path) and not any(p.suffix in (".npz", ".npy") for p in path.iterdir()):
+            from modelport.calibration_data.audio import from_audio_dir
+
+            return from_audio_dir(path, specs, audio)
         return from_npz_dir(path, specs)
     if path.suffix in (".npz", ".npy"):
         return _from_array_files([path], specs, source=str(path))

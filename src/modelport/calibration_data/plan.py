@@ -35,7 +35,8 @@ def plan_data(model: PreparedModel, calib, evalset, needs_calib: bool):
             return src
         return load_source(src, specs, tokenizer_json=model.tokenizer_json,
                            max_length=model.max_length,
-                           image=(model.preprocessing or {}).get("image"))
+                           image=(model.preprocessing or {}).get("image"),
+                           audio=(model.preprocessing or {}).get("audio"))
 
     calib_set, eval_set = load(calib), load(evalset)
     if calib_set is not None and eval_set is None:
@@ -50,8 +51,8 @@ def plan_data(model: PreparedModel, calib, evalset, needs_calib: bool):
         if needs_calib and calib_set is None:
             raise CalibrationDataError(
                 "INT8 targets need calibration data for this model: pass --calib "
-                "(a folder of .npz feeds, a folder of PNG/JPEG images for image models, or a "
-                "text file for text models)"
+                "(a folder of .npz feeds, a folder of PNG/JPEG images for image models, a "
+                "folder of audio files for audio models, or a text file for text models)"
             )
         # no data at all: fidelity on fresh synthetic inputs is still better than none
         eval_set = CalibrationSet.from_iterable([model.fresh_inputs(32)], source="synthetic")

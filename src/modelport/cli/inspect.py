@@ -48,6 +48,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+#: fidelity kinds that name a task with its own metric -> how inspect names that metric
+TASK_METRICS = {
+    "audio-classification": "top-1 agreement",
+    "automatic-speech-recognition": "word error rate of the greedy transcript",
+}
+
+
 def render(plan: dict[str, Any]) -> str:
     def spec(s: dict[str, Any]) -> str:
         return f"{s['name']} {s['dtype']}[{', '.join(str(d) for d in s['shape'])}]"
@@ -70,6 +77,10 @@ def render(plan: dict[str, Any]) -> str:
         steps += [f"{k} {image[k]}" for k in ("shortest_edge", "crop_size", "rescale_factor",
                                               "mean", "std") if image.get(k) is not None]
         lines.append("image        " + ", ".join(steps))
+    if pre.get("audio"):
+        from modelport.tasks.audio import describe_audio
+
+        lines.extend(describe_audio(pre))
     if pre.get("id2label"):
         names = list(pre["id2label"].values())
         shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
@@ -84,6 +95,6 @@ def render(plan: dict[str, Any]) -> str:
         lines.append(f"adapter      {ad.get('peft_type', 'LORA')} r={ad.get('r')} on "
                      f"{ad.get('target_modules')}: merged into {ad['base']}")
     metric = ("top-1 agreement (accuracy with labels)" if plan["fidelity"] == "classification"
-              else "cosine")
+              else TASK_METRICS.get(plan["fidelity"], "cosine"))
     lines.append(f"fidelity     {metric} vs torch FP32")
     return "\n".join(lines)

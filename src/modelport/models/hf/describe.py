@@ -67,6 +67,11 @@ def plan_folder(path: Path, *, task: str | None = None, trust_pickle: bool = Fal
         pre["id2label"] = labels or {str(i): f"LABEL_{i}" for i in range(num_labels)}
         pre["multi_label"] = config.get("problem_type") == "multi_label_classification"
     hidden = int(config.get("hidden_size") or config.get("dim") or 0) or "hidden"
+    if choice.modality == "audio":  # input_values: models.hf.audio_plan
+        from modelport.models.hf.audio_plan import plan_audio
+
+        inputs, output = plan_audio(folder, choice, pre)
+        return FolderPlan(folder, choice, inputs, output, pre, adapter=adapter)
     if choice.modality == "image":
         from modelport.models.hf.image_config import image_params
 

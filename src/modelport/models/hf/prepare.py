@@ -47,6 +47,10 @@ def prepare(path: Path, *, task: str | None = None, trust_pickle: bool = False) 
         "output_names": [plan.output.name], "module": module, "metadata": metadata,
         "preprocessing": dict(plan.preprocessing),
     }
+    if plan.choice.modality == "audio":
+        from modelport.models.hf.audio_prepare import audio_model
+
+        return audio_model(plan, common)
     if plan.choice.modality == "image":
         return PreparedModel(example_inputs=synthetic_pixels(plan, 2, seed=0),
                              make_inputs=lambda batch: synthetic_pixels(plan, batch, seed=batch),
@@ -86,6 +90,10 @@ def load_weights(plan: FolderPlan) -> Any:
 def wrap(model: Any, plan: FolderPlan) -> Any:
     from modelport.models.hf.wrappers import ImageHead, SentenceEmbedder, TextHead
 
+    if plan.choice.modality == "audio":
+        from modelport.models.hf.audio_wrappers import AudioHead
+
+        return AudioHead(model, plan.output.name).eval()
     if plan.choice.modality == "image":
         return ImageHead(model, plan.output.name).eval()
     if plan.pipeline is not None:

@@ -18,6 +18,8 @@ from modelport.tasks import FIDELITY_KIND, TASKS
 SUFFIX_TASKS: tuple[tuple[str, str], ...] = (
     ("ForImageClassificationWithTeacher", "image-classification"),
     ("ForImageClassification", "image-classification"),
+    ("ForAudioClassification", "audio-classification"),  # AST
+    ("ForCTC", "automatic-speech-recognition"),  # Wav2Vec2ForCTC, HubertForCTC
     ("ForSequenceClassification", "text-classification"),
     ("ForTokenClassification", "token-classification"),
     ("ForCausalLM", "text-generation"),
@@ -33,6 +35,8 @@ AUTO_CLASSES: dict[str, str] = {
     "token-classification": "AutoModelForTokenClassification",
     "image-classification": "AutoModelForImageClassification",
     "text-generation": "AutoModelForCausalLM",
+    "audio-classification": "AutoModelForAudioClassification",
+    "automatic-speech-recognition": "AutoModelForCTC",
 }
 
 FALLBACK = ("or export it from Python with a file.py:factory that returns "
@@ -42,7 +46,7 @@ FALLBACK = ("or export it from Python with a file.py:factory that returns "
 @dataclass(frozen=True)
 class TaskChoice:
     task: str  # one of TASKS
-    modality: str  # "text" | "image"
+    modality: str  # "text" | "image" | "audio"
     how: str  # why this task: "--task", "modules.json", "architectures: BertModel", ...
 
     @property
@@ -70,6 +74,7 @@ def choose_task(folder: Folder, task: str | None) -> TaskChoice:
     for arch in folder.architectures:
         for suffix, found in SUFFIX_TASKS:
             if arch.endswith(suffix):
+                found = audio_task(folder, found)
                 return TaskChoice(found, modality(folder, found), f"architectures: {arch}")
     named = ", ".join(folder.architectures) or "none"
     raise ModelLoadError(
@@ -79,7 +84,10 @@ def choose_task(folder: Folder, task: str | None) -> TaskChoice:
 
 
 def modality(folder: Folder, task: str) -> str:
-    """Image models take pixel_values; everything else takes the tokenizer's inputs."""
+    """Image models take pixel_values, audio models input_values; everything else takes the
+    tokenizer's inputs."""
+    if task in AUDIO_TASKS:
+        return "audio"
     if task == "image-classification":
         return "image"
     if task in ("text-classification", "token-classification", "text-generation"):
@@ -89,3 +97,18 @@ def modality(folder: Folder, task: str) -> str:
     has_text = any((folder.path / n).is_file() for n in (
         "tokenizer.json", "vocab.txt", "vocab.json", "tokenizer_config.json"))
     return "image" if vision and not has_text else "text"
+
+
+#: tasks whose graph takes audio features (models.hf.audio_plan)
+AUDIO_TASKS = frozenset({"audio-classification", "automatic-speech-recognition"})
+
+
+def audio_task(folder: Folder, task: str) -> str:
+    """A ``*ForSequenceClassification`` whose processor is an audio feature extractor
+    (Wav2Vec2ForSequenceClassification, HubertForSequenceClassification) classifies audio."""
+    if task == "text-classification":
+        from modelport.models.hf.audio_config import is_audio_folder
+
+        if is_audio_folder(folder):
+            return "audio-classification"
+    return task
