@@ -40,9 +40,9 @@ from modelport.errors import (
     UnknownTarget,
     UsageError,
 )
+from modelport.judging import apply_output_kind, budget_verdict, revisit_guess
 from modelport.lm_steps import is_lm, lm_bench, lm_check, lm_reference, plan_export_data
-from modelport.metrics import Budget, budget_misses, fidelity, run_session
-from modelport.metrics_lm import max_increase
+from modelport.metrics import Budget, fidelity, run_session
 from modelport.models import PreparedModel, resolve_model
 from modelport.shapes import fit_arrays, fit_set, static_batch
 from modelport.specs import WEIGHT_ONLY, Precision, Target, TensorSpec
@@ -131,7 +131,9 @@ def export(
     """Export ``model`` to every target, measure each against the reference, write bundles.
 
     ``options``: a BuildOptions, or a dict of backend name -> that backend's options (a
-    dataclass or a dict, checked against its declaration before any work starts). Targets that
+    dataclass or a dict, checked against its declaration before any work starts). ``budget``:
+    how targets are judged (metrics.Budget: its limits, and ``output_kind`` -- logits,
+    embedding or regression -- when the model does not say what its output is). Targets that
     miss the accuracy budget get no bundle (unless ``allow_accuracy_drop``) and raise
     AccuracyBudgetExceeded after the others finish. An INT8/FP16 target slower than its
     backend's FP32 (timed in this run, built for the comparison when not asked for) gets status
@@ -147,6 +149,7 @@ def export(
                                         timed=bench is not None)
     # a copy: the export sets onnx_artifact to files in its own temp dir
     prepared = replace(model) if isinstance(model, PreparedModel) else resolve_model(model)
+    apply_output_kind(prepared, options.budget_or_default())  # Budget.output_kind
     calib_set, eval_set = plan_export_data(prepared, [t for t, _ in plan], calib, eval)
 
     workdir = Path(tempfile.mkdtemp(prefix="modelport-export-"))
@@ -265,6 +268,7 @@ def prepare_reference(model: PreparedModel, calib: CalibrationSet | None,
     reference, label = reference_session(model, options.threads)
     with reference:
         eval_ref = run_session(reference, evalset)
+        revisit_guess(model, eval_ref)  # unit-norm rows guessed as logits are embeddings
         pool = bench_pool(model, evalset)
         pool_ref = run_session(reference, CalibrationSet.from_iterable([pool], source="pool"))
     return ExportContext(model, calib, evalset, eval_ref, pool, pool_ref, label,
@@ -318,7 +322,7 @@ def export_target(ctx: ExportContext, target: Target, backend: Backend, dest: De
         load_s = time.perf_counter() - t0
         with session:
             metrics = check_step(ctx, session, inputs)
-            if not budget_verdict(row, target, backend, metrics, ctx.budget, dest):
+            if not budget_verdict(row, target, backend, metrics, ctx.budget, dest.allow_drop):
                 return row, None
             bench = bench_step(ctx, session, str(target), load_s=load_s, inputs=inputs)
             row.update(bench.fields)
@@ -331,7 +335,7 @@ def export_target(ctx: ExportContext, target: Target, backend: Backend, dest: De
         metrics = proxy_check_step(ctx, target, backend, artifact, inputs, outputs)
         if metrics is not None:  # the shipped graph, run here by another runtime (no timing)
             row["fidelity_by"] = metrics["checked_with"]
-            if not budget_verdict(row, target, backend, metrics, ctx.budget, dest,
+            if not budget_verdict(row, target, backend, metrics, ctx.budget, dest.allow_drop,
                                   checked_with=metrics["checked_with"]):
                 return row, None
             row["status"] = statuses.NOT_RUN_HERE  # the verdict passed; it still ran elsewhere
@@ -379,31 +383,6 @@ def proxy_check_step(ctx: ExportContext, target: Target, backend: Backend, artif
     log.info("%s: fidelity of the shipped graph checked here with %s", target,
              type(session).__name__)
     return metrics
-
-
-def budget_verdict(row: dict[str, Any], target: Target, backend: Backend,
-                   metrics: dict[str, Any], budget: Budget, dest: Destination, *,
-                   checked_with: str | None = None) -> bool:
-    """Record fidelity and the budget verdict on ``row``; False when no bundle may be written."""
-    row["fidelity"] = metrics
-    if "perplexity" in metrics:  # language models: the limit depends on the precision
-        metrics.setdefault("max_perplexity_increase", max_increase(
-            str(target.precision), budget.max_perplexity_increase))
-        row["perplexity"] = metrics["perplexity"]
-    misses = budget_misses(metrics, budget)
-    if not misses:
-        row["status"] = statuses.OK
-        return True
-    how = f" ({checked_with})" if checked_with else ""
-    row["status"] = statuses.BELOW_BUDGET
-    row["reason"] = f"misses its accuracy budget{how}: {'; '.join(misses)}"
-    if dest.allow_drop:
-        return True
-    row["failure"] = (f"{target} misses its accuracy budget{how}: {'; '.join(misses)}; no "
-                      f"bundle written (keep it with --allow-accuracy-drop, or "
-                      f"{backend.budget_hint})")
-    log.warning(row["failure"])
-    return False
 
 
 @dataclass

@@ -8,18 +8,42 @@ from typing import Any
 
 import numpy as np
 
+#: what a model's output is (``--output-kind``; a factory may declare it) -> the fidelity kind
+#: (PreparedModel.task) it is judged as: logits by their decisions, the others by cosine
+OUTPUT_KINDS: dict[str, str] = {"logits": "classification", "embedding": "embedding",
+                                "regression": "generic"}
+
 
 @dataclass(frozen=True)
 class Budget:
-    """Defaults: embeddings keep mean cosine >= 0.99; classifiers lose <= 1 accuracy point."""
+    """How a target is judged. Classifiers with labels lose <= 1 accuracy point; without labels
+    they keep >= 99% top-1 agreement with the reference AND mean cosine >= 0.99; everything
+    else keeps mean cosine >= 0.99. ``output_kind`` (logits / embedding / regression) says what
+    the model's output is when the resolver cannot know it (None: the model's declaration, else
+    a guess from the reference outputs)."""
 
     min_cosine: float = 0.99
     max_accuracy_drop: float = 0.01  # a fraction: 0.01 = one point
     #: language models: max relative perplexity increase (None: per precision, metrics_lm)
     max_perplexity_increase: float | None = None
+    #: classifiers judged without labels: the share of top-1 decisions kept (a fraction)
+    min_top1_agreement: float = 0.99
+    output_kind: str | None = None
 
-    def to_dict(self) -> dict[str, float]:
-        return asdict(self)
+    def __post_init__(self) -> None:
+        from modelport.errors import UsageError
+
+        if not 0.0 < float(self.min_top1_agreement) <= 1.0:
+            raise UsageError(f"--min-top1-agreement is a fraction in (0, 1] like --min-cosine "
+                             f"(0.99 = 99% of decisions kept), got {self.min_top1_agreement}")
+        if self.output_kind is not None and self.output_kind not in OUTPUT_KINDS:
+            raise UsageError(f"--output-kind takes one of {', '.join(OUTPUT_KINDS)}, got "
+                             f"'{self.output_kind}'")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The limits (the manifest's ``accuracy.budget``); the output kind is recorded with
+        the model (``model.output_kind``)."""
+        return {k: v for k, v in asdict(self).items() if k != "output_kind"}
 
 
 def run_session(session, data, *, batch_size: int = 32) -> dict[str, np.ndarray]:
@@ -113,8 +137,23 @@ def similarity_spearman(student: np.ndarray, teacher: np.ndarray) -> float:
     return float(np.corrcoef(rs, rt)[0, 1])
 
 
+def judged_by(metrics: Mapping[str, Any] | None) -> str:
+    """The metric the budget judges ``metrics`` by (what the manifest and the table name)."""
+    if not metrics:
+        return "-"
+    if "perplexity" in metrics:
+        return "perplexity"
+    if "accuracy_drop" in metrics:
+        return "accuracy drop"
+    if "top1_agreement" in metrics:
+        return "top-1 agreement + cosine"
+    return "cosine"
+
+
 def budget_misses(metrics: Mapping[str, Any], budget: Budget) -> list[str]:
-    """The reasons a result misses its budget (empty when it passes)."""
+    """The reasons a result misses its budget (empty when it passes): the accuracy drop when
+    labels were known; else mean cosine, and top-1 agreement for classifier outputs (a cosine
+    cannot see a changed decision)."""
     misses = []
     if "perplexity" in metrics:  # language models (metrics_lm)
         from modelport.metrics_lm import perplexity_misses
@@ -127,7 +166,14 @@ def budget_misses(metrics: Mapping[str, Any], budget: Budget) -> list[str]:
                 f"(drop {100 * metrics['accuracy_drop']:.2f} points > "
                 f"{100 * budget.max_accuracy_drop:.2f})"
             )
-    elif metrics["cosine_mean"] < budget.min_cosine:
+        return misses
+    if "top1_agreement" in metrics and \
+            metrics["top1_agreement"] < budget.min_top1_agreement - 1e-12:
+        misses.append(
+            f"top-1 agreement {100 * metrics['top1_agreement']:.2f}% < "
+            f"{100 * budget.min_top1_agreement:.2f}% (decisions changed)"
+        )
+    if metrics["cosine_mean"] < budget.min_cosine:
         misses.append(
             f"mean cosine {metrics['cosine_mean']:.4f} < {budget.min_cosine} "
             f"(min {metrics['cosine_min']:.4f})"

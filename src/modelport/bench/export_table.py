@@ -18,6 +18,13 @@ def fidelity_text(f: dict[str, Any] | None) -> str:
     return f"cos {f['cosine_mean']:.4f}"
 
 
+def decisions_text(f: dict[str, Any] | None) -> str:
+    """Top-1 agreement with the reference: the share of decisions a classifier kept (the bench
+    report's fidelity cell shows the same number)."""
+    value = (f or {}).get("top1_agreement")
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
 def _speed(value: Any) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
@@ -51,8 +58,20 @@ LM_COLUMNS = [
 ]
 
 
+#: after the fidelity cell: the decisions kept (classifier outputs only) and the judging metric
+DECISIONS_COLUMN = ("decisions", "decisions", str)
+JUDGED_BY_COLUMN = ("judged_by", "judged by", str)
+
+
 def columns_for(rows: list[dict[str, Any]]) -> list[tuple[str, str, Any]]:
-    return LM_COLUMNS if any("perplexity" in r for r in rows) else EXPORT_COLUMNS
+    if any("perplexity" in r for r in rows):
+        return LM_COLUMNS
+    at = [key for key, _, _ in EXPORT_COLUMNS].index("fidelity_text") + 1
+    extra = [DECISIONS_COLUMN] if any("top1_agreement" in (r.get("fidelity") or {})
+                                      for r in rows) else []
+    if any(r.get("judged_by") for r in rows):
+        extra.append(JUDGED_BY_COLUMN)
+    return EXPORT_COLUMNS[:at] + extra + EXPORT_COLUMNS[at:]
 
 
 def status_cell(row: dict[str, Any]) -> str:
@@ -72,6 +91,8 @@ def _prepare(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for row in rows:
         r = dict(row)
         r["fidelity_text"] = fidelity_text(row.get("fidelity"))
+        r["decisions"] = decisions_text(row.get("fidelity"))
+        r["judged_by"] = row.get("judged_by") or "-"
         r["status"] = status_cell(row)
         out.append(r)
     return out

@@ -16,7 +16,9 @@ def fidelity_cell(f: dict[str, Any] | None) -> str:
         return f"acc {100 * f['accuracy']:.2f}%" + (f" ({-100 * drop:+.2f})" if drop is not None
                                                     else "")
     if "top1_agreement" in f:
-        return f"top1 {100 * f['top1_agreement']:.1f}%, cos {f['cosine_mean']:.4f}"
+        from modelport.bench.export_table import decisions_text
+
+        return f"top1 {decisions_text(f)}, cos {f['cosine_mean']:.4f}"
     if "cosine_mean" in f:
         return f"cos {f['cosine_mean']:.4f}"
     return "-"

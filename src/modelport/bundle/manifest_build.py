@@ -10,7 +10,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from modelport.io import sha256_file
-from modelport.metrics import budget_misses
+from modelport.metrics import budget_misses, judged_by
 from modelport.specs import Precision, TensorSpec
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ def build_manifest(ctx: ExportContext, target: Target, backend: Backend, artifac
         preprocessing.setdefault("max_length", model.max_length)
     return {
         "model": {"name": model.name, "source": model.source, "task": model.task,
+                  "output_kind": model.output_kind, "task_from": model.task_from,
                   "onnx_sha256": sha256_file(onnx.path), "metadata": model.metadata},
         "target": str(target),
         "runtime": {"name": target.runtime, "version": backend.runtime_version(),
@@ -54,7 +55,7 @@ def build_manifest(ctx: ExportContext, target: Target, backend: Backend, artifac
         "calibration": _describe(ctx.calib) if target.precision == Precision.INT8 else None,
         "evaluation": _describe(ctx.evalset),
         "accuracy": {"reference": ctx.reference_label, "metrics": metrics,
-                     "budget": ctx.budget.to_dict(),
+                     "budget": ctx.budget.to_dict(), "judged_by": judged_by(metrics),
                      "passed": bool(metrics is not None and not budget_misses(metrics, ctx.budget)),
                      "allowed_drop": allow_drop},
         "benchmark": bench_result.to_dict() if bench_result is not None else None,

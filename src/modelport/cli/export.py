@@ -38,7 +38,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def add_budget_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-cosine", type=float, default=None, help="budget: mean cosine (0.99)")
     p.add_argument("--max-accuracy-drop", type=float, default=None,
-                   help="budget for classifiers, in points (1.0)")
+                   help="budget for classifiers with labelled evaluation data, in points (1.0)")
+    p.add_argument("--min-top1-agreement", type=float, default=None, metavar="FRACTION",
+                   help="budget for classifiers without labels: the share of top-1 decisions "
+                        "that must match the reference, a fraction in (0, 1] (0.99); judged "
+                        "together with --min-cosine")
+    p.add_argument("--output-kind", default=None, metavar="KIND",
+                   help="what the model's output is: logits (judged by decisions: accuracy drop "
+                        "with labels, else top-1 agreement + cosine), embedding or regression "
+                        "(judged by cosine); default: the model's declaration, else a [batch, N] "
+                        "output is logits unless every reference row has unit norm")
     p.add_argument("--max-perplexity-increase", type=float, default=None, metavar="PCT",
                    help="budget for language models: relative perplexity increase in percent "
                         "(default 10 int4, 2 int8wo and int8, 1 fp16)")
@@ -81,6 +90,9 @@ def budget_from(args: argparse.Namespace):
                            else Budget.max_accuracy_drop),
         max_perplexity_increase=(args.max_perplexity_increase / 100
                                  if args.max_perplexity_increase is not None else None),
+        min_top1_agreement=(args.min_top1_agreement if args.min_top1_agreement is not None
+                            else Budget.min_top1_agreement),
+        output_kind=args.output_kind,
     )
 
 

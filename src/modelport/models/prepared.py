@@ -24,7 +24,7 @@ class PreparedModel:
 
     name: str
     source: str
-    task: str  # "embedding" | "classification" | "generic"
+    task: str  # "embedding" | "classification" | "generic" (or a task's own fidelity kind)
     inputs: list[TensorSpec]
     output_names: list[str]
     example_inputs: dict[str, np.ndarray]
@@ -43,6 +43,12 @@ class PreparedModel:
     preprocessing: dict[str, Any] = field(default_factory=dict)
     #: small files copied into every bundle as is (name -> bytes), e.g. a generation config
     bundle_files: dict[str, bytes] = field(default_factory=dict)
+    #: what the output is (metrics.OUTPUT_KINDS: logits / embedding / regression) when a
+    #: factory or --output-kind said so; None: ``task`` comes from the source itself
+    output_kind: str | None = None
+    #: how ``task`` was decided: "declared" (built-in, HF task, factory, --output-kind) or
+    #: "output shape" (a guess the export revisits: unit-norm reference rows are embeddings)
+    task_from: str = "declared"
 
     @property
     def input_specs(self) -> dict[str, TensorSpec]:

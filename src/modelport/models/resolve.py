@@ -83,7 +83,9 @@ def load_builtin(name: str) -> PreparedModel:
 
 
 def load_factory(file: Path, factory: str) -> PreparedModel:
-    """Import a user file and call ``factory()`` -> (nn.Module, example_inputs[, dynamic_axes])."""
+    """Import a user file and call ``factory()`` -> (nn.Module, example_inputs[, dynamic_axes]
+    [, output_kind]): ``output_kind`` ("logits", "embedding" or "regression", as
+    ``--output-kind``) says what the output is and so how INT8 targets are judged."""
     if not file.is_file():
         raise ModelLoadError(f"model file '{file}' not found")
     import torch
@@ -107,13 +109,13 @@ def load_factory(file: Path, factory: str) -> PreparedModel:
         raise ModelLoadError(
             f"'{file}:{factory}()' raised {type(exc).__name__}: {exc}"
         ) from None
-    if not isinstance(result, tuple) or len(result) not in (2, 3):
+    if not isinstance(result, tuple) or not 2 <= len(result) <= 4:
         raise ModelLoadError(
-            f"'{file}:{factory}()' must return (nn.Module, example_inputs) or "
-            f"(nn.Module, example_inputs, dynamic_axes), got {type(result).__name__}"
+            f"'{file}:{factory}()' must return (nn.Module, example_inputs), optionally followed "
+            f"by dynamic_axes and/or an output kind, got {type(result).__name__}"
         )
     module, example = result[0], result[1]
-    dynamic = result[2] if len(result) == 3 else None
+    dynamic, kind = _declaration(result[2:], f"{file}:{factory}")
     if not isinstance(module, torch.nn.Module):
         raise ModelLoadError(
             f"'{file}:{factory}()' must return a torch.nn.Module first, got {type(module).__name__}"
@@ -123,8 +125,26 @@ def load_factory(file: Path, factory: str) -> PreparedModel:
         module = _Positional(module, list(examples))
     module.eval()
     return _from_module(
-        module, examples, dynamic, name=file.stem, source=f"{file}:{factory}"
+        module, examples, dynamic, name=file.stem, source=f"{file}:{factory}", output_kind=kind
     )
+
+
+def _declaration(extra: tuple[Any, ...], where: str) -> tuple[Any, str | None]:
+    """(dynamic_axes, output kind) from the values after the example inputs: a dict (or None)
+    and/or a string, in that order."""
+    from modelport.metrics import OUTPUT_KINDS
+
+    rest, kind = list(extra), None
+    if rest and isinstance(rest[-1], str):
+        kind = rest.pop()
+        if kind not in OUTPUT_KINDS:
+            raise ModelLoadError(f"'{where}()': the output kind '{kind}' is not one of "
+                                 f"{', '.join(OUTPUT_KINDS)}")
+    if len(rest) > 1 or any(isinstance(v, str) for v in rest):
+        raise ModelLoadError(f"'{where}()' must return (nn.Module, example_inputs"
+                             "[, dynamic_axes][, output_kind]): dynamic_axes first, then the "
+                             "output kind")
+    return (rest[0] if rest else None), kind
 
 
 def _name_examples(example: Any, where: str, module: Any = None) -> dict[str, np.ndarray]:
@@ -202,8 +222,10 @@ def _from_module(
     *,
     name: str,
     source: str,
+    output_kind: str | None = None,
 ) -> PreparedModel:
-    """Specs from example tensors: axis 0 is the dynamic 'batch' unless told otherwise."""
+    """Specs from example tensors: axis 0 is the dynamic 'batch' unless told otherwise. The
+    task is the declared ``output_kind``'s, else a guess from the output's shape."""
     import torch
 
     dynamic = _with_batch_axis(examples, dynamic, source)
@@ -229,10 +251,17 @@ def _from_module(
         output_names = [f"output_{i}" for i in range(len(out))]
     else:
         raise ModelLoadError(f"'{source}': the model returned {type(out).__name__}, not tensors")
-    task = "classification" if len(output_names) == 1 and _looks_like_logits(out) else "generic"
+    if output_kind is not None:
+        from modelport.metrics import OUTPUT_KINDS
+
+        task, task_from = OUTPUT_KINDS[output_kind], "declared"
+    else:
+        task = "classification" if len(output_names) == 1 and _looks_like_logits(out) \
+            else "generic"
+        task_from = "output shape"
     return PreparedModel(
         name=name, source=source, task=task, inputs=specs, output_names=output_names,
-        example_inputs=examples, module=module,
+        example_inputs=examples, module=module, output_kind=output_kind, task_from=task_from,
     )
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from modelport.backends.options import BackendOptions, option
 
-AC_METRICS = ("cosine", "accuracy")
+AC_METRICS = ("cosine", "accuracy", "top1")
 #: which ops NNCF may quantize (openvino/quantize.py ``ignored_scope``); weights-only: int8
 #: weights and float activations (``nncf.compress_weights``, no calibration)
 INT8_SCOPES = ("all", "no-attention-matmul", "fc-only", "weights-only")
@@ -27,10 +27,12 @@ class OpenVINOOptions(BackendOptions):
     max_drop: float | None = option(
         flag="--max-drop", minimum=0.0, maximum=0.999, metavar="X",
         help="accuracy control: allowed drop, a fraction (accuracy for labelled classifiers, "
-             "mean cosine otherwise; default: from the budget)")
+             "top-1 agreement for classifiers without labels, mean cosine otherwise; default: "
+             "from the budget)")
     accuracy_metric: str | None = option(
-        choices=AC_METRICS, help="accuracy control metric (default: accuracy for labelled "
-                                 "classifiers, cosine otherwise)")
+        choices=AC_METRICS, help="accuracy control metric (default: the one the budget "
+                                 "judges by: accuracy for labelled classifiers, top1 (top-1 "
+                                 "agreement) for classifiers without labels, cosine otherwise)")
     model_type: str | None = option(
         choices=("transformer", "default"),
         help="NNCF model type (default: transformer when the graph has attention)")

@@ -13,8 +13,9 @@ vs FP32; bench/RESULTS.md):
 Accuracy control (``OpenVINOOptions.accuracy_control``): when the INT8 model misses the budget on the
 validation data, ``nncf.quantize_with_accuracy_control`` reverts the most sensitive layers to
 float until the drop is within ``max_drop``. The metric is the project's own
-(``modelport.metrics.fidelity`` vs the FP32 IR's outputs): accuracy for labelled classifiers,
-mean cosine otherwise. Validation uses the calibration set, so the evaluation split the pipeline
+(``modelport.metrics.fidelity`` vs the FP32 IR's outputs), the one the budget judges by:
+accuracy for labelled classifiers, top-1 agreement for classifiers without labels, mean cosine
+otherwise. Validation uses the calibration set, so the evaluation split the pipeline
 judges the bundle on stays unseen by every build decision.
 """
 
@@ -228,21 +229,25 @@ def ac_settings(model, calib, options: OpenVINOOptions,
                 budget: Budget | None = None) -> tuple[str, str, float]:
     """(metric name, fidelity key, max_drop): the project's budget unless the user overrides."""
     metric = options.accuracy_metric
-    if metric is None:
-        metric = "accuracy" if model.task == "classification" and calib.labels is not None \
-            else "cosine"
+    classifier = model.task == "classification"
+    if metric is None:  # what judges the target (metrics.budget_misses)
+        metric = ("accuracy" if calib.labels is not None else "top1") if classifier else "cosine"
     if metric not in AC_METRICS:
         raise UsageError(f"unknown accuracy metric '{metric}': use one of {', '.join(AC_METRICS)}")
-    if metric == "accuracy" and (model.task != "classification" or calib.labels is None):
+    if metric == "accuracy" and (not classifier or calib.labels is None):
         raise CalibrationDataError("accuracy control on accuracy needs a classifier and labelled "
                                    "calibration data; use the cosine metric instead")
+    if metric == "top1" and not classifier:
+        raise UsageError("accuracy control on top-1 agreement needs a classifier's logits "
+                         "(--output-kind logits); use the cosine metric instead")
     budget = budget or Budget()  # the export passes its Budget
     max_drop = options.max_drop
     if max_drop is None:
-        max_drop = budget.max_accuracy_drop if metric == "accuracy" else 1.0 - budget.min_cosine
+        max_drop = {"accuracy": budget.max_accuracy_drop,
+                    "top1": 1.0 - budget.min_top1_agreement}.get(metric, 1.0 - budget.min_cosine)
     if not 0.0 <= float(max_drop) < 1.0:
         raise UsageError(f"max_drop must be in [0, 1), got {max_drop}")
-    key = "accuracy" if metric == "accuracy" else "cosine_mean"
+    key = {"accuracy": "accuracy", "top1": "top1_agreement"}.get(metric, "cosine_mean")
     return metric, key, float(max_drop)
 
 
