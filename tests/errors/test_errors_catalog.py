@@ -67,9 +67,8 @@ def export_fails(tmp_path: Path, model: str | Path, error: type, *fragments: str
 # -- the catalog itself -------------------------------------------------------------------------
 def test_every_row_has_a_test():
     names: set[str] = set()
-    for module in ("test_errors_catalog", "test_errors_bundles", "test_errors_faults",
-                   "test_errors_backends"):
-        mod = importlib.import_module(f"tests.errors.{module}")
+    for path in sorted(Path(__file__).parent.glob("test_errors_*.py")):
+        mod = importlib.import_module(f"tests.errors.{path.stem}")
         names |= {n.removeprefix("test_") for n in dir(mod) if n.startswith("test_")}
     missing = [row.id for row in ROWS if row.id not in names]
     assert not missing, f"catalog rows without a test: {missing}"

@@ -2,7 +2,8 @@
 
 Every refusal is one line that says what to do: a missing config or weights, a pickle
 checkpoint (``.bin``: unpickling runs code) without ``--trust-pickle``, a folder that needs its
-own Python code (``auto_map``: modelport never runs a checkpoint's code), a malformed JSON file.
+own Python code (``auto_map``: modelport never runs a checkpoint's code), a malformed JSON file,
+a damaged safetensors file (``weights_check``).
 """
 
 from __future__ import annotations
@@ -82,6 +83,9 @@ def weights_kind(path: Path, safe: tuple[str, ...], pickle: tuple[str, ...], *,
                  trust_pickle: bool) -> str:
     """'safetensors', or 'pickle' when allowed; refuse a folder with neither."""
     if any((path / name).is_file() for name in safe):
+        from modelport.models.hf.weights_check import check_safetensors
+
+        check_safetensors(path, safe)  # a truncated or foreign file: one line now, not at load
         return "safetensors"
     found = [name for name in pickle if (path / name).is_file()]
     if found:

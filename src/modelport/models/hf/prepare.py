@@ -84,6 +84,16 @@ def load_weights(plan: FolderPlan) -> Any:
         ) from None
     except OSError as exc:
         raise ModelLoadError(f"cannot read the weights in '{plan.folder.path}': {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - damaged or mismatched weights surface as many types
+        from modelport.terminal import exception_line
+
+        reason = exception_line(exc, 240)
+        if "ignore_mismatched_sizes" in reason:  # its details went to a report we keep quiet
+            reason = "a weight's shape differs from the one config.json describes"
+        raise ModelLoadError(
+            f"cannot load the weights in '{plan.folder.path}' ({reason}): the weights do not "
+            "fit its config.json or are damaged; re-save the model with save_pretrained()"
+        ) from None
     return model.eval()
 
 
