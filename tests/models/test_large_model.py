@@ -36,7 +36,8 @@ def make():
     with torch.no_grad():
         model.table.weight.uniform_(-0.5, 0.5)
     ids = torch.randint(0, {VOCAB}, (2, 16))
-    return model, {{"input_ids": ids}}, {{"input_ids": {{1: "seq"}}}}
+    # a random projection, not a classifier: judged by cosine, not by its top-1 "decisions"
+    return model, {{"input_ids": ids}}, {{"input_ids": {{1: "seq"}}}}, "regression"
 '''
 
 
