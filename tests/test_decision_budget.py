@@ -217,3 +217,32 @@ def test_export_table_shows_decisions_and_the_judging_metric():
     lines = export_table([ref, row]).splitlines()
     assert "decisions" in lines[0] and "judged by" in lines[0]
     assert "99.4%" in lines[3] and "top-1 agreement + cosine" in lines[3]
+
+
+def test_sweep_takes_the_output_kind_into_its_builds_and_cache_keys(tmp_path):
+    from modelport.sweep.plan import plan_builds
+    from modelport.sweep.run import make_spec
+
+    plain = make_spec(["builtin:digits-cnn"], ["onnxruntime:cpu:int8"], [], None, None, {})
+    said = make_spec(["builtin:digits-cnn"], ["onnxruntime:cpu:int8"], [], None, None, {},
+                     output_kind="regression")
+    job, = plan_builds(said, ["x86_64:avx2"])
+    assert job.output_kind == "regression"
+    assert job.key != plan_builds(plain, ["x86_64:avx2"])[0].key  # a cached verdict is not reused
+    proc = run_cli("sweep", "builtin:digits-cnn", "--targets", "onnxruntime:cpu:fp32",
+                   "--report", str(tmp_path / "r"), "--output-kind", "scores")
+    assert proc.returncode == 2 and proc.stderr.startswith("error: --output-kind takes one of")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.onnxruntime
+def test_bench_model_reports_the_kind_it_judged(user, tmp_path):
+    path, calib = user
+    proc = run_cli("-q", "bench", f"{path}:normalized", "--targets", "onnxruntime:cpu:fp32",
+                   "--calib", str(calib), "--iters", "2", "--warmup", "1", "--batch", "1",
+                   "--no-plot", "--report", str(tmp_path / "r"))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    # the unit-norm rows made it an embedding: not the resolver's shape guess (classification)
+    assert report["model"]["task"] == "embedding"
+    assert "top1_agreement" not in report["rows"][1]["fidelity"]

@@ -68,6 +68,8 @@ class ExportResult:
     report_path: Path | None = None
     #: the fastest target within budget on this machine (bench.speed_verdict.fastest)
     fastest: dict[str, Any] = field(default_factory=dict)
+    #: the fidelity kind the targets were judged as (PreparedModel.task, after --output-kind)
+    task: str | None = None
 
     def table(self) -> str:
         from modelport.bench.export_table import export_table
@@ -182,7 +184,7 @@ def export(
                 bundles[str(target)] = bundle
         add_speedups(rows)
         failures = [r["failure"] for r in rows if r.get("failure")]
-        result = ExportResult(rows, bundles, failures, fastest=fastest(rows))
+        result = ExportResult(rows, bundles, failures, fastest=fastest(rows), task=ctx.model.task)
         result.report_path = write_export_report(dest.out, ctx, rows) if bundles else None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

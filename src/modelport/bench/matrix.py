@@ -132,7 +132,8 @@ def bench_model(
     ref = rows[0]
     evalset = _eval_description(result, ref)
     report = new_report(
-        model={"name": prepared.name, "source": prepared.source, "task": prepared.task},
+        model={"name": prepared.name, "source": prepared.source,
+               "task": result.task or prepared.task},  # as judged (--output-kind, unit norm)
         rows=rows, settings=settings.__dict__, source="model", reference=ref["target"],
         fidelity_data=evalset, label=label,
     )

@@ -44,6 +44,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="append one JSON line per finished task (for scripts)")
     p.add_argument("--label", default=None, help="without --ray: this machine's name")
     p.add_argument("--no-plot", action="store_true", help="skip pareto.png")
+    p.add_argument("--output-kind", default=None, metavar="KIND",
+                   help="what the models' outputs are: logits (judged by decisions), embedding "
+                        "or regression (judged by cosine); default: each model's declaration, "
+                        "else guessed (see `export --help`)")
     add_bench_args(p)
     p.set_defaults(func=cmd_sweep)
 
@@ -73,7 +77,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                    report_dir=args.report, settings=dict(settings.__dict__),
                    recipes=args.recipe, calib=args.calib, eval=args.eval, devices=devices,
                    ray_address=args.ray_address, cache_dir=args.cache, events=args.events,
-                   label=args.label, quiet=args.quiet, plot=not args.no_plot)
+                   label=args.label, quiet=args.quiet, plot=not args.no_plot,
+                   output_kind=args.output_kind)
     emit_report(report, args.json)
     log.info("wrote %s", args.report / "report.json")
     return 0

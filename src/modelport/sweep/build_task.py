@@ -24,6 +24,7 @@ def run_build(job: BuildJob, *, node_id: str | None = None, cpu_kind: str | None
     import modelport
     from modelport.backends.base import BuildOptions
     from modelport.bundle import pack_bundle
+    from modelport.metrics import Budget
     from modelport.sweep.device_tasks import node_id as current_node
 
     node_id = node_id or current_node()
@@ -43,7 +44,8 @@ def run_build(job: BuildJob, *, node_id: str | None = None, cpu_kind: str | None
             return BuildOutcome(job.key, skipped, {}, reference, node_id, cpu_kind,
                                 seconds=time.perf_counter() - start)
         # built for the devices' CPU kind, not the build node's: the INT8 recipe follows it
-        options = BuildOptions(cpu_features=kind_features(job.cpu_kind))
+        options = BuildOptions(cpu_features=kind_features(job.cpu_kind),
+                               budget=Budget(output_kind=job.output_kind))
         result = modelport.export(model, buildable, out=work / "bundles", calib=calib,
                                   eval=evalset, bench=None, progress=progress, keep_going=True,
                                   allow_accuracy_drop=True, options=options)

@@ -41,6 +41,7 @@ class SweepSpec:
     calib: Payload | None = None
     eval: Payload | None = None
     settings: dict[str, Any] = field(default_factory=dict)  # BenchSettings fields
+    output_kind: str | None = None  # --output-kind: how the models' outputs are judged
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class BuildJob:
     calib: Payload | None
     eval: Payload | None
     key: str  # content hash of everything above + versions: the build cache key
+    output_kind: str | None = None  # metrics.Budget.output_kind (part of the key when set)
 
     @property
     def label(self) -> str:
@@ -67,7 +69,7 @@ def plan_builds(spec: SweepSpec, kinds: list[str]) -> list[BuildJob]:
         for recipe in spec.recipes:
             for kind in sorted(set(kinds)):
                 jobs.append(BuildJob(model, recipe, spec.targets, kind, spec.calib, spec.eval,
-                                     build_key(model, recipe, spec, kind)))
+                                     build_key(model, recipe, spec, kind), spec.output_kind))
     return jobs
 
 
@@ -79,4 +81,6 @@ def build_key(model: Payload, recipe: Payload | None, spec: SweepSpec, kind: str
               "recipe": recipe.digest if recipe else None, "targets": sorted(spec.targets),
               "calib": spec.calib.digest if spec.calib else None,
               "eval": spec.eval.digest if spec.eval else None, "cpu_kind": kind}
+    if spec.output_kind is not None:  # the verdict (and so the rows) depend on it
+        inputs["output_kind"] = spec.output_kind
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:24]

@@ -34,8 +34,11 @@ def sweep(
     label: str | None = None,
     quiet: bool = False,
     plot: bool = True,
+    output_kind: str | None = None,
 ) -> dict[str, Any]:
-    """Build every (model, recipe) once per CPU kind, time every bundle on every device."""
+    """Build every (model, recipe) once per CPU kind, time every bundle on every device.
+    ``output_kind`` (logits / embedding / regression): what the models' outputs are, for the
+    budget verdict (metrics.Budget.output_kind)."""
     from modelport.bench.report_doc import machine_label
     from modelport.sweep.cache import BuildCache
     from modelport.sweep.progress import Progress
@@ -47,7 +50,7 @@ def sweep(
     if ray_address and not devices:
         raise UsageError("--ray needs --devices NAME[,NAME...]: the devices to benchmark on")
     devices = list(dict.fromkeys(devices))
-    spec = make_spec(models, targets, recipes, calib, eval, settings)
+    spec = make_spec(models, targets, recipes, calib, eval, settings, output_kind)
     report_dir = Path(report_dir)
     if report_dir.exists() and not report_dir.is_dir():
         raise UsageError(f"--report '{report_dir}' is a file: give a directory")
@@ -73,9 +76,13 @@ def sweep(
 
 
 def make_spec(models: Sequence[str], targets: Sequence[str], recipes: Sequence[str],
-              calib: str | None, eval: str | None, settings: dict[str, Any]) -> SweepSpec:
+              calib: str | None, eval: str | None, settings: dict[str, Any],
+              output_kind: str | None = None) -> SweepSpec:
     """Parse targets and pack every input once, before anything is scheduled."""
+    from modelport.metrics import Budget
     from modelport.specs import Target
+
+    Budget(output_kind=output_kind)  # a bad kind fails now, not on a build node
 
     if not models:
         raise UsageError("give at least one MODEL")
@@ -89,7 +96,7 @@ def make_spec(models: Sequence[str], targets: Sequence[str], recipes: Sequence[s
         models=tuple(model_payload(m) for m in models),
         recipes=tuple(_recipe(r) for r in recipes) or (None,),
         targets=tuple(parsed),
-        calib=_data(calib), eval=_data(eval), settings=dict(settings))
+        calib=_data(calib), eval=_data(eval), settings=dict(settings), output_kind=output_kind)
 
 
 def _recipe(recipe: str) -> Payload:
