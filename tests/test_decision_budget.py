@@ -192,8 +192,8 @@ def test_unit_norm_rows_are_an_embedding_judged_by_cosine(user, tmp_path):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--output-kind", "scores"], "error: --output-kind takes one of logits, embedding, "
-                                  "regression, got 'scores'"),
+    (["--output-kind", "scores"], ("error: --output-kind takes one of logits, embedding, "
+                                   "regression, got 'scores'")),
     (["--min-top1-agreement", "0"], "error: --min-top1-agreement is a fraction in (0, 1]"),
     (["--min-top1-agreement", "99"], "error: --min-top1-agreement is a fraction in (0, 1]"),
 ])
