@@ -42,6 +42,18 @@ def test_weight_only_within_budget_and_smaller(tiny_lm_export):
         _size(result.bundles["onnxruntime:cpu:int8wo"])
 
 
+def test_lm_manifests_match_the_json_schema(tiny_lm_export):
+    """int4 / int8wo targets and the text-generation task are allowed by the schema."""
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((Path(modelport.__file__).parent / "bundle/manifest.schema.json")
+                        .read_text())
+    _, result, _ = tiny_lm_export
+    for target, bundle in result.bundles.items():
+        manifest = json.loads((bundle / "manifest.json").read_text())
+        jsonschema.validate(manifest, schema)
+        assert manifest["target"] == target
+
+
 def test_weight_only_bundles_generate(tiny_lm_export):
     _, result, _ = tiny_lm_export
     prompt = np.array([[5, 6, 7]], np.int64)
