@@ -47,3 +47,19 @@ def update_doc_block(page: Path, name: str, body: str) -> Path:
                   flags=re.DOTALL)
     page.write_text(text, encoding="utf-8")
     return page
+
+
+def update_block(path: Path, name: str, body: str, *, heading: str) -> Path:
+    """Replace the ``<!-- name:begin -->`` ... ``<!-- name:end -->`` block of ``path`` (a page
+    several scripts and people write into); without the markers, append ``heading`` and the
+    block at the end. Everything outside the block stays as it is."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    block = f"{begin}\n{body.strip()}\n{end}"
+    if begin in text and end in text:
+        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text,
+                      flags=re.DOTALL)
+    else:
+        text = (text.rstrip() + "\n\n" if text.strip() else "") + f"{heading}\n\n{block}\n"
+    path.write_text(text, encoding="utf-8")
+    return path
