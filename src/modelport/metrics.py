@@ -159,6 +159,12 @@ def budget_misses(metrics: Mapping[str, Any], budget: Budget) -> list[str]:
         from modelport.metrics_lm import perplexity_misses
 
         return perplexity_misses(metrics)
+    if "wer" in metrics:  # speech recognition: WER of the transcripts vs the reference's
+        if metrics["wer"] > budget.max_accuracy_drop + 1e-12:
+            misses.append(f"word error rate vs the reference's transcripts "
+                          f"{100 * metrics['wer']:.2f} points > "
+                          f"{100 * budget.max_accuracy_drop:.2f}")
+        return misses
     if "accuracy_drop" in metrics:
         if metrics["accuracy_drop"] > budget.max_accuracy_drop + 1e-12:
             misses.append(
