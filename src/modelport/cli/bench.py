@@ -16,7 +16,12 @@ from modelport.cli.common import (
     model_from,
     parse_batches,
 )
-from modelport.cli.export import add_budget_args, add_cpu_features_arg, add_speedup_arg
+from modelport.cli.export import (
+    add_budget_args,
+    add_cnn_recipe_arg,
+    add_cpu_features_arg,
+    add_speedup_arg,
+)
 from modelport.errors import UsageError
 
 log = logging.getLogger("modelport")
@@ -47,6 +52,7 @@ def add_bench_matrix_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-plot", action="store_true", help="skip pareto.png")
     add_speedup_arg(p)
     add_cpu_features_arg(p)
+    add_cnn_recipe_arg(p)
 
 
 def is_bundle_path(text: str) -> bool:
@@ -88,7 +94,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                              calib=args.calib, eval=args.eval, settings=settings, label=args.label,
                              progress=progress, plot=not args.no_plot,
                              options=BuildOptions(threads=args.threads, backends=collect(args),
-                                                  cpu_features=cpu_features_from(args)),
+                                                  cpu_features=cpu_features_from(args),
+                                                  cnn_recipe=args.cnn_recipe),
                              budget=budget_from(args), require_speedup=args.require_speedup)
     if on_bundles and report_dir is not None:
         from modelport.bench.report_doc import write_report
