@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-ARCHS = ("gpt2", "qwen2")
+ARCHS = ("gpt2", "qwen2", "falcon")
 
 
 def write_checkpoint(kind: str, folder: Path, *, eos: int | list[int] = 2) -> Path:
     import torch
     from transformers import (
+        FalconConfig,
+        FalconForCausalLM,
         GenerationConfig,
         GPT2Config,
         GPT2LMHeadModel,
@@ -34,6 +36,13 @@ def write_checkpoint(kind: str, folder: Path, *, eos: int | list[int] = 2) -> Pa
         config = GPT2Config(vocab_size=vocab, n_positions=64, n_embd=64, n_layer=2, n_head=4,
                             initializer_range=0.5, eos_token_id=2, bos_token_id=None)
         model = GPT2LMHeadModel(config)
+    elif kind == "falcon":  # falcon-7b's layout: multi-query (1 KV head), parallel attn + MLP
+        config = FalconConfig(vocab_size=vocab, hidden_size=64, num_hidden_layers=2,
+                              num_attention_heads=4, multi_query=True,
+                              new_decoder_architecture=False, parallel_attn=True, alibi=False,
+                              bias=False, max_position_embeddings=64, initializer_range=1.0,
+                              eos_token_id=2, bos_token_id=None)
+        model = FalconForCausalLM(config)
     else:  # grouped-query attention: 2 KV heads for 4 query heads
         config = Qwen2Config(vocab_size=vocab, hidden_size=64, intermediate_size=128,
                              num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,

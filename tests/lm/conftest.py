@@ -56,5 +56,10 @@ def qwen2_export(tmp_path_factory, eval_text):
 
 
 @pytest.fixture(scope="session")
+def falcon_export(tmp_path_factory, eval_text):
+    return _export("falcon", tmp_path_factory, eval_text, FP32_TARGETS)
+
+
+@pytest.fixture(scope="session")
 def tiny_lm_export(tmp_path_factory, eval_text):
     return _export("tiny-lm", tmp_path_factory, eval_text, FP32_TARGETS + WEIGHT_ONLY_TARGETS)

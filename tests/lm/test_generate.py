@@ -25,7 +25,7 @@ def transformers_generate(folder, prompt: list[int]) -> list[int]:
     return out[0].tolist()
 
 
-@pytest.mark.parametrize("arch", ["gpt2_export", "qwen2_export"])
+@pytest.mark.parametrize("arch", ["gpt2_export", "qwen2_export", "falcon_export"])
 def test_fp32_generation_equals_transformers(arch, request):
     folder, result, _ = request.getfixturevalue(arch)
     assert set(result.bundles) == {"onnxruntime:cpu:fp32", "openvino:cpu:fp32"}

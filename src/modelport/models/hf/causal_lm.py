@@ -29,10 +29,10 @@ TASK = "text-generation"
 class KVCacheLM(torch.nn.Module):
     """transformers causal LM with the cache as flat tensors, so exporters see only tensors."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, layers: int) -> None:
         super().__init__()
         self.model = model
-        self.layers = int(model.config.num_hidden_layers)
+        self.layers = layers
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 position_ids: torch.Tensor, past: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -62,18 +62,25 @@ class NamedKV(torch.nn.Module):
                           [feeds[n] for n in self.past_names])
 
 
-def kv_geometry(config: dict[str, Any]) -> tuple[int, int, int]:
-    """(layers, kv_heads, head_dim) from a config.json (GPT-2 and Llama-style names)."""
-    layers = config.get("num_hidden_layers") or config.get("n_layer")
-    heads = config.get("num_attention_heads") or config.get("n_head")
-    hidden = config.get("hidden_size") or config.get("n_embd")
-    if not (layers and heads and hidden):
-        raise ModelLoadError("config.json does not say num_hidden_layers / num_attention_heads "
-                             "/ hidden_size: cannot lay out the KV cache; export it with a "
-                             "file.py:factory")
-    kv_heads = config.get("num_key_value_heads") or heads
-    head_dim = config.get("head_dim") or hidden // heads
-    return int(layers), int(kv_heads), int(head_dim)
+def cache_layout(model: Any) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Per layer, ((kv_heads, head_dim) of the keys, (kv_heads, head_dim) of the values), read
+    from the cache the model itself returns for one token.
+
+    Asked of the model rather than read from config.json: the config names differ per family
+    and some say the wrong thing for the cache (a falcon-7b-style config, ``multi_query``,
+    lists ``num_kv_heads`` equal to its attention heads while its attention caches one head).
+    """
+    with torch.no_grad():
+        out = model(input_ids=torch.zeros((1, 1), dtype=torch.long), use_cache=True)
+    cache = getattr(out, "past_key_values", None)
+    layers = getattr(cache, "layers", None)
+    if not layers:
+        raise ModelLoadError(
+            f"{type(model).__name__} returns no per-layer KV cache (past_key_values): modelport "
+            "cannot lay out its cache inputs; export it with a file.py:factory"
+        )
+    return [((int(layer.keys.shape[1]), int(layer.keys.shape[-1])),
+             (int(layer.values.shape[1]), int(layer.values.shape[-1]))) for layer in layers]
 
 
 def context_length(config: dict[str, Any]) -> int:
@@ -83,16 +90,16 @@ def context_length(config: dict[str, Any]) -> int:
     return 2048
 
 
-def lm_specs(config: dict[str, Any]) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    """The graph's inputs and outputs (see the module docstring)."""
-    layers, kv_heads, head_dim = kv_geometry(config)
+def lm_specs(config: dict[str, Any], layout: list[tuple[tuple[int, int], tuple[int, int]]]
+             ) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The graph's inputs and outputs (see the module docstring); ``layout`` from cache_layout."""
     vocab = int(config.get("vocab_size") or 0) or "vocab"
     inputs = [TensorSpec("input_ids", "int64", ("batch", "seq")),
               TensorSpec("attention_mask", "int64", ("batch", "total")),
               TensorSpec("position_ids", "int64", ("batch", "seq"))]
     outputs = [TensorSpec("logits", "float32", ("batch", "seq", vocab))]
-    for i in range(layers):
-        for kind in ("key", "value"):
+    for i, per_kind in enumerate(layout):
+        for kind, (kv_heads, head_dim) in zip(("key", "value"), per_kind, strict=True):
             inputs.append(TensorSpec(f"past_key_values.{i}.{kind}", "float32",
                                      ("batch", kv_heads, "past", head_dim)))
             outputs.append(TensorSpec(f"present.{i}.{kind}", "float32",
@@ -120,9 +127,9 @@ def prepare_causal_lm(plan: FolderPlan, model: Any, *, name: str | None = None,
 
     model.config._attn_implementation = "eager"  # the exporters trace eager attention
     config = plan.folder.config
-    inputs, outputs = lm_specs(config)
+    inputs, outputs = lm_specs(config, cache_layout(model))
     past_names = [s.name for s in inputs[3:]]
-    module = NamedKV(KVCacheLM(model).eval(), past_names).eval()
+    module = NamedKV(KVCacheLM(model, len(past_names) // 2).eval(), past_names).eval()
     path = plan.folder.path
     eos = eos_ids(path, config)
     context = context_length(config)
