@@ -115,3 +115,15 @@ def test_openvino_int4_awq_with_calibration_text(tmp_path, eval_text):
                               options={"openvino": {"awq": True, "scale_estimation": True}})
     manifest = json.loads((result.bundles["openvino:cpu:int4"] / "manifest.json").read_text())
     assert manifest["build"]["awq"] and manifest["accuracy"]["passed"]
+
+
+def test_run_text_continues_each_text_as_predict_does(tiny_lm_export):
+    _, result, _ = tiny_lm_export
+    bundle = result.bundles["onnxruntime:cpu:int8wo"]
+    proc = run_cli("run", str(bundle), "--text", "The weather", "--text", "A cat",
+                   "--max-new-tokens", "4")
+    assert proc.returncode == 0, proc.stderr
+    answer = modelport.load(bundle).predict(text=["The weather", "A cat"], max_new_tokens=4)
+    assert proc.stdout.strip() == str(answer).strip()  # greedy: the same continuations
+    first, second = answer.to_dict()["predictions"]
+    assert first["text"].startswith("The weather") and second["text"].startswith("A cat")

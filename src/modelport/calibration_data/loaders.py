@@ -17,6 +17,9 @@ from modelport.specs import TensorSpec
 log = logging.getLogger("modelport")
 
 LABEL_KEYS = ("label", "labels")
+#: text tasks whose data file is read by calibration_data.text_tasks (``preprocessing``: the
+#: model's): a JSONL of question/context pairs, text lines with masked tokens
+TEXT_TASK_DATA = ("question-answering", "fill-mask")
 
 
 def load_source(
@@ -27,6 +30,7 @@ def load_source(
     max_length: int = 128,
     image: Mapping[str, Any] | None = None,
     audio: Mapping[str, Any] | None = None,
+    preprocessing: Mapping[str, Any] | None = None,
 ) -> CalibrationSet:
     """A folder of .npy/.npz feeds, a folder of PNG/JPEG images for image models (resized and
     normalized with ``image``, the model's own parameters), a folder of audio files for audio
@@ -51,6 +55,10 @@ def load_source(
         return from_npz_dir(path, specs)
     if path.suffix in (".npz", ".npy"):
         return _from_array_files([path], specs, source=str(path))
+    if tokenizer_json is not None and (preprocessing or {}).get("task") in TEXT_TASK_DATA:
+        from modelport.calibration_data.text_tasks import load_text_task
+
+        return load_text_task(path, preprocessing or {}, tokenizer_json, specs)
     if tokenizer_json is None:
         raise CalibrationDataError(
             f"'{path}' looks like a text file, but this model has no tokenizer: "

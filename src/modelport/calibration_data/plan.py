@@ -36,7 +36,8 @@ def plan_data(model: PreparedModel, calib, evalset, needs_calib: bool):
         return load_source(src, specs, tokenizer_json=model.tokenizer_json,
                            max_length=model.max_length,
                            image=(model.preprocessing or {}).get("image"),
-                           audio=(model.preprocessing or {}).get("audio"))
+                           audio=(model.preprocessing or {}).get("audio"),
+                           preprocessing=model.preprocessing)
 
     calib_set, eval_set = load(calib), load(evalset)
     if calib_set is not None and eval_set is None:

@@ -52,6 +52,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 TASK_METRICS = {
     "audio-classification": "top-1 agreement",
     "automatic-speech-recognition": "word error rate of the greedy transcript",
+    "question-answering": "exact match of each window's answer span",
+    "fill-mask": "top-1 agreement at the masked positions",
 }
 
 
@@ -86,6 +88,12 @@ def render(plan: dict[str, Any]) -> str:
         shown = ", ".join(names[:8]) + (f", ... ({len(names)} in all)" if len(names) > 8 else "")
         kind = "sigmoid per label (multi-label)" if pre.get("multi_label") else "softmax"
         lines.append(f"labels       {shown}; scores: {kind}")
+    if pre.get("question_answering"):
+        qa = pre["question_answering"]
+        lines.append(f"windows      question + context in {qa['max_length']} tokens, overlapping "
+                     f"by {qa['stride']}; answers of at most {qa['max_answer_len']} tokens")
+    if pre.get("mask_token"):
+        lines.append(f"mask         {pre['mask_token']} (id {pre['mask_token_id']})")
     if plan.get("sentence_transformers"):
         st = plan["sentence_transformers"]
         lines.append(f"pooling      sentence-transformers: {' + '.join(st['pooling'])}"

@@ -164,6 +164,9 @@ class Task:
         names = given.given()
         takes = describe_inputs(accepted)
         what = f"{bundle.path} ({self.name} bundle)"
+        if given.context is not None and "question" not in names:
+            raise UsageError(f"--context goes with --question (the passage a question-"
+                             f"answering model reads); {what} takes {takes}")
         if not names:
             raise UsageError(f"{what}: give an input; it takes {takes}")
         if len(names) > 1:
@@ -175,17 +178,16 @@ class Task:
             head = f"{bundle.path} is not {kind} model" if kind else what
             raise UsageError(f"{head} ({self.name} bundle): {FLAGS[name]} does not apply; "
                              f"it takes {takes}")
-        if given.context is not None and name != "question":
-            raise UsageError(f"--context goes with --question (the passage a question-"
-                             f"answering model reads); {what} takes {takes}")
         for option in given.options_given():
             if option not in self.options or name == "input":
                 raise UsageError(f"{FLAGS[option]} does not apply to {what} with "
                                  f"{FLAGS[name]}; it takes {takes}")
-        self.check_more(bundle, given)
+        if name != "input":  # raw feeds skip the task's own pre- and post-processing
+            self.check_more(bundle, given)
 
     def check_more(self, bundle: Any, given: RunInputs) -> None:
-        """Task-specific checks (a question without a context, an empty label list...)."""
+        """Task-specific checks (a question without a context, an empty label list...); not
+        called for ``--input`` feeds."""
 
     # -- running -----------------------------------------------------------------------------
     def predict(self, bundle: Any, session: Any, given: RunInputs) -> Answer:

@@ -6,7 +6,7 @@ two never disagree about the task, the inputs, the outputs or the preprocessing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from modelport.models.hf.adapter import Adapter, read_adapter
 from modelport.models.hf.folder import ADAPTER_CONFIG, CONFIG, Folder, read_folder
 from modelport.models.hf.sentence_pooling import SentencePipeline, read_pipeline
 from modelport.models.hf.task import TaskChoice, choose_task
+from modelport.models.hf.text_heads import TEXT_HEADS
 from modelport.specs import TensorSpec
 
 
@@ -28,6 +29,8 @@ class FolderPlan:
     max_length: int = 128
     pipeline: SentencePipeline | None = None
     adapter: Adapter | None = None
+    #: outputs after ``output`` (a detector's pred_boxes): models.hf.vision_plan
+    extra_outputs: list[TensorSpec] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON `modelport inspect --json` prints."""
@@ -43,7 +46,7 @@ class FolderPlan:
             "weights": self.folder.weights,
             "fidelity": self.choice.fidelity_kind,
             "inputs": [s.to_dict() for s in self.inputs],
-            "outputs": [self.output.to_dict()],
+            "outputs": [s.to_dict() for s in (self.output, *self.extra_outputs)],
             "max_length": self.max_length if self.choice.modality == "text" else None,
             "labels": len(config.get("id2label") or {}) or None,
             "sentence_transformers": self.pipeline.to_dict() if self.pipeline else None,
@@ -91,7 +94,12 @@ def plan_folder(path: Path, *, task: str | None = None, trust_pickle: bool = Fal
     text = text_inputs(folder.path, config, tokenizer_dir=tok_dir,
                        st_max_length=pipeline.max_seq_length if pipeline else None)
     inputs = [TensorSpec(n, "int64", ("batch", "seq")) for n in text.input_names]
-    if choice.task == "token-classification":
+    more: list[TensorSpec] = []
+    if choice.task in TEXT_HEADS:  # question-answering, fill-mask
+        (output, *more), head_pre = TEXT_HEADS[choice.task](
+            folder.path, config, text.tokenizer_json, text.max_length)
+        pre.update(head_pre)
+    elif choice.task == "token-classification":
         output = TensorSpec("logits", "float32", ("batch", "seq", num_labels))
     elif choice.task == "text-classification":
         output = TensorSpec("logits", "float32", ("batch", num_labels))
@@ -106,4 +114,5 @@ def plan_folder(path: Path, *, task: str | None = None, trust_pickle: bool = Fal
         output = TensorSpec("last_hidden_state", "float32", ("batch", "seq", hidden))
     pre["max_length"] = text.max_length
     return FolderPlan(folder, choice, inputs, output, pre, tokenizer_json=text.tokenizer_json,
-                      max_length=text.max_length, pipeline=pipeline, adapter=adapter)
+                      max_length=text.max_length, pipeline=pipeline, adapter=adapter,
+                      extra_outputs=more)

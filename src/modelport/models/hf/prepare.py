@@ -12,6 +12,7 @@ import numpy as np
 
 from modelport.errors import ModelLoadError
 from modelport.models.hf.describe import FolderPlan, plan_folder
+from modelport.models.hf.text_heads import TEXT_HEADS
 from modelport.models.prepared import PreparedModel
 from modelport.tasks import TASKS
 
@@ -44,13 +45,18 @@ def prepare(path: Path, *, task: str | None = None, trust_pickle: bool = False) 
         "name": path.resolve().name,
         "source": f"{path} (Hugging Face folder, {plan.choice.task})",
         "task": plan.choice.fidelity_kind, "inputs": plan.inputs,
-        "output_names": [plan.output.name], "module": module, "metadata": metadata,
+        "output_names": [plan.output.name, *(s.name for s in plan.extra_outputs)],
+        "module": module, "metadata": metadata,
         "preprocessing": dict(plan.preprocessing),
     }
     if plan.choice.modality == "audio":
         from modelport.models.hf.audio_prepare import audio_model
 
         return audio_model(plan, common)
+    if plan.choice.task in TEXT_HEADS:  # question answering, fill-mask: their own data
+        from modelport.models.hf.text_head_data import text_head_model
+
+        return text_head_model(plan, common)
     if plan.choice.modality == "image":
         return PreparedModel(example_inputs=synthetic_pixels(plan, 2, seed=0),
                              make_inputs=lambda batch: synthetic_pixels(plan, batch, seed=batch),
@@ -106,6 +112,9 @@ def wrap(model: Any, plan: FolderPlan) -> Any:
         return AudioHead(model, plan.output.name).eval()
     if plan.choice.modality == "image":
         return ImageHead(model, plan.output.name).eval()
+    if plan.extra_outputs and plan.choice.modality == "text":
+        names = (plan.output.name, *(s.name for s in plan.extra_outputs))
+        return TextHead(model, names).eval()
     if plan.pipeline is not None:
         return SentenceEmbedder(model, plan.pipeline).eval()
     return TextHead(model, plan.output.name).eval()

@@ -22,6 +22,8 @@ SUFFIX_TASKS: tuple[tuple[str, str], ...] = (
     ("ForCTC", "automatic-speech-recognition"),  # Wav2Vec2ForCTC, HubertForCTC
     ("ForSequenceClassification", "text-classification"),
     ("ForTokenClassification", "token-classification"),
+    ("ForQuestionAnswering", "question-answering"),
+    ("ForMaskedLM", "fill-mask"),
     ("ForCausalLM", "text-generation"),
     ("LMHeadModel", "text-generation"),  # GPT2LMHeadModel, GPTJ...
     ("Model", "feature-extraction"),
@@ -35,6 +37,8 @@ AUTO_CLASSES: dict[str, str] = {
     "token-classification": "AutoModelForTokenClassification",
     "image-classification": "AutoModelForImageClassification",
     "text-generation": "AutoModelForCausalLM",
+    "question-answering": "AutoModelForQuestionAnswering",
+    "fill-mask": "AutoModelForMaskedLM",
     "audio-classification": "AutoModelForAudioClassification",
     "automatic-speech-recognition": "AutoModelForCTC",
 }
@@ -90,7 +94,8 @@ def modality(folder: Folder, task: str) -> str:
         return "audio"
     if task == "image-classification":
         return "image"
-    if task in ("text-classification", "token-classification", "text-generation"):
+    if task in ("text-classification", "token-classification", "text-generation",
+                "question-answering", "fill-mask"):
         return "text"
     config = folder.config
     vision = "num_channels" in config or "image_size" in config

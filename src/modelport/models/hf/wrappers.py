@@ -18,17 +18,20 @@ from modelport.models.hf.sentence_pooling import SentencePipeline
 
 
 class TextHead(torch.nn.Module):
-    """One named output (``logits`` / ``last_hidden_state``) of a text model."""
+    """One named output (``logits`` / ``last_hidden_state``) of a text model, or several in
+    order (question answering: ``start_logits``, ``end_logits``) as a tuple."""
 
-    def __init__(self, model: Any, output: str) -> None:
+    def __init__(self, model: Any, output: str | tuple[str, ...]) -> None:
         super().__init__()
         self.model = model
         self.output = output
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        return getattr(self.model(**_feeds(input_ids, attention_mask, token_type_ids)),
-                       self.output)
+                token_type_ids: torch.Tensor | None = None) -> Any:
+        out = self.model(**_feeds(input_ids, attention_mask, token_type_ids))
+        if isinstance(self.output, tuple):
+            return tuple(getattr(out, name) for name in self.output)
+        return getattr(out, self.output)
 
 
 class SentenceEmbedder(torch.nn.Module):
