@@ -68,6 +68,9 @@ def render_readme(m: dict[str, Any]) -> str:
     target = m["target"]
     runtime = m["runtime"]["name"]
     extra = m["runtime"].get("extra", runtime)
+    audio = bool((m.get("preprocessing") or {}).get("audio"))
+    if audio:  # decoding and resampling audio files: soundfile + soxr
+        extra += ",audio"
     acc = m.get("accuracy") or {}
     metrics = acc.get("metrics") or {}
     lines = [
@@ -91,6 +94,8 @@ def render_readme(m: dict[str, Any]) -> str:
         f'pip install "modelport[{extra}]"   # the runtime only: no torch needed',
         "modelport verify .      # checksums + outputs vs the stored reference",
         "modelport bench .       # latency / throughput on this machine",
+        *(["modelport run . --audio clip.wav   # labels / transcript of a WAV/FLAC/OGG file"]
+          if audio else []),
         "```",
         "",
         "```python",
