@@ -97,6 +97,10 @@ def modality(folder: Folder, task: str) -> str:
     if task in ("text-classification", "token-classification", "text-generation",
                 "question-answering", "fill-mask"):
         return "text"
+    from modelport.models.hf.audio_config import is_audio_folder
+
+    if is_audio_folder(folder):  # a Wav2Vec2Model: audio_plan names the audio tasks it exports
+        return "audio"
     config = folder.config
     vision = "num_channels" in config or "image_size" in config
     has_text = any((folder.path / n).is_file() for n in (
