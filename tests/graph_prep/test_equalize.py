@@ -19,13 +19,17 @@ def _relative_error(got: np.ndarray, ref: np.ndarray) -> float:
 
 
 def _worst_range_ratio(path) -> float:
-    """Largest / smallest per-input-channel |weight| range of each pair's second conv: what
-    per-channel weight scales cannot absorb."""
+    """Over pairs, the largest / smallest per-channel |weight| range of the first conv's output
+    channels and of the second conv's input channels (what per-tensor activations and
+    per-channel weight scales cannot absorb)."""
     view = GraphView(onnx.load(str(path)))
     ratios = []
     for pair in find_pairs(view):
-        r = input_channel_ranges(view.value(pair.second.input[1]), int(attr(pair.second, "group", 1)))
-        ratios.append(r.max() / r.min())
+        w1 = view.value(pair.first.input[1])
+        r1 = np.abs(w1).reshape(w1.shape[0], -1).max(axis=1)
+        r2 = input_channel_ranges(view.value(pair.second.input[1]),
+                                  int(attr(pair.second, "group", 1)))
+        ratios += [r1.max() / r1.min(), r2.max() / r2.min()]
     return float(max(ratios))
 
 
@@ -69,3 +73,30 @@ def test_relu6_kept_where_exact_or_replaced_and_recorded(relu6_cnn, calib_sample
     ref_calib = run.outputs(onnx.load(str(relu6_cnn)), calib_samples)[0]
     assert metric["max_abs_err"] == pytest.approx(float(np.abs(got - ref_calib).max()), rel=1e-3)
     assert metric["cosine_min"] < 1.0 and "top1_agreement" in metric
+
+
+def test_grouped_pair_is_equalized_exactly():
+    """A Conv -> ReLU -> grouped Conv (2 groups): each input channel's factor lands on the
+    weights of its own group only; the float function stays."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from modelport.graph_prep.equalize import equalize
+
+    rng = np.random.default_rng(0)
+    w1 = rng.standard_normal((8, 3, 3, 3)) * np.repeat([[100.0], [1.0]], 4, 0)[:, :, None, None]
+    w2 = rng.standard_normal((6, 4, 3, 3))
+    inits = [numpy_helper.from_array(v.astype(np.float32), n) for n, v in
+             (("w1", w1), ("b1", rng.standard_normal(8)), ("w2", w2))]
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="a", pads=[1] * 4),
+             helper.make_node("Relu", ["c1"], ["r"]),
+             helper.make_node("Conv", ["r", "w2"], ["y"], name="b", group=2, pads=[1] * 4)]
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    samples = [{"x": rng.standard_normal((2, 3, 6, 6)).astype(np.float32)} for _ in range(3)]
+    ref = run.outputs(model, samples)[0]
+    record = equalize(model, samples)
+    # both ranges become sqrt(r1 * r2): a 100x spread drops to about its square root
+    assert record["pairs"] == 1 and record["range_ratio_after"] < record["range_ratio_before"] / 5
+    assert _relative_error(run.outputs(model, samples)[0], ref) < 1e-5

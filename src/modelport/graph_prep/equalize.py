@@ -119,8 +119,7 @@ def equalize(model: Any, samples: list[dict[str, np.ndarray]], *,
         "relu6": relu6 if replaced or clipped else "no ReLU6 between paired convs",
         "relu6_replaced_by_relu": replaced,
         "clip_channels_held_at_scale_1": held,
-        # max over pairs of (largest / smallest per-channel range) in the second layer's
-        # input channels: what per-channel weights cannot absorb
+        # max over pairs of the per-channel weight range spread (_imbalance)
         "range_ratio_before": _worst(before), "range_ratio_after":
             _worst([_imbalance(view, p) for p in pairs]),
     }
@@ -172,10 +171,19 @@ def input_channel_map(s: np.ndarray, shape: tuple[int, ...], group: int) -> np.n
 
 
 def _imbalance(view: GraphView, pair: Pair) -> float:
+    """The worse of two spreads (largest / smallest per-channel |weight| range): the first
+    conv's output channels (the per-tensor activation between them pays for it) and the
+    second conv's input channels (its per-channel weight scales cannot absorb it)."""
+    w1 = view.value(pair.first.input[1])
+    r1 = np.abs(w1).reshape(w1.shape[0], -1).max(axis=1)
     r2 = input_channel_ranges(view.value(pair.second.input[1]),
                               int(attr(pair.second, "group", 1)))
-    r2 = r2[r2 > 0]
-    return float(r2.max() / r2.min()) if r2.size else 1.0
+    return max(spread(r1), spread(r2))
+
+
+def spread(ranges: np.ndarray) -> float:
+    ranges = ranges[ranges > 0]
+    return float(ranges.max() / ranges.min()) if ranges.size else 1.0
 
 
 def _worst(values: list[float]) -> float:
