@@ -56,6 +56,25 @@ def activation_matmuls(path: Path) -> list[str]:
             if n.op_type == "MatMul" and not any(i in constants for i in n.input[:2])]
 
 
+def module_names(path: Path) -> dict[str, str]:
+    """Node name -> the torch module it came from (the dynamo exporter records name scopes)."""
+    import json
+
+    import onnx
+
+    out = {}
+    for node in onnx.load(str(path), load_external_data=False).graph.node:
+        for prop in node.metadata_props:
+            if prop.key == "pkg.torch.onnx.name_scopes":
+                try:
+                    scopes = json.loads(prop.value.replace("'", '"'))
+                except ValueError:
+                    continue
+                if len(scopes) >= 2 and scopes[-2]:  # the last scope names the op itself
+                    out[node.name] = scopes[-2]
+    return out
+
+
 class CalibrationReader:
     """CalibrationDataReader over a CalibrationSet, with a progress bar (ORT and TensorRT Q/DQ)."""
 

@@ -52,6 +52,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 TASK_METRICS = {
     "audio-classification": "top-1 agreement",
     "automatic-speech-recognition": "word error rate of the greedy transcript",
+    "object-detection": "F1 of the detections (same label, IoU >= 0.5)",
+    "image-segmentation": "mean IoU of the argmax mask",
     "question-answering": "exact match of each window's answer span",
     "fill-mask": "top-1 agreement at the masked positions",
 }

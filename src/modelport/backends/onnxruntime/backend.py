@@ -72,7 +72,8 @@ class OnnxRuntimeBackend(Backend):
         # the CNN recipe before static QDQ (dynamic INT8 quantizes no conv activations)
         with int8_graph(onnx_path, calib, options.cnn_recipe, when=opts.int8_mode != "dynamic",
                         weight_qmax=64 if reduce_range(opts) else 127) as (src, prep):
-            info = {**quantize_int8(src, dst, calib, model, opts), **cpu, **prep}
+            info = {**quantize_int8(src, dst, calib, model, opts,
+                                    budget=options.budget_or_default()), **cpu, **prep}
         from modelport.backends.onnx_qdq import external_files
 
         files = ["model.onnx"] + [f.name for f in external_files(dst)]

@@ -26,6 +26,10 @@ class OnnxRuntimeOptions(BackendOptions):
              "static)", parse=comma_list, metavar="OP,OP")
     nodes_to_exclude: tuple[str, ...] | None = option(
         help="INT8: keep these nodes in float", parse=comma_list, metavar="NODE,NODE")
+    max_fallback: int | None = option(
+        minimum=0, help="static INT8: most layers kept in float, fewest first, when INT8 misses "
+                        "the budget on a calibration slice (ranked by the error each adds; 0 "
+                        "turns it off; default 8)")
     block_size: int | None = option(
         minimum=16, help="INT4/INT8WO weight-only: weights per quantization block along the "
                          "input dimension (MatMulNBits; a power of 2 >= 16; default 32)")

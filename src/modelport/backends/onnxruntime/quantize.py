@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from modelport.backends import onnx_qdq
+from modelport.backends import fallback, onnx_qdq
 from modelport.backends.onnx_qdq import CalibrationReader, activation_matmuls
 from modelport.backends.onnxruntime.options import OnnxRuntimeOptions
 from modelport.errors import BuildError, CalibrationDataError
@@ -45,7 +45,8 @@ def reduce_range(options: OnnxRuntimeOptions) -> bool:
     return not options.full_range
 
 
-def quantize_int8(src: Path, dst: Path, calib, model, options: OnnxRuntimeOptions) -> dict[str, Any]:
+def quantize_int8(src: Path, dst: Path, calib, model, options: OnnxRuntimeOptions, *,
+                  budget=None) -> dict[str, Any]:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     mode = options.int8_mode or default_mode(src)
@@ -65,11 +66,12 @@ def quantize_int8(src: Path, dst: Path, calib, model, options: OnnxRuntimeOption
             )
             return {"precision": "int8", "mode": "dynamic", "weights": _weights(options),
                     "activations": "u8 dynamic (per batch)", "op_types": ops}
-        return _quantize_static(pre, dst, calib, options, large=large)
+        return _quantize_static(pre, dst, calib, options, large=large, model=model,
+                                budget=budget)
 
 
 def _quantize_static(pre: Path, dst: Path, calib, options: OnnxRuntimeOptions, *,
-                     large: bool = False) -> dict[str, Any]:
+                     large: bool = False, model=None, budget=None) -> dict[str, Any]:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     if calib is None or len(calib) == 0:
@@ -87,25 +89,40 @@ def _quantize_static(pre: Path, dst: Path, calib, options: OnnxRuntimeOptions, *
     if method == "percentile":
         extra["CalibPercentile"] = 99.999
     exclude = list(options.nodes_to_exclude or [])
-    quantize_static(
-        str(pre), str(dst), CalibrationReader(calib),
-        quant_format=QuantFormat.QDQ,
-        # u8 activations + s8 weights: s8s8 QDQ ran slower than FP32 on this x86 CPU
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        reduce_range=reduce_range(options),
-        calibrate_method=methods[method],
-        op_types_to_quantize=ops,
-        nodes_to_exclude=exclude,
-        extra_options=extra,
-        use_external_data_format=large,
-    )
+    cache = pre.with_name("ranges.json")  # calibrated once, reused by every fallback trial
+
+    def write(nodes_to_exclude: list[str], nodes_to_quantize: list[str] | None = None) -> None:
+        quantize_static(
+            str(pre), str(dst), None if cache.exists() else CalibrationReader(calib),
+            quant_format=QuantFormat.QDQ,
+            # u8 activations + s8 weights: s8s8 QDQ ran slower than FP32 on this x86 CPU
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            reduce_range=reduce_range(options),
+            calibrate_method=methods[method],
+            op_types_to_quantize=ops,
+            nodes_to_exclude=nodes_to_exclude,
+            nodes_to_quantize=nodes_to_quantize,
+            extra_options=extra,
+            calibration_cache_path=str(cache),
+            use_external_data_format=large,
+        )
+
+    write(exclude)
     log.info("calibrated INT8 on %d samples (%s)", len(calib), method)
-    return {"precision": "int8", "mode": "static", "format": "QDQ", "weights": _weights(options),
+    info = {"precision": "int8", "mode": "static", "format": "QDQ", "weights": _weights(options),
             "activations": "u8 asymmetric", "calibration_method": method,
             "calibration_samples": len(calib), "op_types": ops or "all",
             "nodes_excluded": exclude}
+    most = fallback.DEFAULT_MAX_FALLBACK if options.max_fallback is None else options.max_fallback
+    if most > 0 and budget is not None and model is not None:
+        from modelport.backends.onnxruntime.float_fallback import keep_fewest_float
+
+        record = keep_fewest_float(pre, dst, write, calib, model.task, budget, most, exclude, ops)
+        info["float_fallback"] = record
+        info["nodes_excluded"] = exclude + [n for u in record["kept_float"] for n in u["nodes"]]
+    return info
 
 
 def _weights(options: OnnxRuntimeOptions) -> str:

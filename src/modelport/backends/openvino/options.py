@@ -33,6 +33,11 @@ class OpenVINOOptions(BackendOptions):
         choices=AC_METRICS, help="accuracy control metric (default: the one the budget "
                                  "judges by: accuracy for labelled classifiers, top1 (top-1 "
                                  "agreement) for classifiers without labels, cosine otherwise)")
+    max_fallback: int | None = option(
+        minimum=0, help="OpenVINO INT8: most layers kept in float (NNCF ignored_scope), fewest "
+                        "first, when INT8 misses the budget on a calibration slice (ranked by "
+                        "the error each adds; 0 turns it off; --accuracy-control replaces it; "
+                        "default 8)")
     model_type: str | None = option(
         choices=("transformer", "default"),
         help="NNCF model type (default: transformer when the graph has attention)")

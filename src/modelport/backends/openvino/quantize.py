@@ -74,6 +74,14 @@ def quantize_int8(ov_model, calib, model, options: OpenVINOOptions, *,
     if options.accuracy_control:
         quantized, info["accuracy_control"] = _accuracy_control(
             ov_model, quantized, calib, model, options, kwargs, budget or Budget())
+    elif (options.max_fallback is None or options.max_fallback > 0) and model is not None:
+        from modelport.backends.fallback import DEFAULT_MAX_FALLBACK
+        from modelport.backends.openvino.float_fallback import keep_fewest_float
+
+        quantized, info["float_fallback"] = keep_fewest_float(
+            ov_model, quantized, calib, model.task, budget or Budget(),
+            DEFAULT_MAX_FALLBACK if options.max_fallback is None else options.max_fallback, kwargs,
+            run=_outputs, pass_through=_PASS_THROUGH)
     return quantized, info
 
 

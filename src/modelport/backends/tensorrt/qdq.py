@@ -14,7 +14,8 @@ This module makes that graph with ``onnxruntime.quantization`` in the form Tenso
   identity skip already shares the Q/DQ of the Conv input it also feeds; any other skip gets
   one of its own (``add_residual_qdq``);
 - sensitive layers fall back to float when the graph misses the accuracy budget on held-in
-  calibration samples (ranked by the quantization SNR of their input; see ``fallback``).
+  calibration samples: ranked by the quantization SNR of their input, the fewest that meet
+  the budget found by the search every backend shares (backends/fallback.py).
 
 The same file runs in ONNX Runtime on CPU, which is how its fidelity is checked here.
 """
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from modelport.backends import onnx_qdq
-from modelport.backends.onnx_qdq import CalibrationReader, activation_matmuls
+from modelport.backends import fallback, onnx_qdq
+from modelport.backends.onnx_qdq import CalibrationReader, activation_matmuls, module_names
 from modelport.backends.tensorrt.qdq_graph import (
     WEIGHTED_OPS,
     add_residual_qdq,
@@ -62,7 +62,7 @@ class QdqRecipe:
     residual_qdq: bool = True
     #: quantize activation x activation MatMuls (attention's Q.K^T and P.V) too
     quantize_attention: bool = True
-    max_fallback: int = 8  # most layers given back to float to keep the budget
+    max_fallback: int = fallback.DEFAULT_MAX_FALLBACK  # most layers kept float for the budget
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,7 +102,7 @@ def make_qdq_onnx(src: Path, dst: Path, calib, recipe: QdqRecipe, *, task: str =
         raise CalibrationDataError("TensorRT INT8 needs calibration data: pass --calib")
     from modelport.metrics import Budget, budget_misses
 
-    budget = budget or Budget()
+    budget = fallback.with_headroom(budget or Budget())  # the probe is calibration data
     with tempfile.TemporaryDirectory(prefix="modelport-trt-qdq-") as tmp:
         tmpdir = Path(tmp)
         pre = tmpdir / "pre.onnx"
@@ -116,19 +116,28 @@ def make_qdq_onnx(src: Path, dst: Path, calib, recipe: QdqRecipe, *, task: str =
         misses = budget_misses(metrics, budget)
         ranking: list[dict[str, Any]] = []
         fallen: list[str] = []
+        record = None
         if misses and recipe.max_fallback > 0:
             ranking = rank_sensitivity(pre, dst, probe)
             log.info("Q/DQ graph misses the budget on %d calibration samples (%s); "
-                     "falling back the least quantizable layers to float", len(probe),
+                     "keeping the fewest least quantizable layers in float", len(probe),
                      "; ".join(misses))
-            for step in _fallback_steps(len(ranking), recipe.max_fallback):
-                fallen = [n for r in ranking[:step] for n in r["nodes"]]
-                _quantize(pre, dst, calib, recipe, exclude + fallen, cache)
-                metrics = _probe_fidelity(dst, probe, reference, task)
-                misses = budget_misses(metrics, budget)
-                log.info("  %d layer(s) in float: %s", len(fallen), _summary(metrics))
-                if not misses:
-                    break
+
+            def evaluate(units) -> dict[str, Any]:
+                _quantize(pre, dst, calib, recipe, exclude + [n for u in units for n in u.nodes],
+                          cache)
+                return _probe_fidelity(dst, probe, reference, task)
+
+            units = [fallback.Unit(r["tensor"], tuple(r["nodes"]), -r["sqnr_db"],
+                                   {"sqnr_db": r["sqnr_db"], "modules": r["modules"]})
+                     for r in ranking]
+            record = fallback.find_fewest(
+                units, evaluate, budget, recipe.max_fallback, before=metrics,
+                probe=f"first {len(probe)} calibration samples (never the evaluation split)",
+                ranked_by="quantization noise of the layer's input (-SQNR dB)")
+            fallen = [n for u in record["kept_float"] for n in u["nodes"]]
+            metrics = _probe_fidelity(dst, probe, reference, task)
+            misses = budget_misses(metrics, budget)
         if recipe.residual_qdq:
             residual = add_residual_qdq(dst, pre, calib.take(PROBE_SAMPLES * 2))
         else:
@@ -146,21 +155,8 @@ def make_qdq_onnx(src: Path, dst: Path, calib, recipe: QdqRecipe, *, task: str =
         "residual_qdq": residual, "probe_fidelity": metrics,
         "probe_budget_misses": misses,
         "sensitivity": ranking[: max(len(fallen), 5)],
+        **({"float_fallback": record} if record is not None else {}),
     }
-
-
-def _fallback_steps(n: int, most: int) -> list[int]:
-    steps, k = [], 1
-    while k < min(n, most):
-        steps.append(k)
-        k *= 2
-    steps.append(min(n, most))
-    return sorted(set(steps))
-
-
-def _summary(metrics: dict[str, Any]) -> str:
-    keys = ("cosine_mean", "top1_agreement", "accuracy_drop")
-    return ", ".join(f"{k} {metrics[k]:.4f}" for k in keys if k in metrics)
 
 
 # -- ONNX Runtime quantizer with TensorRT's settings ----------------------------------------
@@ -267,7 +263,7 @@ def rank_sensitivity(pre: Path, qdq: Path, probe) -> list[dict[str, Any]]:
     if not scales:
         return []
     fmodel = onnx.load(str(pre))
-    modules = _module_names(fmodel)
+    modules = module_names(pre)
     values = run_exposing(fmodel, list(scales), probe)
     ranking = []
     for name, scale in scales.items():
@@ -284,21 +280,6 @@ def rank_sensitivity(pre: Path, qdq: Path, probe) -> list[dict[str, Any]]:
                             "absmax": float(np.abs(x).max()), "scale": float(scale)})
     ranking.sort(key=lambda r: r["sqnr_db"])
     return ranking
-
-
-def _module_names(model) -> dict[str, str]:
-    """Node name -> the torch module it came from (the dynamo exporter records name scopes)."""
-    out = {}
-    for node in model.graph.node:
-        for prop in node.metadata_props:
-            if prop.key == "pkg.torch.onnx.name_scopes":
-                try:
-                    scopes = json.loads(prop.value.replace("'", '"'))
-                except ValueError:
-                    continue
-                if len(scopes) >= 2 and scopes[-2]:  # the last scope names the op itself
-                    out[node.name] = scopes[-2]
-    return out
 
 
 def _activation_scales(model) -> dict[str, float]:

@@ -14,6 +14,7 @@ from modelport.models.hf.adapter import Adapter, read_adapter
 from modelport.models.hf.folder import ADAPTER_CONFIG, CONFIG, Folder, read_folder
 from modelport.models.hf.sentence_pooling import SentencePipeline, read_pipeline
 from modelport.models.hf.task import TaskChoice, choose_task
+from modelport.models.hf.vision_plan import VISION_TASKS
 from modelport.models.hf.text_heads import TEXT_HEADS
 from modelport.specs import TensorSpec
 
@@ -75,6 +76,12 @@ def plan_folder(path: Path, *, task: str | None = None, trust_pickle: bool = Fal
 
         inputs, output = plan_audio(folder, choice, pre)
         return FolderPlan(folder, choice, inputs, output, pre, adapter=adapter)
+    if choice.task in VISION_TASKS:  # boxes, masks: models.hf.vision_plan
+        from modelport.models.hf.vision_plan import plan_vision
+
+        inputs, outputs = plan_vision(folder, choice, pre, adapter)
+        return FolderPlan(folder, choice, inputs, outputs[0], pre, adapter=adapter,
+                          extra_outputs=outputs[1:])
     if choice.modality == "image":
         from modelport.models.hf.image_config import image_params
 

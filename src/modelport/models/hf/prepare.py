@@ -12,6 +12,7 @@ import numpy as np
 
 from modelport.errors import ModelLoadError
 from modelport.models.hf.describe import FolderPlan, plan_folder
+from modelport.models.hf.vision_plan import VISION_TASKS
 from modelport.models.hf.text_heads import TEXT_HEADS
 from modelport.models.prepared import PreparedModel
 from modelport.tasks import TASKS
@@ -53,6 +54,10 @@ def prepare(path: Path, *, task: str | None = None, trust_pickle: bool = False) 
         from modelport.models.hf.audio_prepare import audio_model
 
         return audio_model(plan, common)
+    if plan.choice.task in VISION_TASKS:  # detectors, segmenters: models.hf.vision_prepare
+        from modelport.models.hf.vision_prepare import vision_model
+
+        return vision_model(plan, common, synthetic_pixels)
     if plan.choice.task in TEXT_HEADS:  # question answering, fill-mask: their own data
         from modelport.models.hf.text_head_data import text_head_model
 
@@ -110,6 +115,11 @@ def wrap(model: Any, plan: FolderPlan) -> Any:
         from modelport.models.hf.audio_wrappers import AudioHead
 
         return AudioHead(model, plan.output.name).eval()
+    if plan.choice.task in VISION_TASKS:
+        from modelport.models.hf.vision_wrappers import NamedImageOutputs
+
+        names = [plan.output.name, *[s.name for s in plan.extra_outputs]]
+        return NamedImageOutputs(model, names).eval()
     if plan.choice.modality == "image":
         return ImageHead(model, plan.output.name).eval()
     if plan.extra_outputs and plan.choice.modality == "text":

@@ -18,6 +18,8 @@ from modelport.tasks import FIDELITY_KIND, TASKS
 SUFFIX_TASKS: tuple[tuple[str, str], ...] = (
     ("ForImageClassificationWithTeacher", "image-classification"),
     ("ForImageClassification", "image-classification"),
+    ("ForObjectDetection", "object-detection"),  # DETR, YOLOS, RT-DETR, ...
+    ("ForSemanticSegmentation", "image-segmentation"),  # SegFormer, DPT, UperNet, ...
     ("ForAudioClassification", "audio-classification"),  # AST
     ("ForCTC", "automatic-speech-recognition"),  # Wav2Vec2ForCTC, HubertForCTC
     ("ForSequenceClassification", "text-classification"),
@@ -36,6 +38,8 @@ AUTO_CLASSES: dict[str, str] = {
     "text-classification": "AutoModelForSequenceClassification",
     "token-classification": "AutoModelForTokenClassification",
     "image-classification": "AutoModelForImageClassification",
+    "object-detection": "AutoModelForObjectDetection",
+    "image-segmentation": "AutoModelForSemanticSegmentation",
     "text-generation": "AutoModelForCausalLM",
     "question-answering": "AutoModelForQuestionAnswering",
     "fill-mask": "AutoModelForMaskedLM",
@@ -92,7 +96,7 @@ def modality(folder: Folder, task: str) -> str:
     tokenizer's inputs."""
     if task in AUDIO_TASKS:
         return "audio"
-    if task == "image-classification":
+    if task in ("image-classification", "object-detection", "image-segmentation"):
         return "image"
     if task in ("text-classification", "token-classification", "text-generation",
                 "question-answering", "fill-mask"):
