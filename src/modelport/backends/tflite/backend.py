@@ -77,8 +77,12 @@ class TFLiteBackend(Backend):
         with int8_graph(model.onnx_artifact.path, calib, options.cnn_recipe,
                         when=target.precision == Precision.INT8) as (src, prep):
             artifact = convert(with_onnx(model, src), target, calib, workdir, options.of(self),
-                               min_cosine=options.budget_or_default().min_cosine)
+                               min_cosine=options.budget_or_default().min_cosine,
+                               budget=options.budget_or_default())
         artifact.info.update(prep)
+        # an INT8 no form of which meets the budget faster than FP32: the refusal says why
+        note = artifact.info.get("int8_refusal_note")
+        self.budget_hint = f"{note}; {type(self).budget_hint}" if note else type(self).budget_hint
         return artifact
 
     def load(self, path: Path, *, target: Target, inputs: list[TensorSpec],

@@ -86,7 +86,7 @@ def static_output_specs(model, batch: int | None, reference: list[np.ndarray]) -
 
 # -- the build ---------------------------------------------------------------------------------
 def convert(model, target: Target, calib, workdir: Path, options: TFLiteOptions, *,
-            min_cosine: float = 0.99) -> Artifact:
+            min_cosine: float = 0.99, budget=None) -> Artifact:
     """Build ``model.tflite`` in ``workdir`` for ``target``; the Artifact carries static I/O.
     ``min_cosine``: the budget the INT8 mode trial aims for (int8_modes.py)."""
     io = options.io or "float"
@@ -101,7 +101,7 @@ def convert(model, target: Target, calib, workdir: Path, options: TFLiteOptions,
     start = time.perf_counter()
     try:
         info = _via_onnx2tf(model, target, calib, workdir, options, specs, example, reference, io,
-                            out_specs, min_cosine)
+                            out_specs, min_cosine, budget)
     except _ConversionFailed as exc:
         info = _fallback(model, target, calib, workdir, options, specs, example, reference, io,
                          exc)
@@ -167,7 +167,7 @@ class _ConversionFailed(Exception):
 
 
 def _via_onnx2tf(model, target, calib, workdir, options, specs, example, reference, io,
-                 out_specs, min_cosine):
+                 out_specs, min_cosine, budget=None):
     missing = [m for m in TOOLCHAIN_MODULES if not has_module(m)]
     if missing:
         raise _ConversionFailed(f"its toolchain is not installed here: {', '.join(missing)}")
@@ -186,7 +186,7 @@ def _via_onnx2tf(model, target, calib, workdir, options, specs, example, referen
         _GRAPHS[key] = _save_graph(keras_model, layouts, err, specs, model.onnx_artifact.outputs)
     graph = _GRAPHS[key]
     info = _int8_trials(model, graph, target, calib, specs, out_specs, options, io,
-                        workdir / "model.tflite", example, reference, min_cosine)
+                        workdir / "model.tflite", example, reference, min_cosine, budget)
     keras_model, layouts, err = graph.keras_model, graph.layouts, graph.err
     info.update(conversion_path="onnx2tf", onnx2tf_version=_version("onnx2tf"),
                 tensorflow_version=_version("tensorflow"),
@@ -221,7 +221,7 @@ def _save_graph(keras_model, layouts, err, specs, onnx_outputs) -> _Graph:
 
 
 def _int8_trials(model, graph: _Graph, target, calib, specs, out_specs, options, io, dst,
-                 example, reference, min_cosine) -> dict[str, Any]:
+                 example, reference, min_cosine, budget=None) -> dict[str, Any]:
     """Build the INT8 mode(s) the graph kind calls for (int8_modes.py), first within budget."""
     from modelport.backends.tflite.int8_modes import candidate_modes, trial_cosine
     from modelport.backends.tflite.quantize import to_tflite
@@ -233,6 +233,19 @@ def _int8_trials(model, graph: _Graph, target, calib, specs, out_specs, options,
     if target.precision != Precision.INT8:
         return build()
     modes, why = candidate_modes(Path(model.onnx_artifact.path), options)
+    if len(modes) == 1 and modes[0] == "full-integer" and not options.int8_mode \
+            and not options.float_ops and budget is not None and calib is not None:
+        from modelport.backends.fallback import PROBE_SAMPLES
+        from modelport.backends.tflite.int16_retry import full_integer_or_16x8
+
+        fp32 = Target(target.runtime, target.device, Precision.FP32)
+        probe = [crop_or_pad(f, specs) for f in calib.take(PROBE_SAMPLES).batches(specs[0].shape[0])]
+        info = full_integer_or_16x8(
+            build, lambda path: to_tflite(graph.saved_model, graph.input_dtypes, fp32, None, specs,
+                                          options, "float", path),
+            dst, specs, out_specs, probe, [_onnx_reference(model, f) for f in probe], model.task,
+            budget)
+        return {**info, "int8_mode_chosen_by": why}
     if len(modes) == 1:
         return {**build(modes[0]), "int8_mode_chosen_by": why}
     feeds, refs = [example], [reference]
