@@ -106,6 +106,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", default=None, choices=TASKS,
                    help="Hugging Face folder: the task to export for (default: read from the "
                         "folder; see `modelport inspect DIR`)")
+    p.add_argument("--detection-head", default=None, choices=("yolo",),
+                   help="a file.py:factory detector with --task object-detection: the layout "
+                        "of its output (yolo: [batch, 4 + classes, anchors], boxes decoded and "
+                        "NMS run in the bundle)")
     p.add_argument("--trust-pickle", action="store_true",
                    help="Hugging Face folder: allow a pytorch_model.bin pickle checkpoint "
                         "(unpickling runs code from the file)")
@@ -113,8 +117,11 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 def model_from(args: argparse.Namespace, spec: str) -> Any:
     """The MODEL as given, or resolved now when --task / --trust-pickle must reach it."""
-    if getattr(args, "task", None) is None and not getattr(args, "trust_pickle", False):
+    head = getattr(args, "detection_head", None)
+    if getattr(args, "task", None) is None and not getattr(args, "trust_pickle", False) \
+            and head is None:
         return spec
     from modelport.models import resolve_model
 
-    return resolve_model(spec, task=args.task, trust_pickle=args.trust_pickle)
+    return resolve_model(spec, task=args.task, trust_pickle=args.trust_pickle,
+                         detection_head=head)

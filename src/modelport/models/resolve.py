@@ -28,14 +28,27 @@ BUILTINS: dict[str, str] = {
 }
 
 
-def resolve(spec: str, *, task: str | None = None, trust_pickle: bool = False) -> PreparedModel:
-    """``task`` and ``trust_pickle`` apply to Hugging Face checkpoint folders only."""
+def resolve(spec: str, *, task: str | None = None, trust_pickle: bool = False,
+            detection_head: str | None = None) -> PreparedModel:
+    """``trust_pickle`` applies to Hugging Face checkpoint folders only; ``task`` to those and
+    to a ``file.py:factory`` detector or segmenter (``models.factory_task``, with
+    ``detection_head``)."""
     prepared = _resolve(spec, task=task, trust_pickle=trust_pickle)
     if task is not None and "hf_task" not in prepared.metadata:
+        if ".py:" in spec:
+            from modelport.models.factory_task import declare_task
+
+            declared = prepared.metadata.pop("factory_preprocessing", None)
+            return declare_task(prepared, task, detection_head=detection_head,
+                                declared=declared, where=spec)
         raise ModelLoadError(
-            f"--task applies to Hugging Face checkpoint folders; '{spec}' is not one (its "
-            "inputs and outputs come from the model itself)"
+            f"--task applies to Hugging Face checkpoint folders and file.py:factory models; "
+            f"'{spec}' is neither (its inputs and outputs come from the model itself)"
         )
+    if detection_head is not None:
+        raise ModelLoadError("--detection-head goes with a file.py:factory and --task "
+                             "object-detection (a Hugging Face detector's head is read from it)")
+    prepared.metadata.pop("factory_preprocessing", None)
     return prepared
 
 
@@ -124,9 +137,12 @@ def load_factory(file: Path, factory: str) -> PreparedModel:
     if isinstance(example, (tuple, list, torch.Tensor)) and not _takes_names(module, examples):
         module = _Positional(module, list(examples))
     module.eval()
-    return _from_module(
+    prepared = _from_module(
         module, examples, dynamic, name=file.stem, source=f"{file}:{factory}", output_kind=kind
     )
+    if getattr(fn, "preprocessing", None) is not None:  # read by --task (models.factory_task)
+        prepared.metadata["factory_preprocessing"] = fn.preprocessing
+    return prepared
 
 
 def _declaration(extra: tuple[Any, ...], where: str) -> tuple[Any, str | None]:

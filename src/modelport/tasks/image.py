@@ -69,7 +69,11 @@ def preprocess(image: Any, params: Mapping[str, Any]) -> np.ndarray:
     image_mod = _pil()
     image = image.convert("RGB")
     resample = image_mod.Resampling(int(params.get("resample", 2)))
-    if params.get("shortest_edge"):
+    if params.get("letterbox"):  # keep the aspect ratio, pad (YOLO-style detectors)
+        from modelport.tasks.letterbox import letterbox
+
+        image = letterbox(image, params)
+    elif params.get("shortest_edge"):
         edge = int(params["shortest_edge"])
         w, h = image.size
         scale = edge / min(w, h)

@@ -14,7 +14,6 @@ from modelport.models.hf.adapter import Adapter, read_adapter
 from modelport.models.hf.folder import ADAPTER_CONFIG, CONFIG, Folder, read_folder
 from modelport.models.hf.sentence_pooling import SentencePipeline, read_pipeline
 from modelport.models.hf.task import TaskChoice, choose_task
-from modelport.models.hf.vision_plan import VISION_TASKS
 from modelport.models.hf.text_heads import TEXT_HEADS
 from modelport.models.hf.vision_plan import VISION_TASKS
 from modelport.specs import TensorSpec

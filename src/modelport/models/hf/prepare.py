@@ -12,7 +12,6 @@ import numpy as np
 
 from modelport.errors import ModelLoadError
 from modelport.models.hf.describe import FolderPlan, plan_folder
-from modelport.models.hf.vision_plan import VISION_TASKS
 from modelport.models.hf.text_heads import TEXT_HEADS
 from modelport.models.hf.vision_plan import VISION_TASKS
 from modelport.models.prepared import PreparedModel
