@@ -27,4 +27,6 @@ class TensorRTOptions(BackendOptions):
     nodes_to_exclude: tuple[str, ...] | None = option(
         parse=comma_list, metavar="NODE,NODE", help="INT8 Q/DQ: keep these nodes in float")
     max_fallback: int | None = option(
-        minimum=0, help="INT8 Q/DQ: most layers given back to float to keep the budget (8)")
+        minimum=0, help="INT8 Q/DQ: most layers kept in float, fewest first, when the graph "
+                        "misses the budget on a calibration slice (ranked by the quantization "
+                        "SNR of their input; 0 turns it off; default 8)")
