@@ -85,7 +85,7 @@ def distilbert_mlm(path: Path) -> Path:
 
     torch.manual_seed(3)
     model = DistilBertForMaskedLM(config)
-    _spread(model, ("vocab_transform",), 0.5)
+    _spread(model, ("word_embeddings",), 1.0)  # tied to the output layer: logit margins ~2
     return _save(model, tok, path)
 
 
@@ -101,5 +101,5 @@ def roberta_mlm(path: Path) -> Path:
 
     torch.manual_seed(4)
     model = RobertaForMaskedLM(config)
-    _spread(model, ("lm_head.dense",), 0.5)
+    _spread(model, ("word_embeddings",), 1.0)  # tied to the output layer: logit margins ~2
     return _save(model, tok, path)
