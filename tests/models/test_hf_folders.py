@@ -93,12 +93,12 @@ def test_bad_folders_get_one_line_errors(hf_folders, tmp_path):
     message = _one_line_error(remote)
     assert "trust_remote_code" in message and "file.py:factory" in message
 
-    unknown = _copy(bert, tmp_path / "masked-lm")
+    unknown = _copy(bert, tmp_path / "multiple-choice")
     config = json.loads((unknown / "config.json").read_text())
-    config["architectures"] = ["BertForMaskedLM"]
+    config["architectures"] = ["BertForMultipleChoice"]
     (unknown / "config.json").write_text(json.dumps(config))
     message = _one_line_error(unknown)
-    for word in ("BertForMaskedLM", "feature-extraction", "text-classification",
+    for word in ("BertForMultipleChoice", "feature-extraction", "text-classification",
                  "token-classification", "image-classification", "file.py:factory"):
         assert word in message
 
