@@ -146,8 +146,6 @@ class Task:
     inputs: ClassVar[tuple[str, ...]] = ("text",)
     #: the options it uses (labels, threshold, save_mask)
     options: ClassVar[tuple[str, ...]] = ()
-    #: False: named in the task list, but no export path yet (refused with ``refusal``)
-    exportable: ClassVar[bool] = True
     #: the name of the task's own fidelity metric (in ``metric``'s result), if any
     metric_name: ClassVar[str | None] = None
     #: budget points are counted in this metric (its drop vs the reference)
