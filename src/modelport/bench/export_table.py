@@ -6,6 +6,9 @@ from typing import Any
 
 from modelport.bench.table import fmt_num, render, render_markdown
 
+#: a task's own metric (tasks/: its ``accuracy``) -> how the table's cell names it
+TASK_METRIC_CELLS = {"exact_match": "EM", "masked_top1_agreement": "top-1@mask"}
+
 
 def fidelity_text(f: dict[str, Any] | None) -> str:
     """One cell: accuracy (and its drop) for classifiers, mean cosine otherwise."""
@@ -14,7 +17,8 @@ def fidelity_text(f: dict[str, Any] | None) -> str:
     if "perplexity" in f:  # language models
         return f"ppl {f['perplexity']:.3f} ({100 * f.get('perplexity_increase', 0.0):+.2f}%)"
     if "accuracy" in f:
-        return f"acc {100 * f['accuracy']:.2f}% ({-100 * f['accuracy_drop']:+.2f})"
+        name = next((short for key, short in TASK_METRIC_CELLS.items() if key in f), "acc")
+        return f"{name} {100 * f['accuracy']:.2f}% ({-100 * f['accuracy_drop']:+.2f})"
     return f"cos {f['cosine_mean']:.4f}"
 
 
