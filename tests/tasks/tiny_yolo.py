@@ -29,7 +29,7 @@ class TinyYolo(torch.nn.Module):
         features = self.backbone(images)
         raw = self.box(features)
         xy = (self.grid + torch.tanh(raw[:, :2])) * STRIDE
-        wh = torch.exp(raw[:, 2:].clamp(-2, 2)) * 2 * STRIDE
+        wh = torch.exp(raw[:, 2:].clamp(-2, 2)) * 4 * STRIDE
         boxes = torch.cat([xy, wh], 1).flatten(2)
         scores = torch.sigmoid(self.cls(features)).flatten(2)
         return torch.cat([boxes, scores], 1)
@@ -38,9 +38,13 @@ class TinyYolo(torch.nn.Module):
 def build():
     torch.manual_seed(0)
     model = TinyYolo().eval()
-    with torch.no_grad():
-        model.cls.weight.normal_(0, 0.6)
-        model.cls.bias.fill_(-1.0)
+    with torch.no_grad():  # spread weights: features and scores like a trained model's range
+        for conv in model.backbone:
+            if isinstance(conv, torch.nn.Conv2d):
+                conv.weight.normal_(0, 0.2)
+                conv.bias.normal_(0, 0.2)
+        model.cls.weight.normal_(0, 1.0)
+        model.cls.bias.fill_(-3.0)
     return model, torch.rand(1, 3, SIZE, SIZE)
 
 
