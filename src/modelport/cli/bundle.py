@@ -89,7 +89,8 @@ def add_run_inputs(p: argparse.ArgumentParser) -> None:
     opt.add_argument("--temperature", type=float, default=None,
                      help="text generation: sample at this temperature (default greedy)")
     opt.add_argument("--seed", type=int, default=0, help="text generation: sampling seed")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None,
+                   help="runtime threads (default: the runtime's own choice)")
     p.add_argument("--json", type=Path, default=None, help="also write the answer as JSON here")
 
 
