@@ -47,24 +47,22 @@ def test_equalization_keeps_the_relu_function_and_balances_ranges(relu_cnn, cali
     assert changed["range_ratio_after"] == pytest.approx(after, rel=1e-2)
 
 
-def test_relu6_kept_where_exact_or_replaced_and_recorded(relu6_cnn, calib_samples, held_out,
-                                                         tmp_path):
+def test_relu6_pairs_left_alone_or_replaced_by_relu_and_recorded(relu6_cnn, calib_samples,
+                                                                  held_out, tmp_path):
     ref = run.outputs(onnx.load(str(relu6_cnn)), held_out)[0]
     kept, steps = run_steps(relu6_cnn, calib_samples, tmp_path / "keep", ["equalize"])
     record = steps[0]["changed"]
-    assert record["relu6"] == "keep" and record["relu6_replaced_by_relu"] == 0
-    # channels whose clip fired on the calibration data keep scale 1 (the widened ones)
-    assert record["clip_channels_held_at_scale_1"] > 0
-    assert record["channels_scaled"] > 0
-    assert _relative_error(run.outputs(onnx.load(str(kept)), held_out)[0], ref) < 1e-4
-    assert steps[0]["fp32_vs_original"]["cosine_min"] > 0.99999
+    # keep: ReLU6 between convs is not positively homogeneous, so those pairs are left alone
+    # and the float function is exact on any input
+    assert record["relu6"] == "keep" and record["relu6_pairs_left_alone"] == 4
+    assert record["pairs"] == 0 and record["relu6_replaced_by_relu"] == 0
+    assert _relative_error(run.outputs(onnx.load(str(kept)), held_out)[0], ref) < 1e-6
 
     relu, steps = run_steps(relu6_cnn, calib_samples, tmp_path / "relu",
                             ["equalize", "relu6-to-relu"])
     record = steps[0]["changed"]
     assert record["relu6"] == "relu" and record["relu6_replaced_by_relu"] == 4
-    assert record["clip_channels_held_at_scale_1"] == 0
-    assert record["range_ratio_after"] < 5  # every channel equalized
+    assert record["pairs"] == 4 and record["channels_scaled"] > 0
     graph = onnx.load(str(relu)).graph
     assert sum(n.op_type == "Clip" for n in graph.node) == 1  # the last one has no next conv
     # the float function changed where ReLU6 clipped; the record says by how much
@@ -100,3 +98,13 @@ def test_grouped_pair_is_equalized_exactly():
     # both ranges become sqrt(r1 * r2): a 100x spread drops to about its square root
     assert record["pairs"] == 1 and record["range_ratio_after"] < record["range_ratio_before"] / 5
     assert _relative_error(run.outputs(model, samples)[0], ref) < 1e-5
+
+
+def test_activation_criterion_keeps_the_relu_function(relu_cnn, calib_samples, held_out):
+    from modelport.graph_prep.equalize import equalize
+
+    model = onnx.load(str(relu_cnn))
+    ref = run.outputs(model, held_out)[0]
+    record = equalize(model, calib_samples, criterion="activation")
+    assert record["criterion"] == "activation" and record["channels_scaled"] > 0
+    assert _relative_error(run.outputs(model, held_out)[0], ref) < 1e-4
