@@ -9,6 +9,7 @@ one-line errors of bad audio input."""
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -216,20 +217,25 @@ def bundles(folders, clips, tmp_path_factory):
     return result
 
 
+@functools.cache
+def _torch_model(folder, task: str):
+    import transformers
+
+    auto = (transformers.AutoModelForAudioClassification if task == "audio-classification"
+            else transformers.AutoModelForCTC)
+    return auto.from_pretrained(str(folder), local_files_only=True).eval()
+
+
 def _torch_logits(folder, clip: np.ndarray, task: str) -> np.ndarray:
     import torch
-    import transformers
 
     from modelport.models.hf.audio_config import audio_params
     from modelport.models.hf.folder import read_folder
     from modelport.tasks.audio import features
 
-    auto = (transformers.AutoModelForAudioClassification if task == "audio-classification"
-            else transformers.AutoModelForCTC)
-    model = auto.from_pretrained(str(folder), local_files_only=True).eval()
     values = features(clip, audio_params(read_folder(folder)))
     with torch.no_grad():
-        return model(input_values=torch.from_numpy(values)).logits.numpy()
+        return _torch_model(folder, task)(input_values=torch.from_numpy(values)).logits.numpy()
 
 
 @pytest.mark.slow
