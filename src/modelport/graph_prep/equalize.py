@@ -216,8 +216,15 @@ def _imbalance(view: GraphView, pair: Pair) -> float:
 
 
 def spread(ranges: np.ndarray) -> float:
-    ranges = ranges[ranges > 0]
-    return float(ranges.max() / ranges.min()) if ranges.size else 1.0
+    """Largest / smallest range, over channels within SILENT of the largest (a channel 10^4
+    times narrower than the widest holds nothing to quantize; real CNNs have such channels
+    and they would make the number meaningless)."""
+    top = ranges.max(initial=0.0)
+    ranges = ranges[ranges > top * SILENT]
+    return float(top / ranges.min()) if ranges.size else 1.0
+
+
+SILENT = 1e-4
 
 
 def _worst(values: list[float]) -> float:

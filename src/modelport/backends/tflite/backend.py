@@ -79,6 +79,9 @@ class TFLiteBackend(Backend):
             artifact = convert(with_onnx(model, src), target, calib, workdir, options.of(self),
                                min_cosine=options.budget_or_default().min_cosine,
                                budget=options.budget_or_default())
+        if prep and artifact.info.get("conversion_path") != "onnx2tf":  # litert-torch fallback
+            prep = {"graph_prep": {**prep["graph_prep"], "applied": False, "reason":
+                                   "converted from the torch module, not the prepared ONNX"}}
         artifact.info.update(prep)
         # an INT8 no form of which meets the budget faster than FP32: the refusal says why
         note = artifact.info.get("int8_refusal_note")
