@@ -122,6 +122,21 @@ def test_search_says_when_even_the_most_float_layers_miss():
     assert not record["met"] and len(record["kept_float"]) == 2
 
 
+def test_no_ranking_is_spent_when_even_every_layer_float_misses():
+    calls = []
+
+    def evaluate(units):
+        calls.append(len(units))
+        return {"cosine_mean": 0.5, "cosine_min": 0.5}
+
+    units = [Unit(n, (n,)) for n in "ABCDEFGHIJKL"]
+    record = fallback.out_of_reach(units, evaluate, BUDGET, evaluate([]), 8, "test")
+    assert calls == [0, 12] and not record["met"] and record["kept_float"] == []
+    assert "still misses" in record["why"]
+    assert fallback.out_of_reach(units, lambda u: {"cosine_mean": 1.0, "cosine_min": 1.0},
+                                 BUDGET, {}, 8, "test") is None
+
+
 # -- ONNX Runtime static QDQ: nodes_to_exclude -------------------------------------------------
 def _ort_probe_misses(cnn, exclude: list[str], tmp: Path) -> list[str]:
     """Independent re-check: ORT INT8 with these nodes float and the fallback off, measured on

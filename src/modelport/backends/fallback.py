@@ -22,7 +22,9 @@ inside it (``with_headroom``: the probe is calibration data, the evaluation spli
    while the rest still meets the budget, repeated until a full pass drops none. The result
    is minimal: taking any one unit out of it misses the budget (every such set was measured).
 
-About 1 + log2(most) + 2k builds for k units kept float (each cached by its set).
+About 1 + log2(most) + 2k builds for k units kept float (each cached by its set). Before
+ranking, ``out_of_reach`` spends one build with every candidate float: if even that misses,
+no search can succeed and none is run.
 """
 
 from __future__ import annotations
@@ -155,6 +157,31 @@ def find_fewest(ranking: Sequence[Unit], evaluate: Evaluate, budget, most: int, 
         "ranking": [{"name": u.name, "rank": rank[u.name], "sensitivity": u.sensitivity}
                     for u in ranking[:max(2 * most, 8)]],
     }
+
+
+def out_of_reach(candidates: Sequence[Unit], evaluate: Evaluate, budget, before: Metrics,
+                 most: int, probe: str) -> dict[str, Any] | None:
+    """One build with EVERY candidate in float, before any ranking: if even that misses the
+    budget, no subset of them can meet it (what stays quantized breaks it), and the ranking's
+    one build per layer is not spent (static INT8 on MiniLM: 250 s of builds for nothing).
+    Returns the manifest record then, else None."""
+    from modelport.metrics import budget_misses
+
+    if not candidates:
+        return {"needed": True, "met": False, "max_fallback": int(most), "probe": probe,
+                "aimed_at": aimed_at(budget), "metric_before": _short(before),
+                "kept_float": [], "why": "no layer the backend can keep in float"}
+    every = evaluate(candidates)
+    misses = budget_misses(every, budget)
+    if not misses:
+        return None
+    log.info("  even with all %d layers in float: %s; no float fallback can meet the budget",
+             len(candidates), _summary(every))
+    return {"needed": True, "met": False, "max_fallback": int(most), "probe": probe,
+            "aimed_at": aimed_at(budget), "metric_before": _short(before),
+            "metric_all_float": _short(every), "kept_float": [],
+            "why": f"with all {len(candidates)} layers in float it still misses: "
+                   f"{'; '.join(misses)} (the ops that stay quantized break it)"}
 
 
 def not_needed(before: Metrics, most: int, probe: str, budget) -> dict[str, Any]:

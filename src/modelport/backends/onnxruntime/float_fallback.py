@@ -67,6 +67,10 @@ def keep_fewest_float(pre: Path, dst: Path, write: Write, calib, task: str, budg
         write(list(exclude) + [n for u in units for n in u.nodes], None)
         return measure()
 
+    hopeless = fallback.out_of_reach(candidates, evaluate, budget, before, most, where)
+    if hopeless is not None:
+        write(list(exclude), None)  # the plain build: the export judges and refuses it
+        return hopeless
     ranking = fallback.rank_by_isolation(candidates, isolate)
     write(list(exclude), None)  # dst back to the plain build until the search writes it
     return fallback.find_fewest(

@@ -74,7 +74,11 @@ def keep_fewest_float(ov_model, quantized, calib, task: str, budget, most: int,
                 built[key] = (None, built[key][1])
         return built[key][1]
 
-    ranking = fallback.rank_by_isolation([Unit(n, (n,)) for n in names], isolate)
+    candidates = [Unit(n, (n,)) for n in names]
+    hopeless = fallback.out_of_reach(candidates, evaluate, budget, before, most, where)
+    if hopeless is not None:
+        return quantized, hopeless  # the plain build: the export judges and refuses it
+    ranking = fallback.rank_by_isolation(candidates, isolate)
     record = fallback.find_fewest(ranking, evaluate, budget, most, before=before, probe=where,
                                   ranked_by=RANKED_BY)
     key = frozenset(u["name"] for u in record["kept_float"])
