@@ -138,3 +138,18 @@ def test_bad_input_is_one_line(fill, args, fragment):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0], proc.stderr
+
+
+def test_run_needs_no_torch_transformers_or_pillow(fill):
+    """What a device runs: the tokens come from numpy, tokenizers and the runtime alone."""
+    import subprocess
+    import sys
+
+    bundle = str(fill["roberta"][1].bundles["openvino:cpu:int8"])
+    args = ["run", bundle, "--text", "the <mask> sat on the mat"]
+    code = ("import sys; sys.modules.update(torch=None, transformers=None, PIL=None); "
+            "from modelport.cli import main; sys.exit(main(sys.argv[1:]))")
+    device = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
+                            text=True, timeout=300, check=False)
+    assert device.returncode == 0, device.stderr[-2000:]
+    assert device.stdout == run_cli(*args).stdout

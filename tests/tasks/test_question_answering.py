@@ -137,3 +137,18 @@ def test_inspect_shows_the_qa_inputs_and_outputs(qa):
     assert "question-answering (from architectures: RobertaForQuestionAnswering)" in proc.stdout
     assert "start_logits float32[batch, seq], end_logits float32[batch, seq]" in proc.stdout
     assert "token_type_ids" not in proc.stdout
+
+
+def test_run_needs_no_torch_transformers_or_pillow(qa):
+    """What a device runs: the answer comes from numpy, tokenizers and the runtime alone."""
+    import subprocess
+    import sys
+
+    bundle = str(qa["roberta"][1].bundles["onnxruntime:cpu:int8"])
+    args = ["run", bundle, "--question", QUESTIONS[0], "--context", CONTEXT]
+    code = ("import sys; sys.modules.update(torch=None, transformers=None, PIL=None); "
+            "from modelport.cli import main; sys.exit(main(sys.argv[1:]))")
+    device = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
+                            text=True, timeout=300, check=False)
+    assert device.returncode == 0, device.stderr[-2000:]
+    assert device.stdout == run_cli(*args).stdout

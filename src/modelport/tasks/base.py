@@ -209,6 +209,15 @@ def describe_inputs(accepted: Sequence[str]) -> str:
                        for name in accepted)
 
 
+def positions_on(where: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A [batch, seq] mask made from the feeds, laid on the outputs' [batch, seq] (a graph
+    built for a fixed length pads seq; positions past the feeds are False)."""
+    out = np.zeros(shape[:2], bool)
+    rows, cols = min(shape[0], where.shape[0]), min(shape[1], where.shape[1])
+    out[:rows, :cols] = where[:rows, :cols]
+    return out
+
+
 def preprocessing(bundle: Any) -> dict[str, Any]:
     return bundle.manifest.get("preprocessing") or {}
 

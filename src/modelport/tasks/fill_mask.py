@@ -11,7 +11,14 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import UsageError
-from modelport.tasks.base import Answer, RunInputs, Task, preprocessing, text_feeds
+from modelport.tasks.base import (
+    Answer,
+    RunInputs,
+    Task,
+    positions_on,
+    preprocessing,
+    text_feeds,
+)
 from modelport.tasks.postprocess import scores
 
 
@@ -53,12 +60,11 @@ def masked_top1_agreement(outputs: Mapping[str, np.ndarray], reference: Mapping[
     reference's; every attended position when the feeds are unknown."""
     ref = np.asarray(reference["logits"])
     got = np.asarray(outputs["logits"])
+    where = np.ones(ref.shape[:2], bool)
     if feeds is not None and "input_ids" in feeds and pre.get("mask_token_id") is not None:
-        where = np.asarray(feeds["input_ids"])[:, : ref.shape[1]] == int(pre["mask_token_id"])
+        where = positions_on(np.asarray(feeds["input_ids"]) == int(pre["mask_token_id"]), ref.shape[:2])
     elif feeds is not None and "attention_mask" in feeds:
-        where = np.asarray(feeds["attention_mask"])[:, : ref.shape[1]] == 1
-    else:
-        where = np.ones(ref.shape[:2], bool)
+        where = positions_on(np.asarray(feeds["attention_mask"]) == 1, ref.shape[:2])
     agree = got[where].argmax(-1) == ref[where].argmax(-1)
     top1 = float(agree.mean()) if agree.size else 1.0
     return {"masked_top1_agreement": top1, "masked_positions": int(agree.size),

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import UsageError
-from modelport.tasks.base import Answer, RunInputs, Task, preprocessing
+from modelport.tasks.base import Answer, RunInputs, Task, positions_on, preprocessing
 from modelport.tasks.qa_spans import (
     allowed_tokens,
     best_span,
@@ -57,9 +57,9 @@ def exact_match(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.nd
     allowed = np.ones(ref_start.shape, bool)
     if feeds is not None:
         if "attention_mask" in feeds:
-            allowed &= np.asarray(feeds["attention_mask"])[:, : ref_start.shape[1]] == 1
+            allowed &= positions_on(np.asarray(feeds["attention_mask"]) == 1, ref_start.shape)
         if "token_type_ids" in feeds and np.asarray(feeds["token_type_ids"]).any():
-            allowed &= np.asarray(feeds["token_type_ids"])[:, : ref_start.shape[1]] == 1
+            allowed &= positions_on(np.asarray(feeds["token_type_ids"]) == 1, ref_start.shape)
     longest = int((pre.get("question_answering") or {}).get("max_answer_len", 15))
     got = window_spans(np.asarray(outputs["start_logits"]), np.asarray(outputs["end_logits"]),
                        allowed, longest)
