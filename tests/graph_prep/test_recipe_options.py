@@ -51,3 +51,17 @@ def test_recipe_applies_to_conv_graphs_only(relu_cnn, calib_samples, tmp_path):
     path, record = prepare_for_int8(relu_cnn, calib, tmp_path, None, skip=("bias-correct",))
     assert path != relu_cnn and [s["name"] for s in record["steps"]] == ["bn-fold", "equalize"]
     assert record["left_to_the_backend"] == ["bias-correct"]
+
+
+@pytest.mark.onnxruntime
+def test_a_recipe_failure_never_blocks_the_build(relu_cnn, calib_samples, tmp_path, monkeypatch):
+    from modelport.calibration_data import CalibrationSet
+    from modelport.graph_prep import recipe
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("ORT cannot run this graph\nsecond line")
+
+    monkeypatch.setattr(recipe, "run_steps", broken)
+    path, record = recipe.prepare_for_int8(relu_cnn, CalibrationSet(calib_samples[:4]), tmp_path)
+    assert path == relu_cnn and record["applied"] is False
+    assert record["reason"].startswith("failed (RuntimeError: ORT cannot run this graph)")
