@@ -3,7 +3,7 @@ ONNX graph, run before each backend's own quantizer (ONNX Runtime, OpenVINO/NNCF
 converter, TensorRT's Q/DQ graph), so every backend quantizes the same prepared graph.
 
 Each step is recorded with what it changed and the FP32 metric after it (the prepared float
-graph vs the original on the calibration samples: mean/min cosine and top-1 agreement), so a
+graph vs the original on the first calibration samples: mean/min cosine and top-1 agreement), so a
 manifest shows when a step changed the float function (``relu6-to-relu``) and by how much.
 """
 
@@ -23,8 +23,10 @@ from modelport.graph_prep.options import CnnRecipe, parse_recipe
 
 log = logging.getLogger("modelport")
 
-#: calibration samples the statistics and the FP32 check use (the first ones of the set)
+#: calibration samples the statistics use (the first ones of the set)
 SAMPLES = 128
+#: of those, the ones each step's FP32 check (and bias correction's before/after) runs on
+METRIC_SAMPLES = 32
 PREPARED = "cnn_recipe.onnx"
 
 
@@ -77,6 +79,7 @@ def prepare_for_int8(onnx_path: Path, calib, workdir: Path,
         return onnx_path, {**record, "reason": f"failed ({type(exc).__name__}: {first}); the "
                                                "backend quantized the graph as exported"}
     record.update(applied=True, graph=why, samples=min(len(calib), SAMPLES),
+                  fp32_check_samples=min(len(calib), METRIC_SAMPLES),
                   steps=steps_record, seconds=round(time.perf_counter() - start, 2))
     if skipped:
         record["left_to_the_backend"] = skipped
@@ -92,7 +95,8 @@ def run_steps(onnx_path: Path, samples: list[dict[str, np.ndarray]], workdir: Pa
     from modelport.graph_prep import run
 
     model = onnx.load(str(onnx_path))
-    reference = run.outputs(model, samples)
+    checks = samples[:METRIC_SAMPLES]
+    reference = run.outputs(model, checks)
     actions = step_actions(samples, weight_qmax)
     records = []
     for name in steps:
@@ -101,7 +105,7 @@ def run_steps(onnx_path: Path, samples: list[dict[str, np.ndarray]], workdir: Pa
         relu6 = "relu" if "relu6-to-relu" in steps else "keep"
         changed = actions[name](model, relu6)
         records.append({"name": name, "changed": changed,
-                        "fp32_vs_original": fp32_metric(run.outputs(model, samples), reference)})
+                        "fp32_vs_original": fp32_metric(run.outputs(model, checks), reference)})
     workdir.mkdir(parents=True, exist_ok=True)
     dst = workdir / PREPARED
     onnx.save(model, str(dst))
@@ -117,10 +121,11 @@ def step_actions(samples, weight_qmax: int) -> dict[str, Callable[[Any, str], di
     def bias_correct(model, _relu6):
         from modelport.graph_prep import run
 
-        reference = run.outputs(model, samples)[0]
-        before = mean_output_error(reference, model, samples, qmax=weight_qmax)
+        checks = samples[:METRIC_SAMPLES]
+        reference = run.outputs(model, checks)[0]
+        before = mean_output_error(reference, model, checks, qmax=weight_qmax)
         changed = correct_biases(model, samples, qmax=weight_qmax)
-        after = mean_output_error(reference, model, samples, qmax=weight_qmax)
+        after = mean_output_error(reference, model, checks, qmax=weight_qmax)
         # the systematic error of the weight-quantized graph's first output, before and after
         return {**changed, "mean_output_error_before": round(before, 6),
                 "mean_output_error_after": round(after, 6)}
