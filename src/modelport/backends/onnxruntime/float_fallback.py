@@ -56,8 +56,8 @@ def keep_fewest_float(pre: Path, dst: Path, write: Write, calib, task: str, budg
     modules = module_names(pre)
     candidates = [Unit(name, (name,), detail={"module": modules[name]} if name in modules else {})
                   for name in weighted_nodes(pre, op_types) if name not in exclude]
-    log.info("INT8 misses the budget on %d calibration samples (%s); ranking %d layers by the "
-             "error each adds alone ...", len(probe), "; ".join(misses), len(candidates))
+    log.info("INT8 misses the budget on %d calibration samples (%s); looking for the fewest of "
+             "%d layers to keep float ...", len(probe), "; ".join(misses), len(candidates))
 
     def isolate(unit: Unit) -> dict[str, Any]:
         write(list(exclude), list(unit.nodes))

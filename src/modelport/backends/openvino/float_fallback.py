@@ -53,9 +53,8 @@ def keep_fewest_float(ov_model, quantized, calib, task: str, budget, most: int,
     ignored = set(scope.names) if scope is not None else set()
     names = [op.get_friendly_name() for op in ov_model.get_ordered_ops()
              if op.get_type_name() in WEIGHTED_TYPES and op.get_friendly_name() not in ignored]
-    log.info("OpenVINO INT8 misses the budget on %d calibration samples (%s); ranking %d "
-             "layers by the error each adds alone ...", len(probe), "; ".join(misses),
-             len(names))
+    log.info("OpenVINO INT8 misses the budget on %d calibration samples (%s); looking for the "
+             "fewest of %d layers to keep float ...", len(probe), "; ".join(misses), len(names))
     built: dict[frozenset[str], tuple[Any, dict[str, Any]]] = {}
     owners = _quantizer_owners(quantized, pass_through)
 
