@@ -152,3 +152,12 @@ def test_run_needs_no_torch_transformers_or_pillow(qa):
                             text=True, timeout=300, check=False)
     assert device.returncode == 0, device.stderr[-2000:]
     assert device.stdout == run_cli(*args).stdout
+
+
+def test_int8_without_calibration_data_is_refused_naming_calib(qa, tmp_path):
+    import modelport
+    from modelport.errors import CalibrationDataError
+
+    with pytest.raises(CalibrationDataError, match=r"pass --calib .*JSONL of \{\"question\""):
+        modelport.export(str(qa["bert"][0]), ["onnxruntime:cpu:int8"], out=tmp_path / "b",
+                         bench=None, progress=False)

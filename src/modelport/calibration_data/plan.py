@@ -53,7 +53,8 @@ def plan_data(model: PreparedModel, calib, evalset, needs_calib: bool):
             raise CalibrationDataError(
                 "INT8 targets need calibration data for this model: pass --calib "
                 "(a folder of .npz feeds, a folder of PNG/JPEG images for image models, a "
-                "folder of audio files for audio models, or a text file for text models)"
+                "folder of audio files for audio models, a JSONL of {\"question\", "
+                "\"context\"} for question answering, or a text file for text models)"
             )
         # no data at all: fidelity on fresh synthetic inputs is still better than none
         eval_set = CalibrationSet.from_iterable([model.fresh_inputs(32)], source="synthetic")
