@@ -75,16 +75,16 @@ def preprocess(image: Any, params: Mapping[str, Any]) -> np.ndarray:
         image = letterbox(image, params)
     elif params.get("shortest_edge"):
         edge = int(params["shortest_edge"])
-        w, h = image.size
-        scale = edge / min(w, h)
-        image = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), resample)
+        w, h = image.size  # the long side truncated, as transformers' resize does
+        size = (edge, max(1, int(edge * h / w))) if w <= h else (max(1, int(edge * w / h)), edge)
+        image = image.resize(size, resample)
     elif params.get("size"):
         height, width = params["size"]
         image = image.resize((int(width), int(height)), resample)
     if params.get("crop_size"):
         ch, cw = (int(v) for v in params["crop_size"])
         w, h = image.size
-        left, top = round((w - cw) / 2.0), round((h - ch) / 2.0)
+        left, top = (w - cw) // 2, (h - ch) // 2  # transformers' center_crop
         image = image.crop((left, top, left + cw, top + ch))
     pixels = np.asarray(image, dtype=np.float32)
     if params.get("rescale_factor") is not None:
