@@ -52,7 +52,20 @@ def run_session(session, data, *, batch_size: int = 32) -> dict[str, np.ndarray]
     for feeds in data.batches(batch_size):
         for name, value in session.infer(feeds).items():
             chunks.setdefault(name, []).append(np.asarray(value))
-    return {k: np.concatenate(v, axis=0) for k, v in chunks.items()}
+    return {k: concat_batches(v) for k, v in chunks.items()}
+
+
+def concat_batches(parts: list[np.ndarray]) -> np.ndarray:
+    """Per-batch outputs stacked along axis 0. An output whose other axes follow a batch too
+    (zero-shot ``logits_per_image`` [images, texts]: the last batch has fewer texts) is
+    zero-padded to the widest batch: the same cells in every session's outputs, since every
+    session runs the same batches, so cosines and errors are unchanged."""
+    if len({p.shape[1:] for p in parts}) <= 1 or len({p.ndim for p in parts}) != 1:
+        return np.concatenate(parts, axis=0)
+    wide = np.max([p.shape for p in parts], axis=0)
+    return np.concatenate([np.pad(p, [(0, 0)] + [(0, int(w - s)) for w, s in
+                                                zip(wide[1:], p.shape[1:], strict=True)])
+                           for p in parts], axis=0)
 
 
 def fidelity(

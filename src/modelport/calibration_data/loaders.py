@@ -20,6 +20,8 @@ LABEL_KEYS = ("label", "labels")
 #: text tasks whose data file is read by calibration_data.text_tasks (``preprocessing``: the
 #: model's): a JSONL of question/context pairs, text lines with masked tokens
 TEXT_TASK_DATA = ("question-answering", "fill-mask")
+#: images paired with sentences for the two towers: calibration_data.zero_shot
+ZERO_SHOT = "zero-shot-image-classification"
 
 
 def load_source(
@@ -39,6 +41,12 @@ def load_source(
     path = Path(path)
     if not path.exists():
         raise CalibrationDataError(f"data source '{path}' does not exist")
+    if tokenizer_json is not None and (preprocessing or {}).get("task") == ZERO_SHOT:
+        from modelport.calibration_data.zero_shot import load_zero_shot
+
+        found = load_zero_shot(path, specs, preprocessing or {}, tokenizer_json, max_length)
+        if found is not None:  # None: a folder of .npz feeds, read below as for any model
+            return found
     if path.is_dir():
         from modelport.tasks.image import image_files
 

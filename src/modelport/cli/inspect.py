@@ -56,6 +56,7 @@ TASK_METRICS = {
     "image-segmentation": "mean IoU of the argmax mask",
     "question-answering": "exact match of each window's answer span",
     "fill-mask": "top-1 agreement at the masked positions",
+    "zero-shot-image-classification": "top-1 agreement of images over texts + embedding cosine",
 }
 
 
@@ -94,6 +95,11 @@ def render(plan: dict[str, Any]) -> str:
         qa = pre["question_answering"]
         lines.append(f"windows      question + context in {qa['max_length']} tokens, overlapping "
                      f"by {qa['stride']}; answers of at most {qa['max_answer_len']} tokens")
+    if pre.get("zero_shot"):
+        zs = pre["zero_shot"]
+        lines.append(f"labels       --labels in the prompt \"{zs['template']}\"; scores: "
+                     f"{'a sigmoid per label' if zs['score'] == 'sigmoid' else 'softmax over labels'}"
+                     f"{', prompts padded to ' + str(zs['pad_to']) + ' tokens' if zs.get('pad_to') else ''}")
     if pre.get("mask_token"):
         lines.append(f"mask         {pre['mask_token']} (id {pre['mask_token_id']})")
     if plan.get("sentence_transformers"):

@@ -35,6 +35,8 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "question-answering": ("modelport.tasks.question_answering:QuestionAnswering",
                            "question-answering"),
     "fill-mask": ("modelport.tasks.fill_mask:FillMask", "fill-mask"),
+    "zero-shot-image-classification": ("modelport.tasks.zero_shot:ZeroShotImageClassification",
+                                       "zero-shot-image-classification"),
     "audio-classification": ("modelport.tasks.audio_classification:AudioClassification",
                              "audio-classification"),
     "automatic-speech-recognition": ("modelport.tasks.speech_recognition:SpeechRecognition",

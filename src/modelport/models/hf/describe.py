@@ -82,6 +82,12 @@ def plan_folder(path: Path, *, task: str | None = None, trust_pickle: bool = Fal
         inputs, outputs = plan_vision(folder, choice, pre, adapter)
         return FolderPlan(folder, choice, inputs, outputs[0], pre, adapter=adapter,
                           extra_outputs=outputs[1:])
+    if choice.task == "zero-shot-image-classification":  # both towers: zero_shot_plan
+        from modelport.models.hf.zero_shot_plan import plan_zero_shot
+
+        inputs, outputs, tok_json, length = plan_zero_shot(folder, pre, adapter)
+        return FolderPlan(folder, choice, inputs, outputs[0], pre, tokenizer_json=tok_json,
+                          max_length=length, extra_outputs=outputs[1:])
     if choice.modality == "image":
         from modelport.models.hf.image_config import image_params
 

@@ -54,6 +54,10 @@ def prepare(path: Path, *, task: str | None = None, trust_pickle: bool = False) 
         from modelport.models.hf.audio_prepare import audio_model
 
         return audio_model(plan, common)
+    if plan.choice.task == "zero-shot-image-classification":  # CLIP, SigLIP: both towers
+        from modelport.models.hf.zero_shot_prepare import zero_shot_model
+
+        return zero_shot_model(plan, common, model, synthetic_pixels)
     if plan.choice.task in VISION_TASKS:  # detectors, segmenters: models.hf.vision_prepare
         from modelport.models.hf.vision_prepare import vision_model
 
@@ -115,6 +119,10 @@ def wrap(model: Any, plan: FolderPlan) -> Any:
         from modelport.models.hf.audio_wrappers import AudioHead
 
         return AudioHead(model, plan.output.name).eval()
+    if plan.choice.task == "zero-shot-image-classification":
+        from modelport.models.hf.zero_shot_prepare import wrap_dual
+
+        return wrap_dual(model, plan)
     if plan.choice.task in VISION_TASKS:
         from modelport.models.hf.vision_wrappers import NamedImageOutputs
 

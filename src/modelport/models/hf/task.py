@@ -45,7 +45,13 @@ AUTO_CLASSES: dict[str, str] = {
     "fill-mask": "AutoModelForMaskedLM",
     "audio-classification": "AutoModelForAudioClassification",
     "automatic-speech-recognition": "AutoModelForCTC",
+    "zero-shot-image-classification": "AutoModelForZeroShotImageClassification",
 }
+
+#: image-text dual encoders exported for zero-shot-image-classification (both towers in one
+#: graph: models.hf.zero_shot_plan); checked before the generic ``Model`` suffix
+ZERO_SHOT_ARCHITECTURES = ("CLIPModel", "SiglipModel")
+ZERO_SHOT_MODEL_TYPES = ("clip", "siglip")
 
 FALLBACK = ("or export it from Python with a file.py:factory that returns "
             "(model, example_inputs)")
@@ -80,6 +86,10 @@ def choose_task(folder: Folder, task: str | None) -> TaskChoice:
                               for m in folder.modules):
         return TaskChoice("feature-extraction", "text", "sentence-transformers modules.json")
     for arch in folder.architectures:
+        if arch in ZERO_SHOT_ARCHITECTURES or (
+                arch.endswith("Model") and folder.model_type in ZERO_SHOT_MODEL_TYPES):
+            task = "zero-shot-image-classification"
+            return TaskChoice(task, modality(folder, task), f"architectures: {arch}")
         for suffix, found in SUFFIX_TASKS:
             if arch.endswith(suffix):
                 found = audio_task(folder, found)
@@ -96,7 +106,8 @@ def modality(folder: Folder, task: str) -> str:
     tokenizer's inputs."""
     if task in AUDIO_TASKS:
         return "audio"
-    if task in ("image-classification", "object-detection", "image-segmentation"):
+    if task in ("image-classification", "object-detection", "image-segmentation",
+                "zero-shot-image-classification"):
         return "image"
     if task in ("text-classification", "token-classification", "text-generation",
                 "question-answering", "fill-mask"):
