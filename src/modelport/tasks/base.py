@@ -223,10 +223,9 @@ def preprocessing(bundle: Any) -> dict[str, Any]:
 
 
 def run_feeds(bundle: Any, session: Any, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """``--input``: feeds read from an .npz (or given as a dict), fitted to static shapes."""
-    from modelport.shapes import fit_arrays
-
-    return session.infer(fit_arrays(dict(feeds), bundle.inputs))
+    """``--input``: feeds read from an .npz (or given as a dict), run as given (the session
+    checks them and says what is wrong in one line)."""
+    return session.infer(feeds)
 
 
 def text_feeds(bundle: Any, texts: Sequence[str]) -> dict[str, np.ndarray]:
