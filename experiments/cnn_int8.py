@@ -305,9 +305,11 @@ def _recipe(info: dict[str, Any]) -> str:
     if prep.get("applied"):
         parts.append("graph_prep " + "+".join(str(step.get("name")) for step in
                                               prep.get("steps", [])))
-    for key, value in build.items():  # other recipe records (fallback layers, ...)
-        if "fallback" in key and value:
-            parts.append(f"{key} {value if isinstance(value, (str, int)) else '(see JSON)'}")
+    fallback = build.get("float_fallback") or {}
+    if fallback.get("needed"):
+        parts.append(f"float fallback {len(fallback.get('kept_float') or [])} layer(s) (max "
+                     f"{fallback.get('max_fallback')}; budget {'met' if fallback.get('met') else 'not met'} "
+                     "on the probe)")
     return "; ".join(parts)[:220] or str(build.get("precision", ""))
 
 
