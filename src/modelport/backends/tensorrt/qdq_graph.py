@@ -32,7 +32,9 @@ def run_onnx(path: Path, data) -> dict[str, np.ndarray]:
     for feeds in data.batches(16):
         for name, value in zip(names, sess.run(names, feeds), strict=True):
             chunks.setdefault(name, []).append(value)
-    return {k: np.concatenate(v) for k, v in chunks.items()}
+    from modelport.metrics import concat_batches  # zero-shot logits: [images, texts] a batch
+
+    return {k: concat_batches(v) for k, v in chunks.items()}
 
 
 # -- residual Add next to a Conv: Q/DQ on the skip input --------------------------------------
