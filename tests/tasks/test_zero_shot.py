@@ -164,3 +164,23 @@ def test_bad_input_is_one_line(zero_shot, args, fragment):
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0], proc.stderr
+
+
+def test_outputs_whose_columns_follow_the_batch_stack_zero_padded():
+    from modelport.metrics import concat_batches, row_cosines
+
+    first, last = np.arange(4.0).reshape(2, 2) + 1, np.array([[7.0]])
+    stacked = concat_batches([first, last])  # logits_per_image of 2 + 1 evaluation samples
+    np.testing.assert_array_equal(stacked, [[1, 2], [3, 4], [7, 0]])
+    assert np.allclose(row_cosines(stacked, stacked), 1.0)
+    plain = concat_batches([first, first])
+    assert plain.shape == (4, 2)
+
+
+def test_label_scores_follow_the_models_rule():
+    from modelport.tasks.zero_shot import label_scores
+
+    logits = np.array([[2.0, 0.0, -1.0]])
+    softmax = label_scores(logits, "softmax")
+    assert np.isclose(softmax.sum(), 1.0) and softmax.argmax() == 0
+    np.testing.assert_allclose(label_scores(logits, "sigmoid"), 1 / (1 + np.exp(-logits)))
