@@ -14,7 +14,7 @@ SPECIALS = ["<pad>", "<unk>", "<|startoftext|>", "<|endoftext|>"]
 PAD, BOS, EOS = 0, 2, 3
 
 
-def _tokenizer(input_names: list[str], *, bos: bool):
+def _tokenizer(input_names: list[str], *, bos: bool, pad: str = "<pad>"):
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
@@ -27,7 +27,7 @@ def _tokenizer(input_names: list[str], *, bos: bool):
     tok.post_processor = processors.TemplateProcessing(
         single=single, special_tokens=[("<|startoftext|>", BOS), ("<|endoftext|>", EOS)])
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", bos_token="<|startoftext|>",
+        tokenizer_object=tok, unk_token="<unk>", pad_token=pad, bos_token="<|startoftext|>",
         eos_token="<|endoftext|>", model_input_names=input_names)
     return fast, len(vocab)
 
@@ -76,7 +76,8 @@ def siglip(path: Path) -> Path:
     import torch
     from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel
 
-    tok, vocab = _tokenizer(["input_ids"], bos=False)
+    # SigLIP's own tokenizer pads with </s> and the text tower attends to the padding
+    tok, vocab = _tokenizer(["input_ids"], bos=False, pad="<|endoftext|>")
     torch.manual_seed(6)
     model = SiglipModel(SiglipConfig(**_towers(vocab, 64))).eval()
     _spread(model)

@@ -38,10 +38,17 @@ def load_zero_shot(path: Path, specs: Mapping[str, TensorSpec], pre: Mapping[str
     template = str(zero_shot.get("template") or "{}")
     texts = [template.format(s) for s in sentences()]
     text_specs = {k: v for k, v in specs.items() if k != IMAGE_INPUT}
-    encoded = TextTokenizer(tokenizer_json, max_length=max_length).encode(
-        texts, text_specs, pad_to=zero_shot.get("pad_to"))
+    tokenizer = prompt_tokenizer(TextTokenizer(tokenizer_json, max_length=max_length), zero_shot)
+    encoded = tokenizer.encode(texts, text_specs, pad_to=zero_shot.get("pad_to"))
     samples = []
     for index, sample in enumerate(images.samples):
         row = index % len(texts)
         samples.append({**{k: v[row: row + 1] for k, v in encoded.items()}, **sample})
     return CalibrationSet(samples, source=f"{path} (+ modelport's sentences)")
+
+
+def prompt_tokenizer(tokenizer: Any, zero_shot: Mapping[str, Any]) -> Any:
+    """A TextTokenizer that pads with the folder's own pad token (SigLIP's ``</s>``)."""
+    if zero_shot.get("pad_id") is not None:
+        tokenizer.pad_id = int(zero_shot["pad_id"])
+    return tokenizer

@@ -92,6 +92,7 @@ class ZeroShotImageClassification(Task):
                              "its manifest: use --input FEEDS.npz")
 
     def encode(self, bundle: Any, given: RunInputs) -> tuple[dict[str, np.ndarray], Any]:
+        from modelport.calibration_data.zero_shot import prompt_tokenizer
         from modelport.shapes import fit_arrays
         from modelport.tasks.image import load_pixels, pixels_of_array
 
@@ -103,7 +104,8 @@ class ZeroShotImageClassification(Task):
         labels = [label.strip() for label in given.labels or [] if label.strip()]
         prompts = [str(zero_shot.get("template") or "{}").format(label) for label in labels]
         text_specs = {s.name: s for s in bundle.inputs if s.name != IMAGE_INPUT}
-        feeds = bundle.tokenizer().encode(prompts, text_specs, pad_to=zero_shot.get("pad_to"))
+        feeds = prompt_tokenizer(bundle.tokenizer(), zero_shot).encode(
+            prompts, text_specs, pad_to=zero_shot.get("pad_to"))
         feeds[IMAGE_INPUT] = pixels
         names = [str(p) if isinstance(p, (str, Path)) else f"image {i}"
                  for i, p in enumerate(images)]

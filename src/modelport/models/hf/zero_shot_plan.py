@@ -59,6 +59,7 @@ def plan_zero_shot(folder: Folder, pre: dict[str, Any], adapter: Adapter | None
         "template": TEMPLATE,
         "score": "sigmoid" if sigmoid else "softmax",
         "pad_to": SIGLIP_LENGTH if sigmoid else None,
+        "pad_id": pad_token_id(folder.path, text.tokenizer_json),
     }
     dim = int(config.get("projection_dim") or text_config.get("hidden_size") or 0) or "dim"
     inputs = [TensorSpec(name, "int64", ("texts", "seq"))
@@ -69,3 +70,26 @@ def plan_zero_shot(folder: Folder, pre: dict[str, Any], adapter: Adapter | None
                TensorSpec("image_embeds", "float32", ("images", dim)),
                TensorSpec("text_embeds", "float32", ("texts", dim))]
     return inputs, outputs, text.tokenizer_json, length
+
+
+def pad_token_id(folder: Path, tokenizer_json: Path) -> int | None:
+    """The id of the pad token the folder's tokenizer names (tokenizer_config.json, else
+    special_tokens_map.json): SigLIP pads with ``</s>`` and attends to its padding, so the id
+    changes the answer; None when the folder names none (the tokenizer file's own then)."""
+    import json
+
+    from tokenizers import Tokenizer
+
+    named = None
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        try:
+            named = json.loads((folder / name).read_text(encoding="utf-8")).get("pad_token")
+        except (OSError, ValueError, AttributeError):
+            continue
+        named = named.get("content") if isinstance(named, dict) else named
+        if named:
+            break
+    if not isinstance(named, str):
+        return None
+    found = Tokenizer.from_file(str(tokenizer_json)).token_to_id(named)
+    return None if found is None else int(found)

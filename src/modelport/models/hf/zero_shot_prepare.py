@@ -71,7 +71,10 @@ def zero_shot_model(plan: FolderPlan, common: dict[str, Any], model: Any,
     assert plan.tokenizer_json is not None
     pre = common["preprocessing"]
     pre["zero_shot"] = {**pre["zero_shot"], **score_rule(model)}
-    tokenizer = TextTokenizer(plan.tokenizer_json, max_length=plan.max_length)
+    from modelport.calibration_data.zero_shot import prompt_tokenizer
+
+    tokenizer = prompt_tokenizer(TextTokenizer(plan.tokenizer_json, max_length=plan.max_length),
+                                 pre["zero_shot"])
     text_specs = {s.name: s for s in plan.inputs if s.name != "pixel_values"}
     pixels_plan = _PixelsOnly(plan)
     texts = [pre["zero_shot"]["template"].format(s) for s in sentences()]
