@@ -22,7 +22,9 @@ FAMILIES = {"bert": folders.bert_qa, "roberta": folders.roberta_qa}
 TARGETS = ("onnxruntime:cpu:fp32", "openvino:cpu:fp32", "onnxruntime:cpu:int8",
            "openvino:cpu:int8")
 FP32 = TARGETS[:2]
-BUDGET_POINTS = 0.10  # --max-accuracy-drop: exact match may lose at most 10 points
+#: --max-accuracy-drop: exact match may lose at most 15 points (measured here on these
+#: random-init folders: 0.94-1.00 over 49 and 217 windows; INT8 kernels differ by CPU)
+BUDGET_POINTS = 0.15
 #: long enough for two or three windows of the test models' 48-50 tokens
 CONTEXT = ("john lives in paris and works at acme. the red car runs fast and the dog was slow "
            "and the house is green and the cat sat on the mat. she bought a new phone "
