@@ -22,7 +22,7 @@ calibration crops from some photos, evaluation crops from other photos; no label
 Setup (experiment-only packages, not a modelport extra):
 
     .venv/bin/pip install -r experiments/requirements-cnn.txt -c constraints.txt
-    .venv/bin/python experiments/cnn_int8.py --note "shared 2-core VM"      # ~10 min here
+    .venv/bin/python experiments/cnn_int8.py --note "shared 2-core VM"      # 5-15 min here, by load
     .venv/bin/python experiments/cnn_int8.py --from-json experiments/cnn_results/efficientnet_lite0.json
 """
 
