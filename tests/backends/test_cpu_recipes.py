@@ -74,6 +74,22 @@ def test_attention_recipe_keeps_the_default_form_for_other_graphs():
     assert "this graph has none" in info["cpu_recipe"]["why"]
 
 
+def test_ort_full_range_weights_only_for_vnni_graphs_without_attention():
+    """VNNI sums u8 x s8 products in int32, so a CNN gets full 8-bit weights there; an AVX2
+    build and an attention graph (dynamic MatMul INT8) keep the 7-bit safe form."""
+    from modelport.backends.onnxruntime.options import OnnxRuntimeOptions
+    from modelport.backends.onnxruntime.quantize import reduce_range
+
+    opts, info = apply_recipe("onnxruntime", OnnxRuntimeOptions(), VNNI, attention=False)
+    assert not reduce_range(opts) and info["cpu_recipe"]["applied"] == {"full_range": True}
+    assert "saturate" in info["cpu_recipe"]["risk"]
+    opts, info = apply_recipe("onnxruntime", OnnxRuntimeOptions(), VNNI, attention=True)
+    assert reduce_range(opts) and info["cpu_recipe"]["applied"] == {}
+    assert "risk" not in info["cpu_recipe"]
+    opts, info = apply_recipe("onnxruntime", OnnxRuntimeOptions(), AVX2, attention=False)
+    assert reduce_range(opts) and info["cpu_recipe"]["applied"] == {}
+
+
 def test_default_is_the_build_machines_features(monkeypatch):
     from modelport.backends.onnxruntime.options import OnnxRuntimeOptions
 
@@ -107,8 +123,9 @@ def test_bundle_built_for_vnni_records_it_and_warns_on_load_here(tmp_path, monke
     assert build["cpu_features_assumed"] == ["avx2", "avx512_vnni"]
     assert build["cpu_kind"] == "vnni" and build["cpu_features_source"] == "--cpu-features"
     assert build["cpu_recipe"]["why"] == cpu_recipes.RECIPES[("onnxruntime", "vnni")].why
+    assert build["cpu_recipe"]["applied"] == {"full_range": True}  # a CNN: 8-bit weights
     monkeypatch.setattr(cpu_recipes, "host_features", lambda: AVX2)
-    with pytest.warns(CpuFeatureWarning, match="lacks it"):
+    with pytest.warns(CpuFeatureWarning, match="lacks it: its full-range 8-bit weights"):
         session = modelport.load(bundle)
     session.close()
 

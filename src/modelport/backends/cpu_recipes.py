@@ -46,15 +46,25 @@ class CpuRecipe:
     #: one line: the form, and the measurement that chose it
     why: str = ""
     #: "attention": the settings were measured on transformers and apply to attention graphs
-    #: only (a CNN keeps the backend's default form); "any": every graph
+    #: only (a CNN keeps the backend's default form); "no-attention": convolutional and other
+    #: graphs without an activation x activation MatMul; "any": every graph
     applies_to: str = "any"
+    #: what goes wrong when the bundle runs on a CPU without the assumed features (the load
+    #: warning says it); None: it runs, possibly slower
+    risk: str | None = None
 
 
 RECIPES: dict[tuple[str, str], CpuRecipe] = {
     ("onnxruntime", "vnni"): CpuRecipe(
-        "onnxruntime", "vnni", {},
-        "dynamic MatMul INT8 for attention graphs, static QDQ u8/s8 otherwise, 7-bit weights: "
-        "MiniLM b1 2.87x torch vs ORT FP32 1.33x (Zen 4 VNNI, FINDINGS.md)"),
+        "onnxruntime", "vnni", {"full_range": True},
+        "static QDQ u8/s8 with full 8-bit per-channel weights for graphs without attention "
+        "(VNNI adds u8 x s8 products in int32, so nothing saturates): EfficientNet-Lite0 keeps "
+        "88.5% of torch's decisions with 8-bit weights vs 70% with 7-bit (docs/cnn-int8.md); "
+        "attention graphs keep dynamic MatMul INT8 with 7-bit weights (MiniLM b1 2.87x torch, "
+        "Zen 4 VNNI, FINDINGS.md)",
+        applies_to="no-attention",
+        risk="its full-range 8-bit weights can saturate u8 x s8 sums without VNNI, so results "
+             "can be wrong here (run `modelport verify`)"),
     ("onnxruntime", "no-vnni"): CpuRecipe(
         "onnxruntime", "no-vnni", {},
         "the same form (7-bit weights keep u8 x s8 from saturating without VNNI): MiniLM b1 "
@@ -124,10 +134,17 @@ def apply_recipe(backend: str, options: Any, assumed: Sequence[str] | None, *,
                               "why": "measured on attention graphs; this graph has none, so the "
                                      "backend's default form is kept"}
         return options, info
+    if recipe.applies_to == "no-attention" and attention:
+        info["cpu_recipe"] = {"settings": dict(recipe.settings), "applied": {},
+                              "why": "for graphs without attention; this graph has attention, "
+                                     "so the backend's default form is kept"}
+        return options, info
     defaults = {f: v for f, v in recipe.settings.items()
                 if getattr(options, f) == type(options).__dataclass_fields__[f].default}
     info["cpu_recipe"] = {"settings": dict(recipe.settings), "applied": dict(defaults),
                           "why": recipe.why}
+    if recipe.risk and defaults:
+        info["cpu_recipe"]["risk"] = recipe.risk
     return (replace(options, **defaults) if defaults else options), info
 
 
@@ -144,10 +161,12 @@ def check_host(manifest: Mapping[str, Any], here: Iterable[str] | None = None) -
     build = manifest.get("build") or {}
     missing = missing_here(build, here)
     if missing:
+        risk = ((build.get("cpu_recipe") or {}).get("risk")
+                or "it runs, but may be slower than FP32 here")
         warnings.warn(
             f"{manifest.get('target', 'this bundle')} was built for a CPU with "
             f"{', '.join(missing)} ({build.get('cpu_kind', '?')} recipe); this CPU lacks "
-            f"{'it' if len(missing) == 1 else 'them'}: it runs, but may be slower than FP32 "
-            "here; rebuild here (or with --cpu-features) for this CPU's recipe",
+            f"{'it' if len(missing) == 1 else 'them'}: {risk}; rebuild here (or with "
+            "--cpu-features) for this CPU's recipe",
             CpuFeatureWarning, stacklevel=3)
     return missing

@@ -65,10 +65,15 @@ class OnnxRuntimeBackend(Backend):
             info = quantize_weight_only(onnx_path, dst, target.precision, options.of(self))
             return Artifact(workdir, "model.onnx", ["model.onnx"], info)
         from modelport.backends.cpu_recipes import apply_recipe
-        from modelport.backends.onnxruntime.quantize import quantize_int8, reduce_range
+        from modelport.backends.onnxruntime.quantize import (
+            has_activation_matmul,
+            quantize_int8,
+            reduce_range,
+        )
         from modelport.graph_prep.recipe import int8_graph
 
-        opts, cpu = apply_recipe(self.name, options.of(self), options.cpu_features)
+        opts, cpu = apply_recipe(self.name, options.of(self), options.cpu_features,
+                                 attention=has_activation_matmul(onnx_path))
         # the CNN recipe before static QDQ (dynamic INT8 quantizes no conv activations)
         with int8_graph(onnx_path, calib, options.cnn_recipe, when=opts.int8_mode != "dynamic",
                         weight_qmax=64 if reduce_range(opts) else 127) as (src, prep):
