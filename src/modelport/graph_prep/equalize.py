@@ -130,6 +130,9 @@ def equalize(model: Any, samples: list[dict[str, np.ndarray]], *,
         if worst < CONVERGED:
             break
     channels = sum(int(np.sum(np.abs(np.log(p.total)) > CONVERGED)) for p in pairs)
+    for pair in pairs:
+        if np.any(np.abs(np.log(pair.total)) > 1e-9):
+            _rename_rescaled(model, pair)
     return {
         "pairs": len(pairs), "criterion": criterion, "channels_scaled": channels,
         "pair_names": [f"{p.first.name}->{p.second.name}" for p in pairs],
@@ -164,6 +167,21 @@ def _equalize_pair(view: GraphView, pair: Pair, *, by_activation: bool = False) 
     view.set_value(pair.second.input[1],
                    w2 * input_channel_map(s, w2.shape, int(attr(pair.second, "group", 1))))
     return float(np.abs(np.log(s)).max())
+
+
+def _rename_rescaled(model: Any, pair: Pair) -> None:
+    """Give the tensors between an equalized pair new names: their channels now carry other
+    values than the original graph's, so a per-layer comparison by tensor name (``compare
+    --per-layer``) must not match them; it folds them into the next matched node's region."""
+    inner = [pair.first.output[0]] + ([pair.between.output[0]] if pair.between else [])
+    outputs = {o.name for o in model.graph.output}
+    renamed = {name: f"{name}.equalized" for name in inner if name not in outputs}
+    for node in model.graph.node:
+        node.input[:] = [renamed.get(n, n) for n in node.input]
+        node.output[:] = [renamed.get(n, n) for n in node.output]
+    kept = [v for v in model.graph.value_info if v.name not in renamed]
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(kept)
 
 
 #: the most a channel is scaled up to meet the widest one (a nearly silent channel stays)
