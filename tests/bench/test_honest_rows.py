@@ -28,7 +28,9 @@ def mlp_report(tmp_path_factory):
     evals = write_feeds(root / "eval", 16, seed=2)
     report_dir = root / "report"
     proc = run_cli("-q", "bench", f"{mlp}:make", "--targets", f"{FP32},{INT8}", "--calib",
-                   str(calib), "--eval", str(evals), "--min-cosine", "0.99999999", "--iters", "3",
+                   str(calib), "--eval", str(evals), "--min-cosine", "0.99999999",
+                   # no float fallback: it would keep the whole MLP float to meet this budget
+                   "--onnxruntime-max-fallback", "0", "--iters", "3",
                    "--warmup", "1", "--batch", "1", "--no-plot", "--report", str(report_dir))
     report = json.loads((report_dir / "report.json").read_text()) if proc.returncode == 0 else None
     return report_dir, report, proc
