@@ -131,7 +131,9 @@ def test_task_flag_on_a_non_folder_model_is_refused(tmp_path):
 
     file = tmp_path / "tagger.py"
     file.write_text(FACTORY)
-    with pytest.raises(ModelLoadError, match="--task applies to Hugging Face"):
+    # a factory takes --task only for the vision tasks whose post-processing it declares
+    with pytest.raises(ModelLoadError, match="--task text-classification applies to Hugging "
+                                             "Face checkpoint folders; a file.py:factory takes"):
         resolve_model(f"{file}:make", task="text-classification")
 
 
