@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.tasks.base import Answer, RunInputs, Task, preprocessing
+from modelport.tasks.base import Answer, RunInputs, Task, as_points, preprocessing
 from modelport.tasks.classify_answer import Labels, logits_of
 from modelport.tasks.postprocess import classify
 
@@ -48,8 +48,7 @@ def top1_agreement(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np
     """Share of clips whose top label is torch's, as accuracy points (reference: 1.0)."""
     got, ref = logits_of(dict(outputs)), logits_of(dict(reference))
     agreement = float((np.asarray(got).argmax(-1) == np.asarray(ref).argmax(-1)).mean())
-    return {"top1_agreement": agreement, "accuracy": agreement, "reference_accuracy": 1.0,
-            "accuracy_drop": 1.0 - agreement}
+    return as_points(agreement, top1_agreement=agreement)
 
 
 class AudioClassification(Task):

@@ -38,6 +38,13 @@ TaskMetric = Callable[[Mapping[str, np.ndarray], Mapping[str, np.ndarray],
                        Mapping[str, np.ndarray] | None, Mapping[str, Any]], dict[str, float]]
 
 
+def as_points(score: float, **metrics: Any) -> dict[str, Any]:
+    """A task metric's ``metrics`` plus ``score`` (1.0 = the reference's own answers) as the
+    accuracy fields every budget reads: the reference scores 1.0, the drop is 1 - score."""
+    return {**metrics, "accuracy": score, "reference_accuracy": 1.0,
+            "accuracy_drop": 1.0 - score}
+
+
 def _strings(value: Any) -> list[str] | None:
     if value is None:
         return None

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from modelport.tasks.base import as_points
 from modelport.tasks.postprocess import label_name
 
 DEFAULT_THRESHOLD = 0.5
@@ -206,4 +207,4 @@ def detection_metric(outputs: Mapping[str, np.ndarray], reference: Mapping[str, 
     metrics = f1_score(raw_detections(outputs, det, threshold, hw),
                        raw_detections(reference, det, threshold, hw))
     f1 = metrics["detection_f1"]
-    return {**metrics, "accuracy": f1, "reference_accuracy": 1.0, "accuracy_drop": 1.0 - f1}
+    return as_points(f1, **metrics)

@@ -15,6 +15,7 @@ from modelport.tasks.base import (
     Answer,
     RunInputs,
     Task,
+    as_points,
     positions_on,
     preprocessing,
     text_feeds,
@@ -67,8 +68,8 @@ def masked_top1_agreement(outputs: Mapping[str, np.ndarray], reference: Mapping[
         where = positions_on(np.asarray(feeds["attention_mask"]) == 1, ref.shape[:2])
     agree = got[where].argmax(-1) == ref[where].argmax(-1)
     top1 = float(agree.mean()) if agree.size else 1.0
-    return {"masked_top1_agreement": top1, "masked_positions": int(agree.size),
-            "accuracy": top1, "reference_accuracy": 1.0, "accuracy_drop": 1.0 - top1}
+    return as_points(top1, masked_top1_agreement=top1,
+                     masked_positions=int(agree.size))
 
 
 class FillMask(Task):

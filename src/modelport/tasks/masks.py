@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from modelport.tasks.base import as_points
 from modelport.tasks.postprocess import label_name
 
 BAND_ROWS = 128
@@ -133,5 +134,4 @@ def segmentation_metric(outputs: Mapping[str, np.ndarray], reference: Mapping[st
     got = np.asarray(outputs[name]).argmax(1)
     ref = np.asarray(reference[name]).argmax(1)
     miou = mean_iou(got, ref)
-    return {"mean_iou": miou, "pixel_agreement": float((got == ref).mean()),
-            "accuracy": miou, "reference_accuracy": 1.0, "accuracy_drop": 1.0 - miou}
+    return as_points(miou, mean_iou=miou, pixel_agreement=float((got == ref).mean()))

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import UsageError
-from modelport.tasks.base import Answer, RunInputs, Task, positions_on, preprocessing
+from modelport.tasks.base import Answer, RunInputs, Task, as_points, positions_on, preprocessing
 from modelport.tasks.qa_spans import (
     allowed_tokens,
     best_span,
@@ -65,8 +65,7 @@ def exact_match(outputs: Mapping[str, np.ndarray], reference: Mapping[str, np.nd
                        allowed, longest)
     ref = window_spans(ref_start, np.asarray(reference["end_logits"]), allowed, longest)
     em = float(np.mean([g == r for g, r in zip(got, ref, strict=True)])) if ref else 1.0
-    return {"exact_match": em, "accuracy": em, "reference_accuracy": 1.0,
-            "accuracy_drop": 1.0 - em}
+    return as_points(em, exact_match=em)
 
 
 class QuestionAnswering(Task):

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from modelport.errors import UsageError
-from modelport.tasks.base import Answer, RunInputs, Task, preprocessing
+from modelport.tasks.base import Answer, RunInputs, Task, as_points, preprocessing
 
 IMAGE_INPUT = "pixel_values"
 
@@ -67,9 +67,8 @@ def zero_shot_metric(outputs: Mapping[str, np.ndarray], reference: Mapping[str, 
     top1 = float((got_top == ref_top).mean()) if len(ref_top) else 1.0
     cosine = min(float(row_cosines(got_img, ref_img).mean()),
                  float(row_cosines(got_txt, ref_txt).mean()))
-    return {"zero_shot_top1_agreement": top1, "embedding_cosine": cosine,
-            "zero_shot_images": len(ref_top), "zero_shot_texts": len(ref_txt),
-            "accuracy": top1, "reference_accuracy": 1.0, "accuracy_drop": 1.0 - top1}
+    return as_points(top1, zero_shot_top1_agreement=top1, embedding_cosine=cosine,
+                     zero_shot_images=len(ref_top), zero_shot_texts=len(ref_txt))
 
 
 class ZeroShotImageClassification(Task):
