@@ -17,6 +17,7 @@ from modelport.backends.cpu_recipes import (
     check_host,
     cpu_kind,
     parse_features,
+    recipe_row,
 )
 from modelport.errors import UsageError
 
@@ -32,10 +33,12 @@ def test_parse_features_checks_names_and_suggests():
 
 
 def test_kinds_follow_vnni():
-    assert cpu_kind(VNNI) == "vnni"
-    assert cpu_kind(("avx2", "avx_vnni")) == "vnni"
-    assert cpu_kind(AVX2) == "no-vnni"
-    assert cpu_kind(()) == "no-vnni"
+    assert recipe_row(VNNI) == "vnni" and cpu_kind(VNNI) == "avx512-vnni"
+    assert recipe_row(("avx2", "avx_vnni")) == "vnni" and cpu_kind(("avx2", "avx_vnni")) == "avx-vnni"
+    assert recipe_row(("avx2", "amx_int8", "amx_bf16")) == "vnni"
+    assert cpu_kind(("avx2", "avx512f", "avx512_vnni", "avx512_bf16")) == "avx512-vnni-bf16"
+    assert recipe_row(AVX2) == "no-vnni" and cpu_kind(AVX2) == "avx2"
+    assert recipe_row(()) == "no-vnni" and cpu_kind(()) == "baseline"
 
 
 def test_every_cpu_backend_has_a_recipe_for_both_kinds():
@@ -57,7 +60,7 @@ def test_recipe_fills_defaults_and_the_users_setting_wins(monkeypatch):
     opts, info = apply_recipe("openvino", OpenVINOOptions(model_type="transformer"), AVX2)
     assert opts.model_type == "transformer" and opts.smooth_quant is False
     assert info["cpu_features_assumed"] == list(AVX2)
-    assert info["cpu_features_source"] == "--cpu-features" and info["cpu_kind"] == "no-vnni"
+    assert info["cpu_features_source"] == "--cpu-features" and info["cpu_kind"] == "avx2"
     assert info["cpu_recipe"]["applied"] == {"smooth_quant": False}
 
 
@@ -95,13 +98,13 @@ def test_default_is_the_build_machines_features(monkeypatch):
 
     monkeypatch.setattr(cpu_recipes, "host_features", lambda: VNNI)
     _, info = apply_recipe("onnxruntime", OnnxRuntimeOptions(), None)
-    assert info["cpu_features_assumed"] == list(VNNI) and info["cpu_kind"] == "vnni"
+    assert info["cpu_features_assumed"] == list(VNNI) and info["cpu_recipe_row"] == "vnni"
     assert info["cpu_features_source"] == "build machine"
 
 
 def test_check_host_warns_only_for_missing_features():
     manifest = {"target": "openvino:cpu:int8",
-                "build": {"cpu_features_assumed": list(VNNI), "cpu_kind": "vnni"}}
+                "build": {"cpu_features_assumed": list(VNNI), "cpu_kind": "avx512-vnni"}}
     with pytest.warns(CpuFeatureWarning, match="avx512f, avx512_vnni"):
         assert check_host(manifest, here=AVX2) == ["avx512f", "avx512_vnni"]
     with warnings.catch_warnings():
@@ -121,7 +124,7 @@ def test_bundle_built_for_vnni_records_it_and_warns_on_load_here(tmp_path, monke
     bundle = result.bundles["onnxruntime:cpu:int8"]
     build = json.loads((bundle / "manifest.json").read_text())["build"]
     assert build["cpu_features_assumed"] == ["avx2", "avx512_vnni"]
-    assert build["cpu_kind"] == "vnni" and build["cpu_features_source"] == "--cpu-features"
+    assert build["cpu_kind"] == "avx512-vnni" and build["cpu_features_source"] == "--cpu-features"
     assert build["cpu_recipe"]["why"] == cpu_recipes.RECIPES[("onnxruntime", "vnni")].why
     assert build["cpu_recipe"]["applied"] == {"full_range": True}  # a CNN: 8-bit weights
     monkeypatch.setattr(cpu_recipes, "host_features", lambda: AVX2)

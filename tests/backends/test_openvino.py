@@ -137,7 +137,7 @@ def test_minilm_int8_uses_the_transformer_preset_and_stays_within_budget(
     calib = minilm_data[0].take(128)  # NNCF's 300-sample cap is checked on the digits
     built = _build(minilm, "int8", calib, tmp_path, cpu_features=VNNI)
     info = built[2].info
-    assert info["cpu_kind"] == "vnni" and info["int8_scope"] == "all"
+    assert info["cpu_recipe_row"] == "vnni" and info["int8_scope"] == "all"
     # the default preset collapses MiniLM (mean cosine ~0.15): the graph must be recognised
     assert info["model_type"] == "transformer" and info["smooth_quant"] == 0.95
     assert info["calibration_samples_used"] == len(calib) == 128
@@ -151,7 +151,7 @@ def test_minilm_int8_for_a_cpu_without_vnni_is_weights_only(minilm, minilm_data,
     no FakeQuantize in the IR, the budget kept, the form recorded."""
     built = _build(minilm, "int8", minilm_data[0], tmp_path, cpu_features=AVX2)
     info = built[2].info
-    assert info["cpu_kind"] == "no-vnni" and info["int8_scope"] == "weights-only"
+    assert info["cpu_recipe_row"] == "no-vnni" and info["int8_scope"] == "weights-only"
     assert info["cpu_recipe"]["applied"] == {"int8_scope": "weights-only"}
     assert info["activations"] == "float (not quantized)" and info["int8_weights"] >= 36
     assert "calibration_samples_used" not in info  # nothing calibrated

@@ -15,19 +15,27 @@ def _spec(targets=("onnxruntime:cpu:int8",), recipes=(None,)) -> SweepSpec:
                      targets=targets)
 
 
-def test_cpu_kind_keeps_only_int8_relevant_flags():
+def test_cpu_kind_names_the_kind_the_builds_depend_on():
     assert cpu_kind(AVX2) == "x86_64:avx2"
-    assert cpu_kind(VNNI) == "x86_64:avx2+avx512f+avx512_vnni"
-    assert cpu_kind({"machine": "aarch64", "cpu_flags": ["neon"]}) == "aarch64:baseline"
+    assert cpu_kind(VNNI) == "x86_64:avx512-vnni-bf16"
+    assert cpu_kind({"machine": "x86_64", "cpu_flags": ["avx2", "avx512f", "avx512_vnni",
+                                                       "avx512_bf16", "amx_int8",
+                                                       "amx_bf16"]}) == "x86_64:amx-bf16"
+    assert cpu_kind({"machine": "aarch64", "cpu_flags": ["asimd"]}) == "aarch64:arm"
 
 
-def test_a_kind_builds_with_the_int8_recipe_of_its_devices():
-    from modelport.backends.cpu_recipes import cpu_kind as recipe_kind
+def test_a_kind_builds_with_the_int8_recipe_and_bf16_of_its_devices():
+    from modelport.backends.cpu_kinds import has_bf16
+    from modelport.backends.cpu_recipes import recipe_row
 
-    assert kind_features(cpu_kind(VNNI)) == ("avx2", "avx512f", "avx512_vnni")
-    assert recipe_kind(kind_features(cpu_kind(VNNI))) == "vnni"
-    assert recipe_kind(kind_features(cpu_kind(AVX2))) == "no-vnni"
+    assert kind_features(cpu_kind(VNNI)) == ("avx2", "fma", "avx512f", "avx512_vnni",
+                                             "avx512_bf16")
+    assert recipe_row(kind_features(cpu_kind(VNNI))) == "vnni"
+    assert has_bf16(kind_features(cpu_kind(VNNI)))
+    assert recipe_row(kind_features(cpu_kind(AVX2))) == "no-vnni"
+    assert not has_bf16(kind_features(cpu_kind(AVX2)))
     assert kind_features("aarch64:baseline") == ()
+    assert kind_features("x86_64:avx2+avx512_vnni") == ("avx2", "avx512_vnni")  # older sweeps
 
 
 def test_one_build_per_model_recipe_and_cpu_kind():

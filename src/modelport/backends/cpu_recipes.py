@@ -28,6 +28,7 @@ KNOWN_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "
                   "avx_vnni", "fma", "neon", "asimd", "asimddp")
 #: any of these gives int8 dot products in one instruction
 VNNI_FEATURES = ("avx512_vnni", "avx_vnni", "amx_int8")
+#: the rows of the table: every kind of CPU (backends/cpu_kinds.py) takes one (CpuKind.int8_row)
 CPU_KINDS = ("vnni", "no-vnni")
 
 
@@ -87,9 +88,9 @@ RECIPES: dict[tuple[str, str], CpuRecipe] = {
 
 def host_features() -> tuple[str, ...]:
     """The tracked CPU features of this machine (``modelport.bench.fingerprint``)."""
-    from modelport.bench.fingerprint import fingerprint
+    from modelport.backends.cpu_kinds import host_features as features
 
-    return tuple(fingerprint()["cpu_flags"])
+    return features()
 
 
 def parse_features(text: str | Iterable[str]) -> tuple[str, ...]:
@@ -108,11 +109,21 @@ def parse_features(text: str | Iterable[str]) -> tuple[str, ...]:
 
 
 def cpu_kind(features: Iterable[str]) -> str:
-    return "vnni" if set(features) & set(VNNI_FEATURES) else "no-vnni"
+    """The kind of CPU (backends/cpu_kinds.py), e.g. ``avx512-vnni-bf16``."""
+    from modelport.backends.cpu_kinds import kind_name
+
+    return kind_name(features)
+
+
+def recipe_row(features: Iterable[str]) -> str:
+    """The table row a CPU takes: ``vnni`` or ``no-vnni`` (its kind's ``int8_row``)."""
+    from modelport.backends.cpu_kinds import kind_of
+
+    return kind_of(features).int8_row
 
 
 def recipe_for(backend: str, features: Iterable[str]) -> CpuRecipe | None:
-    return RECIPES.get((backend, cpu_kind(features)))
+    return RECIPES.get((backend, recipe_row(features)))
 
 
 def apply_recipe(backend: str, options: Any, assumed: Sequence[str] | None, *,
@@ -126,7 +137,8 @@ def apply_recipe(backend: str, options: Any, assumed: Sequence[str] | None, *,
     info: dict[str, Any] = {"cpu_features_assumed": list(features),
                             "cpu_features_source": "build machine" if assumed is None
                             else "--cpu-features",
-                            "cpu_kind": cpu_kind(features)}
+                            "cpu_kind": cpu_kind(features),
+                            "cpu_recipe_row": recipe_row(features)}
     if recipe is None:
         return options, info
     if recipe.applies_to == "attention" and attention is False:

@@ -24,9 +24,13 @@ def fingerprint() -> dict[str, Any]:
             versions[pkg] = importlib.metadata.version(pkg)
         except importlib.metadata.PackageNotFoundError:
             pass
+    from modelport.backends.cpu_kinds import kind_name
+
+    tracked = [f for f in FLAGS_OF_INTEREST if f in flags]
     return {
         "cpu": cpu or platform.processor() or platform.machine(),
-        "cpu_flags": [f for f in FLAGS_OF_INTEREST if f in flags],
+        "cpu_flags": tracked,
+        "cpu_kind": kind_name(tracked),  # backends/cpu_kinds.py
         "logical_cores": os.cpu_count(),
         "machine": platform.machine(),
         "os": f"{platform.system()} {platform.release()}",

@@ -108,7 +108,8 @@ def markdown_report(report: dict[str, Any]) -> str:
         data = run.get("fidelity_data") or {}
         lines += [
             (f"- **{run['machine']}** ({run['created_at']}, from {run['source']}): {fp.get('cpu')}, "
-            f"{fp.get('logical_cores')} logical cores, flags {', '.join(fp.get('cpu_flags') or [])}; "
+            f"{fp.get('logical_cores')} logical cores, CPU kind {fp.get('cpu_kind', '?')}, flags "
+            f"{', '.join(fp.get('cpu_flags') or [])}; "
             f"{fp.get('os')}, Python {fp.get('python')}"),
             f"  - versions: {versions}",
             f"  - settings: {_settings_text(run.get('settings') or {})}",

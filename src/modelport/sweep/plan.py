@@ -1,7 +1,8 @@
 """What a sweep does: one build per (model, recipe, CPU kind), one bench per (device, bundle).
 
-INT8 kernels and calibration choices depend on the CPU's integer dot-product features (VNNI,
-AMX; dot-product on Arm), so two devices share builds only when those features match; every
+What gets built depends on the CPU's kind (backends/cpu_kinds.py): the int8 dot product (VNNI,
+AMX; dot product on Arm) picks the INT8 recipe, bf16 arithmetic (AVX512_BF16, AMX) decides
+whether bf16 targets are built. Two devices share builds only when their kinds match; every
 other flag (model name, core count) does not change what gets built.
 """
 
@@ -14,21 +15,23 @@ from typing import Any
 
 from modelport.sweep.payload import Payload
 
-#: the fingerprint flags that change which INT8 kernels a runtime picks
-INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp")
-
 
 def cpu_kind(fingerprint: dict[str, Any]) -> str:
-    """``x86_64:avx2+avx512f+avx512_vnni``: the architecture plus the INT8-relevant flags."""
-    flags = [f for f in INT8_FLAGS if f in (fingerprint.get("cpu_flags") or [])]
-    return f"{fingerprint.get('machine') or '?'}:{'+'.join(flags) or 'baseline'}"
+    """``x86_64:avx512-vnni-bf16``: the architecture plus the kind of CPU (cpu_kinds.kind_name)."""
+    from modelport.backends.cpu_kinds import kind_name
+
+    return f"{fingerprint.get('machine') or '?'}:{kind_name(fingerprint.get('cpu_flags') or ())}"
 
 
 def kind_features(kind: str) -> tuple[str, ...]:
-    """The CPU features a kind stands for (``x86_64:avx2+avx512_vnni`` -> avx2, avx512_vnni):
-    what a build for that kind assumes, so its INT8 recipe is the one for those devices."""
-    flags = kind.partition(":")[2]
-    return () if flags in ("", "baseline") else tuple(flags.split("+"))
+    """The CPU features a kind stands for (``x86_64:avx2`` -> avx2, fma): what a build for that
+    kind assumes, so its INT8 recipe and bf16 targets are the ones for those devices."""
+    from modelport.backends.cpu_kinds import KINDS
+
+    name = kind.partition(":")[2]
+    if name in KINDS:
+        return KINDS[name].features
+    return () if name in ("", "baseline") else tuple(name.split("+"))  # an older sweep's kind
 
 
 @dataclass(frozen=True)

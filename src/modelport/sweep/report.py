@@ -17,7 +17,7 @@ from modelport.sweep.steps import NODE_LOST, failed_row
 
 #: the fingerprint of a device whose node was lost before it answered its probe
 UNKNOWN_MACHINE = {"cpu": "unknown (no answer to the probe)", "cpu_flags": [],
-                   "logical_cores": None, "machine": "unknown", "os": "unknown",
+                   "cpu_kind": "unknown", "logical_cores": None, "machine": "unknown", "os": "unknown",
                    "python": "unknown", "versions": {}}
 
 
