@@ -126,10 +126,9 @@ class LMSession(Session):
         if (mask[:, -1] == 0).any():
             raise InputError("prompts must be left-padded (attention_mask ends in 1 on every "
                              "row): the new tokens follow the last column")
-        limit = self.context_length
-        if limit is not None and ids.shape[1] + max_new_tokens > limit:
-            raise InputError(f"prompt of {ids.shape[1]} tokens + max_new_tokens "
-                             f"{max_new_tokens} exceeds the model's context length {limit}")
+        from modelport.tasks.input_limit import check_length
+
+        check_length(int(ids.shape[1]), self.context_length, new_tokens=max_new_tokens)
         return ids.astype(np.int64), mask
 
     @staticmethod

@@ -38,7 +38,10 @@ class TextGeneration(Task):
         from tokenizers import Tokenizer
 
         pre = preprocessing(bundle)
-        tok = Tokenizer.from_file(str(bundle.path / pre["tokenizer"]))
+        from modelport.tasks.input_limit import untruncated
+
+        # every token counted: a prompt past the context is refused, not cut (input_limit)
+        tok = untruncated(Tokenizer.from_file(str(bundle.path / pre["tokenizer"])))
         prompts = [given.prompt] if given.prompt is not None else list(given.text or [])
         continuations = []
         for prompt in prompts:

@@ -25,15 +25,14 @@ BENCH_SEQ = 128
 
 def prepare(path: Path, *, task: str | None = None, trust_pickle: bool = False) -> PreparedModel:
     plan = plan_folder(path, task=task, trust_pickle=trust_pickle)
+    model = merge_adapter(load_weights(plan), plan)
     if plan.choice.task == "text-generation":  # KV-cache graph, perplexity data: its own module
         from modelport.models.hf.causal_lm import prepare_causal_lm
 
-        return prepare_causal_lm(plan, load_weights(plan))
-    model = load_weights(plan)
-    if plan.adapter is not None:
-        from modelport.models.hf.adapter import merge
-
-        model = merge(model, plan.adapter)
+        prepared = prepare_causal_lm(plan, model)
+        if plan.adapter is not None:
+            prepared.metadata["peft_adapter"] = plan.adapter.record()
+        return prepared
     module = wrap(model, plan)
     metadata: dict[str, Any] = {
         "hf_folder": str(path.resolve()), "hf_task": plan.choice.task,
@@ -110,6 +109,17 @@ def load_weights(plan: FolderPlan) -> Any:
             "fit its config.json or are damaged; re-save the model with save_pretrained()"
         ) from None
     return model.eval()
+
+
+def merge_adapter(model: Any, plan: FolderPlan) -> Any:
+    """The model with the folder's PEFT LoRA adapter merged in (the model itself without one);
+    for every task, causal LMs and seq2seq models included. Record ``plan.adapter.record()``
+    in the metadata as ``peft_adapter``."""
+    if plan.adapter is None:
+        return model
+    from modelport.models.hf.adapter import merge
+
+    return merge(model, plan.adapter)
 
 
 def wrap(model: Any, plan: FolderPlan) -> Any:
