@@ -79,6 +79,9 @@ def load_weights(plan: FolderPlan) -> Any:
     import transformers
     from transformers.utils import logging as hf_logging
 
+    from modelport.models.hf.versions import warn_untested_transformers
+
+    warn_untested_transformers()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     auto = getattr(transformers, plan.choice.auto_class)
