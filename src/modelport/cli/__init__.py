@@ -28,7 +28,8 @@ log = logging.getLogger("modelport")
 COMMAND_MODULES = (
     "modelport.cli.export", "modelport.cli.inspect", "modelport.cli.bench", "modelport.cli.compare",
     "modelport.cli.report", "modelport.cli.bundle", "modelport.cli.compress",
-    "modelport.cli.targets", "modelport.cli.sweep", "modelport.cli.triton_repo",
+    "modelport.cli.targets", "modelport.cli.sweep", "modelport.cli.serve",
+    "modelport.cli.triton_repo",
 )
 
 
