@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from modelport.cli.backend_flags import add_backend_flags
+from modelport.cli.bench_serve import add_serve_load_args, cmd_serve_load
 from modelport.cli.common import (
     add_bench_args,
     add_model_args,
@@ -22,6 +23,7 @@ from modelport.cli.export import (
     add_cpu_features_arg,
     add_speedup_arg,
 )
+from modelport.cli.optimize_flags import add_optimize_args, search_from
 from modelport.errors import UsageError
 
 log = logging.getLogger("modelport")
@@ -36,6 +38,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     add_budget_args(p)
     add_model_args(p)
     add_backend_flags(p)
+    add_serve_load_args(p)
     p.set_defaults(func=cmd_bench)
 
 
@@ -53,6 +56,7 @@ def add_bench_matrix_args(p: argparse.ArgumentParser) -> None:
     add_speedup_arg(p)
     add_cpu_features_arg(p)
     add_cnn_recipe_arg(p)
+    add_optimize_args(p)
 
 
 def is_bundle_path(text: str) -> bool:
@@ -66,6 +70,9 @@ def is_bundle_path(text: str) -> bool:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from modelport.bench.harness import BenchSettings
+
+    if args.serve is not None:  # load on a running server, not the bundle here
+        return cmd_serve_load(args)
 
     on_bundles = is_bundle_path(args.bundle)
     batches = parse_batches(args.batch) if args.batch else ((1,) if on_bundles else (1, 32))
@@ -95,7 +102,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
                              progress=progress, plot=not args.no_plot,
                              options=BuildOptions(threads=args.threads, backends=collect(args),
                                                   cpu_features=cpu_features_from(args),
-                                                  cnn_recipe=args.cnn_recipe),
+                                                  cnn_recipe=args.cnn_recipe,
+                                                  search=search_from(args)),
                              budget=budget_from(args), require_speedup=args.require_speedup)
     if on_bundles and report_dir is not None:
         from modelport.bench.report_doc import write_report
