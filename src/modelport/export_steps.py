@@ -161,7 +161,8 @@ def export(
         ctx.require_speedup = require_speedup
         rows = [reference_row(ctx)]
         bundles: dict[str, Path] = {}
-        fp32_rows: dict[str, dict[str, Any]] = {}
+        # torch:cpu:bf16 is judged against the reference row (torch's FP32, never rebuilt)
+        fp32_rows: dict[str, dict[str, Any]] = {backend_key(rows[0]["target"]): rows[0]}
         for target, backend in plan:
             try:
                 row, bundle = export_target(ctx, target, backend, dest,
@@ -242,6 +243,9 @@ def plan_targets(targets: Sequence[str | Target], dest: Destination,
         if backend.bundleable and (dest.out / target.slug).exists() and not dest.force:
             raise BundleExists(f"'{dest.out / target.slug}' exists already: pass --force to "
                                "replace it")
+        refusal = backend.build_refusal(target, options.cpu_features)
+        if refusal:  # e.g. bf16 for a CPU without bf16 (this one, or --cpu-features)
+            raise TargetUnavailable(f"cannot build {target}: {refusal}")
         plan.append((target, backend))
     return plan
 

@@ -29,17 +29,18 @@ BACKENDS: dict[str, BackendEntry] = {
         BackendEntry(
             "torch",
             "modelport.backends.torch.backend:TorchBackend",
-            ("cpu:fp32", "cuda:fp32", "cuda:fp16", "cuda:bf16"),
+            ("cpu:fp32", "cpu:bf16", "cuda:fp32", "cuda:fp16", "cuda:bf16"),
             "PyTorch eager: the FP32 reference every table is measured against "
-            "(cuda:*: the GPU baseline row)",
+            "(cpu:bf16: autocast on a bf16 CPU, what plain PyTorch gets; cuda:*: the GPU "
+            "baseline row)",
         ),
         BackendEntry(
             "onnxruntime",
             "modelport.backends.onnxruntime.backend:OnnxRuntimeBackend",
-            ("cpu:fp32", "cpu:int8", "cpu:int4", "cpu:int8wo"),
+            ("cpu:fp32", "cpu:int8", "cpu:int4", "cpu:int8wo", "cpu:bf16"),
             "ONNX Runtime CPU; INT8 = dynamic MatMul/Gemm for attention graphs, static QDQ "
             "calibrated on your data otherwise (measured per graph kind); INT4/INT8WO = "
-            "weight-only MatMulNBits",
+            "weight-only MatMulNBits; bf16 refused (the CPU EP has no bf16 kernels)",
         ),
         BackendEntry(
             "tflite",
@@ -52,8 +53,9 @@ BACKENDS: dict[str, BackendEntry] = {
         BackendEntry(
             "openvino",
             "modelport.backends.openvino.backend:OpenVINOBackend",
-            ("cpu:fp32", "cpu:fp16", "cpu:int8", "cpu:int4", "cpu:int8wo"),
-            "OpenVINO IR; precision hint set per target; INT8 = NNCF on your data "
+            ("cpu:fp32", "cpu:fp16", "cpu:bf16", "cpu:int8", "cpu:int4", "cpu:int8wo"),
+            "OpenVINO IR; precision hint set per target (bf16: on a CPU with AVX512_BF16 or "
+            "AMX); INT8 = NNCF on your data "
             "(+ accuracy control), for attention graphs on a CPU without VNNI int8 weights "
             "only (the CPU recipe); INT4/INT8WO = nncf.compress_weights",
         ),

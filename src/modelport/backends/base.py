@@ -169,6 +169,12 @@ class Backend:
         return cls.availability(target)
 
     @classmethod
+    def build_refusal(cls, target: Target, cpu_features: Sequence[str] | None) -> str | None:
+        """Why ``target`` must not be built for a CPU with ``cpu_features`` (None: this
+        machine's), e.g. bf16 for a CPU without bf16 arithmetic; None: build it."""
+        return None
+
+    @classmethod
     def runtime_version(cls) -> str:
         raise NotImplementedError
 

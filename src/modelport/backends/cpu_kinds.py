@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,9 @@ KINDS: dict[str, CpuKind] = {k.name: k for k in (
 
 #: either gives bf16 arithmetic to the runtimes' CPU kernels
 BF16_FEATURES = ("avx512_bf16", "amx_bf16")
+#: the CPU flags that change which kernels runtimes pick (the fingerprint's ``cpu_flags``)
+TRACKED_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16",
+                 "avx_vnni", "fma", "neon", "asimd", "asimddp")
 
 
 def kind_of(features: Iterable[str]) -> CpuKind:
@@ -95,15 +100,52 @@ def bf16_refusal(features: Iterable[str]) -> str | None:
     features = tuple(features)
     if has_bf16(features):
         return None
-    return (f"this CPU ({kind_of(features).label}) has no bf16 arithmetic (needs avx512_bf16 "
-            "or amx_bf16): bf16 would be emulated, slower than fp32")
+    return (f"a CPU of kind {kind_name(features)} has no bf16 arithmetic (avx512_bf16 or "
+            "amx_bf16): the runtimes would emulate bf16 or run fp32; to build for a bf16 CPU "
+            "give its features with --cpu-features")
+
+
+def refuse_bf16(target: Any, cpu_features: Iterable[str] | None) -> str | None:
+    """``Backend.build_refusal`` of a bf16 CPU target: the CPU built for (``cpu_features``, None:
+    this machine) must have bf16 arithmetic; None for any other target."""
+    if str(target.precision) != "bf16" or target.device != "cpu":
+        return None
+    return bf16_refusal(host_features() if cpu_features is None else cpu_features)
+
+
+def bf16_assumed(cpu_features: Iterable[str] | None) -> dict[str, Any]:
+    """Manifest facts of a bf16 build: the one bf16 feature it needs (``cpu_recipes.check_host``
+    warns when the bundle is loaded on a CPU without it) and the kind built for."""
+    features = tuple(host_features() if cpu_features is None else cpu_features)
+    need = [f for f in BF16_FEATURES if f in features][:1]
+    return {"cpu_features_assumed": need,
+            "cpu_features_source": "build machine" if cpu_features is None
+            else "--cpu-features", "cpu_kind": kind_name(features)}
 
 
 def host_features() -> tuple[str, ...]:
-    """This machine's tracked CPU features (``modelport.bench.fingerprint``)."""
-    from modelport.bench.fingerprint import fingerprint
+    """This machine's tracked CPU features (TRACKED_FLAGS, in that order)."""
+    flags = read_cpuinfo()[1]
+    return tuple(f for f in TRACKED_FLAGS if f in flags)
 
-    return tuple(fingerprint()["cpu_flags"])
+
+@lru_cache(maxsize=1)
+def read_cpuinfo() -> tuple[str, frozenset[str]]:
+    """(CPU model name, every flag) from /proc/cpuinfo; ("", {}) where there is none."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError:
+        return "", frozenset()
+    model, flags = "", frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and not model:
+            model = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = frozenset(value.split())
+    return model, flags
 
 
 def host_kind() -> CpuKind:

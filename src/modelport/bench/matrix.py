@@ -53,9 +53,11 @@ def expand_targets(spec: str | Sequence[str]) -> list[Target]:
     return out
 
 
-def split_available(targets: Sequence[Target], *, reference_is_torch: bool
+def split_available(targets: Sequence[Target], *, reference_is_torch: bool,
+                    cpu_features: Sequence[str] | None = None
                     ) -> tuple[list[Target], list[dict[str, Any]]]:
-    """(targets to build, rows for those that cannot be built here, with the reason)."""
+    """(targets to build, rows for those that cannot be built here or for ``cpu_features``
+    (None: this CPU's), with the reason)."""
     build: list[Target] = []
     skipped: list[dict[str, Any]] = []
     for target in targets:
@@ -66,6 +68,9 @@ def split_available(targets: Sequence[Target], *, reference_is_torch: bool
             avail_ok, reason = False, f"backend failed to import: {exc}"
         else:
             avail_ok, reason = avail.ok, avail.reason
+            refusal = backend.build_refusal(target, cpu_features) if avail_ok else None
+            if refusal:  # e.g. bf16 on a CPU without bf16 arithmetic
+                avail_ok, reason = False, refusal
             # the reference runtime's FP32 CPU target *is* the reference row: measure it once
             if (avail_ok and reference_is_torch and not backend.bundleable
                     and target.precision == Precision.FP32 and target.device == "cpu"):
@@ -115,7 +120,8 @@ def bench_model(
     report_dir = Path(report_dir)
     wanted = expand_targets(targets)
     prepared = model if isinstance(model, PreparedModel) else resolve_model(model)
-    build, skipped = split_available(wanted, reference_is_torch=prepared.module is not None)
+    build, skipped = split_available(wanted, reference_is_torch=prepared.module is not None,
+                                     cpu_features=getattr(options, "cpu_features", None))
     if not build:
         log.warning("no requested target can be built here; only the reference is measured")
     refused = None

@@ -23,11 +23,11 @@ if TYPE_CHECKING:
 #: below it the two are within the noise of a short run on a shared machine
 TOLERANCE = 0.05
 #: precisions that must earn their place by speed
-REDUCED = ("int8", "fp16")
+REDUCED = ("int8", "fp16", "bf16")
 
 
 class NotFasterThanFP32(ModelportError):
-    """--require-speedup: an INT8/FP16 artifact was slower than its backend's FP32 (exit 2)."""
+    """--require-speedup: an INT8/FP16/BF16 artifact was slower than its backend's FP32 (exit 2)."""
 
 
 def backend_key(target: str) -> str:
@@ -130,14 +130,15 @@ def fastest_line(best: dict[str, Any]) -> str:
 
 def with_fp32_comparisons(plan: list[tuple[Target, Backend]], *, timed: bool
                           ) -> tuple[list[tuple[Target, Backend]], set[Target]]:
-    """The plan with each backend's FP32 first, adding it (not to be bundled) where an INT8 or
-    FP16 target of that backend needs it for its speed verdict; and the set of added targets."""
+    """The plan with each backend's FP32 first, adding it (not to be bundled) where an INT8,
+    FP16 or BF16 target of that backend needs it for its speed verdict; and the set of added
+    targets (torch's FP32 is the reference row, never added)."""
     have = {t for t, _ in plan}
     added: set[Target] = set()
     if timed:
         for target, backend in list(plan):
             fp32 = Target.parse(fp32_target(str(target)))
-            if (target.precision in (Precision.INT8, Precision.FP16) and fp32 not in have
+            if (str(target.precision) in REDUCED and fp32 not in have
                     and backend.bundleable and str(fp32) in registry.all_target_names()
                     and backend.runnable(fp32).ok):
                 plan.append((fp32, backend))

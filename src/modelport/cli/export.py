@@ -55,7 +55,7 @@ def add_budget_args(p: argparse.ArgumentParser) -> None:
 
 def add_speedup_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--require-speedup", action="store_true",
-                   help="refuse (no bundle, exit 2) an INT8/FP16 target slower than its "
+                   help="refuse (no bundle, exit 2) an INT8/FP16/BF16 target slower than its "
                         "backend's FP32 by more than 5%% in this run (default: flag it)")
 
 
@@ -98,8 +98,9 @@ def budget_from(args: argparse.Namespace):
 
 def add_cpu_features_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpu-features", default=None, metavar="LIST",
-                   help="CPU INT8: build the recipe for a CPU with these features, e.g. "
-                        "avx2,fma (no VNNI) or avx2,avx512f,avx512_vnni; 'none' for none "
+                   help="CPU INT8 and bf16: build for a CPU with these features, e.g. "
+                        "avx2,fma (no VNNI) or avx2,avx512f,avx512_vnni,avx512_bf16 (bf16 "
+                        "targets need avx512_bf16 or amx_bf16); 'none' for none "
                         "(default: this machine's)")
 
 

@@ -41,6 +41,10 @@ class OnnxRuntimeBackend(Backend):
     def availability(cls, target: Target) -> Availability:
         if not has_module("onnxruntime"):
             return Availability.missing('onnxruntime not installed: pip install "modelport[onnxruntime]"')
+        if target.precision == Precision.BF16:
+            from modelport.backends.onnxruntime.bf16 import REFUSAL
+
+            return Availability.unsupported(REFUSAL)
         return Availability.yes()
 
     @classmethod

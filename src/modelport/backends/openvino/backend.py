@@ -10,10 +10,14 @@ Per target (PRECISION_POLICY):
 - fp16: weights stored f16 (half the file), hint f16. The plugin may run another precision where
   the CPU has no FP16 arithmetic (AVX512_FP16 / AMX-FP16): on AMD Zen 4 it runs bf16. The
   effective precision the plugin chose is recorded next to the hint, never hidden.
-- int8: NNCF-quantized IR (see quantize.py), hint f32 for the layers left in float: measured
-  on MiniLM, bf16 there gained nothing (INT8 kernels dominate) and cost accuracy. The form
-  follows the CPU recipe (backends/cpu_recipes.py): weights and activations in int8 on a VNNI
-  CPU; for attention graphs on a CPU without VNNI, int8 weights with float activations.
+- bf16: weights stored f32, hint bf16: the plugin runs matrix products in bf16 on AVX512_BF16
+  and AMX. Built only for a CPU with bf16 arithmetic (backends/cpu_kinds.py; this machine's
+  features or ``--cpu-features``), refused with the reason otherwise. MiniLM on an AMX Xeon:
+  2.8x the f32 build's speed at full fidelity; other CPU kinds: docs/performance.md.
+- int8: NNCF-quantized IR (see quantize.py), hint f32 for the layers left in float (what bf16
+  for them changes, per CPU kind: docs/performance.md). The form follows the CPU recipe
+  (backends/cpu_recipes.py): weights and activations in int8 on a VNNI CPU; for attention
+  graphs on a CPU without VNNI, int8 weights with float activations.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ class PrecisionPolicy:
 PRECISION_POLICY: dict[Precision, PrecisionPolicy] = {
     Precision.FP32: PrecisionPolicy(weights_fp16=False, hint="f32"),
     Precision.FP16: PrecisionPolicy(weights_fp16=True, hint="f16"),
+    Precision.BF16: PrecisionPolicy(weights_fp16=False, hint="bf16"),
     Precision.INT8: PrecisionPolicy(weights_fp16=False, hint="f32"),
     # weight-only (weight_only.py): compressed weights, f32 activations
     Precision.INT4: PrecisionPolicy(weights_fp16=False, hint="f32"),
@@ -83,11 +88,29 @@ class OpenVINOBackend(Backend):
         if target.precision in (Precision.INT8, *WEIGHT_ONLY) and not has_module("nncf"):
             return Availability.missing(f'{target.precision} needs nncf: pip install '
                                         '"modelport[openvino]"')
-        return cls.runnable(target)
+        return cls._installed(target)  # bf16: build_refusal checks the CPU built for
+
+    @classmethod
+    def build_refusal(cls, target: Target, cpu_features: Sequence[str] | None) -> str | None:
+        from modelport.backends.cpu_kinds import refuse_bf16
+
+        return refuse_bf16(target, cpu_features)
 
     @classmethod
     def runnable(cls, target: Target) -> Availability:
-        """Running a bundle: openvino alone (no nncf, no torch) and the device."""
+        """Running a bundle: openvino alone (no nncf, no torch), the device, and bf16
+        arithmetic for a bf16 CPU target."""
+        avail = cls._installed(target)
+        if avail.ok:
+            from modelport.backends.cpu_kinds import refuse_bf16
+
+            refusal = refuse_bf16(target, None)
+            if refusal:
+                return Availability.unsupported(f"here: {refusal}")
+        return avail
+
+    @classmethod
+    def _installed(cls, target: Target) -> Availability:
         if not has_module("openvino"):
             return Availability.missing('openvino not installed: pip install "modelport[openvino]"')
         if target.precision not in PRECISION_POLICY:
@@ -138,6 +161,10 @@ class OpenVINOBackend(Backend):
             ov_model, qinfo = quantize_int8(ov_model, calib, model, opts, device=info["device"],
                                           budget=options.budget_or_default())
             info.update(qinfo, **cpu)
+        elif target.precision == Precision.BF16:
+            from modelport.backends.cpu_kinds import bf16_assumed
+
+            info.update(bf16_assumed(options.cpu_features))
         elif target.precision in WEIGHT_ONLY:
             from modelport.backends.openvino.weight_only import compress_weights
 
