@@ -50,6 +50,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log-level", default="warning",
                    choices=("critical", "error", "warning", "info", "debug"),
                    help="uvicorn's log level (default warning; info logs every request)")
+    from modelport.cli.serve_ray import add_ray_args
+
+    add_ray_args(p)  # --ray ADDR --replicas N ...: the same server as Ray Serve replicas
     p.set_defaults(func=cmd_serve)
 
 
@@ -68,6 +71,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                            max_batch_delay_ms=args.max_batch_delay_ms,
                            instances=args.instances, threads=args.threads,
                            max_request_bytes=int(args.max_request_mb * 2**20))
+    if args.ray is not None:  # replicas on the cluster open the bundles, not this process
+        from modelport.cli.serve_ray import run_on_ray
+
+        return run_on_ray(args, options)
     models = open_models(args.bundles, args.name, options)
     for m in models:
         d = m.describe()

@@ -1,0 +1,116 @@
+"""`modelport serve BUNDLE --ray ADDR --replicas 2`: two Ray Serve replicas on a two-node
+loopback cluster (in its own network namespace, as the sweep tests run theirs) answer the same
+Open Inference Protocol requests `serve` answers, with the bundle's own outputs."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT
+from tests.support.catalog_support import write_tiny_onnx
+from tests.sweep.cluster import ADDRESS, LoopbackCluster, can_run
+
+_SKIP = can_run()
+pytestmark = [pytest.mark.ray, pytest.mark.onnxruntime, pytest.mark.slow,
+              pytest.mark.skipif(bool(_SKIP), reason=_SKIP or "")]
+
+ORT = "onnxruntime:cpu:fp32"
+PORT = 8000  # inside the cluster's private namespace: nothing else listens there
+#: one client inside the namespace: 48 requests from 8 threads, each answer with its replica
+CLIENT = """
+import json, sys, http.client
+from concurrent.futures import ThreadPoolExecutor
+feeds = json.loads(sys.argv[1])
+def one(i):
+    ids = feeds[i % len(feeds)]
+    body = json.dumps({"inputs": [{"name": "ids", "shape": [1, len(ids)], "datatype": "INT64",
+                                   "data": ids}]})
+    conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=60)
+    conn.request("POST", "/v2/models/tiny-onnxruntime-cpu-fp32/infer", body=body,
+                 headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    data = json.loads(resp.read())
+    return {"i": i, "status": resp.status, "replica": resp.getheader("modelport-replica"),
+            "outputs": data.get("outputs"), "error": data.get("error")}
+with ThreadPoolExecutor(8) as pool:
+    print(json.dumps(list(pool.map(one, range(48)))))
+""".replace("PORT", str(PORT))
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    import modelport
+
+    root = tmp_path_factory.mktemp("ray-serve")
+    result = modelport.export(str(write_tiny_onnx(root / "tiny.onnx")), [ORT], out=root / "b",
+                              bench=None, progress=False)
+    return Path(result.bundles[ORT])
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = LoopbackCluster(env={"TQDM_DISABLE": "1", "PYTHONPATH": str(ROOT / "src")})
+    try:
+        c.start_head("alpha")
+        c.start_nodes("beta")
+        yield c
+    finally:
+        c.stop()
+
+
+def _wait_line(proc: subprocess.Popen, prefix: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith(prefix):
+            return line.strip()
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise AssertionError(f"no '{prefix}' line; serve --ray said:\n{proc.stderr.read()[-3000:]}")
+
+
+def test_two_replicas_on_two_nodes_answer_as_the_bundle(cluster, bundle):
+    import modelport
+
+    serve = cluster.popen([sys.executable, "-m", "modelport.cli", "serve", str(bundle),
+                           "--ray", ADDRESS, "--replicas", "2", "--max-replicas-per-node", "1",
+                           "--port", str(PORT), "--max-batch", "2",
+                           # Ray's proxy (on the head) prefers its own node's replica and sends
+                           # a request elsewhere only when that one holds this many already
+                           "--max-ongoing-requests", "2"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = _wait_line(serve, "serving on Ray", timeout=240)
+        assert f"http://127.0.0.1:{PORT}" in line and "2 replica(s)" in line
+        feeds = [[1, 2, 3], [4, 5], [6, 7, 1, 2, 3, 4], [9]]  # texts of different lengths
+        done = cluster.run([sys.executable, "-c", CLIENT, json.dumps(feeds)], timeout=120)
+        assert done.returncode == 0, done.stderr[-3000:]
+        answers = json.loads(done.stdout)
+        serve.send_signal(signal.SIGTERM)  # deletes the application, then exits 0
+        _, err = serve.communicate(timeout=120)
+        assert serve.returncode == 0, err[-3000:]
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()
+    assert all(a["status"] == 200 for a in answers), [a for a in answers if a["status"] != 200]
+    replicas = {a["replica"] for a in answers}
+    assert len(replicas) == 2, replicas  # both replicas answered ...
+    assert len({r.split("/")[0] for r in replicas}) == 2  # ... one on each node
+    with modelport.load(bundle) as session:
+        for a in answers:
+            ids = np.array([feeds[a["i"] % len(feeds)]], dtype=np.int64)
+            want = session.infer({"ids": ids})["embedding"]
+            (out,) = a["outputs"]
+            assert out["name"] == "embedding" and out["shape"] == list(want.shape)
+            np.testing.assert_allclose(np.array(out["data"]).reshape(want.shape), want,
+                                       rtol=1e-5, atol=1e-6)
