@@ -204,18 +204,17 @@ def _tflite(model, calib, tmp, inputs, outputs):
 
 # -- timing --------------------------------------------------------------------------------------
 def _time_interleaved(sessions, meta, pool, duration, rounds) -> dict[str, dict[int, float]]:
-    """p50 ms per artifact and batch: the median over interleaved rounds."""
-    from modelport.bench.harness import BenchSettings, benchmark
+    """p50 ms per artifact and batch: the median over interleaved rounds (bench/interleaved.py,
+    the timing the recipe search uses)."""
+    from modelport.bench.harness import BenchSettings
+    from modelport.bench.interleaved import time_interleaved
 
-    per_round: dict[str, dict[int, list[float]]] = {k: {} for k in sessions}
-    for r in range(rounds):
-        for label, session in sessions.items():
-            settings = BenchSettings(batch_sizes=tuple(meta[label]["batches"]), warmup=3,
+    settings = {label: BenchSettings(batch_sizes=tuple(meta[label]["batches"]), warmup=3,
                                      duration=duration / rounds, min_iters=3)
-            for stats in benchmark(session, pool, settings, label=label, progress=False).stats:
-                per_round[label].setdefault(stats.batch, []).append(stats.p50_ms)
-        log.info("round %d of %d timed", r + 1, rounds)
-    return {k: {b: statistics.median(v) for b, v in by.items()} for k, by in per_round.items()}
+                for label in sessions}
+    timed = time_interleaved(sessions, pool, settings, rounds=rounds,
+                             on_round=lambda r, n: log.info("round %d of %d timed", r, n))
+    return {k: dict(t.p50_ms) for k, t in timed.items()}
 
 
 def _agreement(meta, pool, inputs, outputs, seconds: float) -> list[dict[str, Any]]:

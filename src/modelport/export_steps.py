@@ -44,6 +44,7 @@ from modelport.judging import apply_output_kind, budget_verdict, revisit_guess
 from modelport.lm_steps import is_lm, lm_bench, lm_check, lm_reference, plan_export_data
 from modelport.metrics import Budget, fidelity, run_session
 from modelport.models import PreparedModel, resolve_model
+from modelport.optimize.search import build_or_search
 from modelport.shapes import fit_arrays, fit_set, static_batch
 from modelport.specs import WEIGHT_ONLY, Precision, Target, TensorSpec
 
@@ -73,9 +74,10 @@ class ExportResult:
 
     def table(self) -> str:
         from modelport.bench.export_table import export_table
+        from modelport.optimize.report import search_tables
 
         line = fastest_line(self.fastest)
-        return export_table(self.rows) + (f"\n{line}" if line else "")
+        return export_table(self.rows) + (f"\n{line}" if line else "") + search_tables(self.rows)
 
 
 @dataclass
@@ -359,10 +361,12 @@ def build_step(ctx: ExportContext, target: Target, backend: Backend
     log.info("building %s ...", target)
     start = time.perf_counter()
     calib = ctx.calib if target.precision in (Precision.INT8, *WEIGHT_ONLY) else None
-    artifact = backend.build(ctx.model, target, calib, tdir, ctx.options)
+    # Backend.build, or with --optimize the fastest candidate within budget measured here
+    artifact = build_or_search(ctx, target, backend, calib, tdir, check=check_step)
     row: dict[str, Any] = {"target": str(target), "precision": str(target.precision),
                            "size_mb": artifact.size_bytes / 1e6 if artifact.files else None,
                            "build_s": time.perf_counter() - start}
+    row.update({"search": artifact.info["search"]} if "search" in artifact.info else {})
     return artifact, row
 
 

@@ -81,6 +81,8 @@ class BuildOptions:
     #: the CNN INT8 recipe run on the graph before every backend's INT8 quantizer
     #: (graph_prep/): "auto" (None), "off", or a comma list / tuple of its steps
     cnn_recipe: Any = None
+    #: --optimize: an optimize.SearchSettings (each target's recipe measured here), or None
+    search: Any = None
 
     def __post_init__(self) -> None:
         if self.cpu_features is not None:  # checked now, not inside a build minutes later

@@ -26,6 +26,26 @@ def parse_batches(text: str) -> tuple[int, ...]:
     return values
 
 
+#: seconds per unit of a duration like ``10m`` (``--max-time``)
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """``10m``, ``90s``, ``1.5h`` or plain seconds (``45``) -> seconds (``--max-time``: the
+    bound of every search, recipe or compression)."""
+    raw = str(text).strip().lower()
+    unit = raw[-1:] if raw[-1:] in _DURATION_UNITS else "s"
+    number = raw[:-1] if raw[-1:] in _DURATION_UNITS else raw
+    try:
+        value = float(number) * _DURATION_UNITS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"takes a duration like 10m, 90s or 1h, got '{text}'") from None
+    if not 0 < value < float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"takes a positive duration like 10m or 90s, got '{text}'")
+    return value
+
+
 def parse_streams(text: str) -> int:
     if text.strip().lower() == "auto":
         return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from modelport.cli.backend_flags import add_backend_flags, collect
 from modelport.cli.common import add_model_args, model_from, write_rows
+from modelport.cli.optimize_flags import add_optimize_args, search_from
 from modelport.errors import ModelportError
 
 log = logging.getLogger("modelport")
@@ -72,6 +73,7 @@ def add_export_args(p: argparse.ArgumentParser) -> None:
     add_speedup_arg(p)
     add_cpu_features_arg(p)
     add_cnn_recipe_arg(p)
+    add_optimize_args(p)
     p.add_argument("--threads", type=int, default=None, help="runtime threads (default: all)")
     p.add_argument("--no-bench", action="store_true", help="skip benchmarking")
     p.add_argument("--simplify", action="store_true", help="simplify the ONNX with onnxslim")
@@ -125,7 +127,7 @@ def build_options_from(args: argparse.Namespace):
 
     return BuildOptions(threads=args.threads, budget=budget_from(args), backends=collect(args),
                         cpu_features=cpu_features_from(args),
-                        cnn_recipe=getattr(args, "cnn_recipe", None))
+                        cnn_recipe=getattr(args, "cnn_recipe", None), search=search_from(args))
 
 
 def cmd_export(args: argparse.Namespace) -> int:

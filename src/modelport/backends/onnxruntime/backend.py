@@ -91,17 +91,23 @@ class OnnxRuntimeBackend(Backend):
     def load(self, path: Path, *, target: Target, inputs: list[TensorSpec],
              outputs: list[TensorSpec], threads: int | None = None, **options: Any) -> Session:
         require("onnxruntime", extra=self.extra, what="ONNX Runtime")
-        return OnnxRuntimeSession(path, inputs, outputs, threads=threads)
+        from modelport.backends.runtime_settings import runtime_settings
+
+        saved = runtime_settings(options)  # what --optimize chose, re-applied
+        return OnnxRuntimeSession(path, inputs, outputs, threads=threads or saved.get("threads"),
+                                  graph_optimization_level=saved.get("graph_optimization_level"))
 
 
 class OnnxRuntimeSession(Session):
     def __init__(self, path: Path, inputs: list[TensorSpec], outputs: list[TensorSpec], *,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, graph_optimization_level: str | None = None) -> None:
         import onnxruntime as ort
 
         super().__init__(inputs, outputs)
         opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.graph_optimization_level = graph_optimization_level or "all"
+        opts.graph_optimization_level = getattr(
+            ort.GraphOptimizationLevel, GRAPH_LEVELS[self.graph_optimization_level])
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
@@ -126,6 +132,10 @@ class OnnxRuntimeSession(Session):
     def close(self) -> None:
         self._session = None
 
+
+#: ``graph_optimization_level`` names (runtime settings) -> ort.GraphOptimizationLevel members
+GRAPH_LEVELS = {"all": "ORT_ENABLE_ALL", "extended": "ORT_ENABLE_EXTENDED",
+                "basic": "ORT_ENABLE_BASIC", "disabled": "ORT_DISABLE_ALL"}
 
 _RUN_FAILURE = re.compile(r"running (\w+) node\. Name:'([^']*)' Status Message: ([^\n]*)")
 _NO_KERNEL = re.compile(r"Could not find an implementation for (\w+)\((\d+)\) node with name '([^']*)'")

@@ -193,9 +193,13 @@ class OpenVINOBackend(Backend):
             hint = (bundle.manifest.get("build") or {}).get("inference_precision_hint")
         if hint is None:
             hint = PRECISION_POLICY[target.precision].hint
+        from modelport.backends.runtime_settings import runtime_settings
+
+        saved = runtime_settings(options)  # what --optimize chose, re-applied
         return OpenVINOSession(path, inputs, outputs, device=ov_device(target),
-                               inference_precision=_check_hint(hint), threads=threads,
-                               streams=options.get("streams"))
+                               inference_precision=_check_hint(hint),
+                               threads=threads or saved.get("threads"),
+                               streams=options.get("streams", saved.get("streams")))
 
 
 class OpenVINOSession(Session):

@@ -1,0 +1,111 @@
+"""The shape of a candidate: a build recipe (backend options, or a peer tool's own call) and the
+runtime settings its session is loaded with; and which module proposes them per backend.
+
+A backend takes part in the search by one line in ``PROPOSERS`` (name -> "module:function",
+imported when used); the function returns the build recipes of stage 1 and the runtime
+settings of stage 2 for a target on this CPU. Backends without a proposer are built as today.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+#: backend name -> "module:function(ProposalContext) -> Proposal"
+PROPOSERS: dict[str, str] = {
+    "onnxruntime": "modelport.optimize.ort:propose",
+    "openvino": "modelport.optimize.ov:propose",
+}
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Settings a session is loaded with; stored in the bundle (``build.runtime_settings``) and
+    re-applied by the backend's ``load``. None: the backend's default."""
+
+    threads: int | None = None
+    #: OpenVINO: None = LATENCY hint; 0 = THROUGHPUT hint, the plugin picks; N = N streams
+    streams: int | None = None
+    #: OpenVINO INFERENCE_PRECISION_HINT (None: the target's)
+    inference_precision: str | None = None
+    #: ONNX Runtime graph optimization level: all / extended / basic (None: all)
+    graph_optimization_level: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if v is not None}
+
+    def describe(self) -> str:
+        parts = {"threads": "threads {}", "streams": "streams {}",
+                 "inference_precision": "hint {}", "graph_optimization_level": "graph {}"}
+        text = ", ".join(parts[k].format("auto" if (k == "streams" and v == 0) else v)
+                         for k, v in self.to_dict().items())
+        return text or "defaults"
+
+
+#: a peer tool's build: (backend, model, target, calib, workdir, options) -> Artifact
+BuildFn = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One way to build the target's artifact. ``options``: backend option overrides (built by
+    ``Backend.build``); ``build``: a build of its own (a peer's plain recipe, a graph rewrite
+    before modelport's build). ``peer``: the tool whose plain recipe this is."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    build: BuildFn | None = None
+    peer: str | None = None
+    #: the name of an earlier recipe that builds the same artifact here (timed once, both
+    #: recorded: a peer's plain recipe that is also modelport's recipe on this CPU)
+    same_as: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "options": dict(self.options)}
+        if self.peer:
+            out["peer"] = self.peer
+        return out
+
+
+@dataclass
+class ProposalContext:
+    """What a proposer may look at: the target, the graph, this CPU and the objective."""
+
+    target: Any
+    onnx_path: Any
+    features: tuple[str, ...]
+    kind: str
+    bf16: bool
+    vnni: bool
+    objective: str
+    #: the user's --threads (then threads are not searched)
+    threads: int | None
+    cores: int
+
+
+@dataclass
+class Proposal:
+    recipes: list[Recipe]
+    runtimes: list[Runtime]
+
+
+def proposer(backend: str) -> Callable[[ProposalContext], Proposal] | None:
+    spec = PROPOSERS.get(backend)
+    if spec is None:
+        return None
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def thread_counts(ctx: ProposalContext) -> list[int | None]:
+    """None (the runtime's default: every core) and fewer threads: on a shared or small model
+    one or half the cores can beat all of them (less synchronisation)."""
+    if ctx.threads:  # the user's --threads: loaded with it, not searched
+        return [None]
+    counts: list[int | None] = [None]
+    for n in (ctx.cores // 2, 1):
+        if n >= 1 and n not in counts and n != ctx.cores:
+            counts.append(n)
+    return counts

@@ -1,0 +1,55 @@
+"""OpenVINO candidates: NNCF forms (modelport's recipe, the plain transformer preset and the
+plain defaults, the INT8 scopes, weights-only), the plugin's default precision (bf16 on a
+bf16 CPU) for the float parts, and runtime settings (threads; streams and the THROUGHPUT hint
+for a throughput search)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from modelport.optimize.candidates import (
+    Proposal,
+    ProposalContext,
+    Recipe,
+    Runtime,
+    thread_counts,
+)
+from modelport.specs import Precision
+
+#: the plain NNCF calls a user writes: ``nncf.quantize(model, dataset)`` and the same with
+#: ``model_type=TRANSFORMER``; every scope modelport knows
+PLAIN = "nncf.quantize"
+
+
+def propose(ctx: ProposalContext) -> Proposal:
+    from modelport.backends.onnxruntime.quantize import has_activation_matmul
+
+    attention = has_activation_matmul(Path(ctx.onnx_path))
+    precision = ctx.target.precision
+    recipes = [Recipe("modelport default")]
+    if precision == Precision.INT8:
+        # modelport's own recipe on a VNNI CPU is the transformer preset, on an AVX2 one
+        # weights-only (backends/cpu_recipes.py): the same build is timed once, both named
+        default_is = ("NNCF transformer preset" if ctx.vnni else "weights-only INT8") \
+            if attention else None
+        if attention:
+            recipes.append(Recipe("NNCF transformer preset", {"model_type": "transformer",
+                                                             "int8_scope": "all"}, peer=PLAIN,
+                                  same_as=_alias(default_is, "NNCF transformer preset")))
+        recipes.append(Recipe("NNCF defaults", {"model_type": "default", "int8_scope": "all"},
+                              peer=PLAIN))
+        scopes = ("no-attention-matmul", "fc-only") if attention else ("fc-only",)
+        recipes += [Recipe(f"int8_scope {s}", {"int8_scope": s}) for s in scopes]
+        recipes.append(Recipe("weights-only INT8", {"int8_scope": "weights-only"},
+                              same_as=_alias(default_is, "weights-only INT8")))
+    runtimes = [Runtime(threads=t) for t in thread_counts(ctx)]
+    if ctx.objective == "throughput":  # async requests on several streams
+        runtimes += [Runtime(streams=0), Runtime(streams=2)]
+    if precision in (Precision.INT8, Precision.INT8WO, Precision.INT4) and ctx.bf16:
+        # the float parts in bf16: what the plugin picks by itself on this CPU
+        runtimes.append(Runtime(inference_precision="bf16"))
+    return Proposal(recipes, runtimes)
+
+
+def _alias(default_is: str | None, name: str) -> str | None:
+    return "modelport default" if default_is == name else None

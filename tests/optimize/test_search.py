@@ -1,0 +1,204 @@
+"""The recipe search (--optimize) on a tiny MLP: candidates built, checked, timed and one
+chosen; every candidate's figures, the choice and its runtime settings in the manifest and
+re-applied at load; the budget drops candidates; --max-time ends the search early and the best
+so far still ships; a finished search is cached. No assertion on a time or on which candidate
+won (that depends on the CPU): only on what the search guarantees."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+import modelport
+from modelport.backends.base import BuildOptions
+from modelport.metrics import Budget
+from modelport.optimize import SearchSettings
+from tests.conftest import run_cli
+from tests.support.catalog_support import write_feeds, write_mlp_factory
+
+ORT_INT8, OV_INT8, ORT_FP32 = "onnxruntime:cpu:int8", "openvino:cpu:int8", "onnxruntime:cpu:fp32"
+#: short timing: the tests check what is recorded, not which candidate is fastest
+QUICK = {"duration": 0.02, "rounds": 2}
+
+
+@pytest.fixture(scope="module")
+def mlp(tmp_path_factory):
+    root = tmp_path_factory.mktemp("search")
+    return (str(write_mlp_factory(root / "mlp.py")) + ":make",
+            write_feeds(root / "calib", 32, seed=1), write_feeds(root / "eval", 16, seed=2), root)
+
+
+def _export(mlp, targets, out, *, budget=None, backends=None, **search):
+    model, calib, evals, _ = mlp
+    settings = SearchSettings(**{**QUICK, "cache": False, **search})
+    return modelport.export(model, targets, out=out, calib=calib, eval=evals, bench=None,
+                            progress=False, budget=budget, force=True,
+                            options=BuildOptions(search=settings, backends=backends or {}))
+
+
+def _manifest(bundle) -> dict:
+    return json.loads((bundle / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def searched(mlp, tmp_path_factory):
+    """ONNX Runtime INT8 searched for latency (every candidate within the default budget)."""
+    pytest.importorskip("onnxruntime")
+    return _export(mlp, [ORT_INT8], tmp_path_factory.mktemp("out"))
+
+
+@pytest.fixture(scope="module")
+def ov_first_only(mlp, tmp_path_factory):
+    """OpenVINO INT8 searched with a --max-time that lets only the first candidate run (a
+    loose budget: NNCF's 8-bit activations on 32 calibration rows of a random MLP vary)."""
+    pytest.importorskip("nncf")
+    return _export(mlp, [OV_INT8], tmp_path_factory.mktemp("ov"), max_time=1e-3,
+                   budget=Budget(min_cosine=0.5, min_top1_agreement=0.5))
+
+
+def _search(result, target) -> dict:
+    return _manifest(result.bundles[target])["build"]["search"]
+
+
+def test_candidates_built_one_chosen_and_recorded(searched):
+    search = _search(searched, ORT_INT8)
+    recipes = [c for c in search["candidates"] if c["stage"] == "recipe"]
+    assert len(recipes) >= 4 and search["objective"] == "latency" and search["batch"] == 1
+    assert [c["name"] for c in recipes if c["chosen"]] == [search["chosen"]]
+    assert {"quantize_dynamic defaults", "static QDQ"} <= {c["name"] for c in recipes}
+    assert any(c.get("peer") for c in recipes)  # the peers' plain recipes are candidates
+    for c in search["candidates"]:
+        assert {"name", "options", "runtime", "kept", "fidelity"} <= set(c)
+        if c["kept"]:  # timed in interleaved rounds
+            assert c["p50_ms"] > 0 and c["throughput"] > 0 and c["rounds"] >= 1
+        else:
+            assert c["why"]
+    # stage 2: the winner's runtime settings, the defaults among them, one chosen
+    runtime = [c for c in search["candidates"] if c["stage"] == "runtime"]
+    assert any(c["runtime"] == {} for c in runtime) and len(runtime) >= 2
+    assert sum(c["chosen"] for c in runtime) == 1
+    assert search["cpu_kind"] and not search["cut_short"]
+    table = searched.table()
+    assert f"recipe search for {ORT_INT8}" in table and "quantize_dynamic defaults" in table
+
+
+@pytest.mark.onnxruntime
+def test_budget_drops_candidates(mlp, searched, tmp_path):
+    """A budget between the candidates' fidelities (read from the first search: it holds on
+    any CPU's kernels) drops those below it and keeps those above."""
+    cosines = sorted({c["fidelity"]["cosine_mean"] for c in _search(searched, ORT_INT8)
+                      ["candidates"] if c["stage"] == "recipe"})
+    assert len(cosines) >= 2, cosines  # per-tensor, per-channel, 7-bit, static: not all equal
+    limit = (cosines[0] + cosines[-1]) / 2
+    result = _export(mlp, [ORT_INT8], tmp_path, budget=Budget(min_cosine=limit))
+    recipes = [c for c in _search(result, ORT_INT8)["candidates"] if c["stage"] == "recipe"]
+    dropped = [c for c in recipes if not c["kept"]]
+    assert dropped and all("outside the accuracy budget" in c["why"] for c in dropped)
+    assert all(c["fidelity"]["cosine_mean"] < limit for c in dropped)
+    assert all(c["fidelity"]["cosine_mean"] >= limit for c in recipes if c["kept"])
+    assert next(c for c in recipes if c["chosen"])["kept"]
+
+
+def test_runtime_settings_stored_and_reapplied_at_load(searched):
+    manifest = _manifest(searched.bundles[ORT_INT8])
+    settings = manifest["build"]["runtime_settings"]
+    chosen = next(c for c in manifest["build"]["search"]["candidates"]
+                  if c["stage"] == "runtime" and c["chosen"])
+    assert settings == manifest["build"]["search"]["runtime_settings"] == chosen["runtime"]
+    with modelport.load(searched.bundles[ORT_INT8]) as session:
+        options = session._session.get_session_options()
+        assert session.threads == settings.get("threads")
+        assert session.graph_optimization_level == settings.get("graph_optimization_level",
+                                                                "all")
+        if "threads" in settings:
+            assert options.intra_op_num_threads == settings["threads"]
+
+
+@pytest.mark.onnxruntime
+def test_onnxruntime_bundle_loads_with_its_runtime_settings(searched, tmp_path):
+    import shutil
+
+    bundle = shutil.copytree(searched.bundles[ORT_INT8], tmp_path / "b")
+    manifest = _manifest(bundle)
+    manifest["build"]["runtime_settings"] = {"threads": 1, "graph_optimization_level": "basic"}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with modelport.load(bundle) as session:
+        options = session._session.get_session_options()
+        assert options.intra_op_num_threads == 1 and session.graph_optimization_level == "basic"
+        assert str(options.graph_optimization_level).endswith("ORT_ENABLE_BASIC")
+    with modelport.load(bundle, threads=2) as session:  # the caller's threads win
+        assert session._session.get_session_options().intra_op_num_threads == 2
+
+
+@pytest.mark.openvino
+def test_openvino_max_time_ships_the_first_and_reapplies_settings(ov_first_only, tmp_path):
+    import shutil
+
+    search = _search(ov_first_only, OV_INT8)
+    first, *rest = search["candidates"]
+    assert search["cut_short"] and first["chosen"] and first["name"] == "modelport default"
+    assert any(c.get("peer") == "nncf.quantize" for c in rest)
+    assert all("--max-time" in c["why"] for c in rest)
+    bundle = shutil.copytree(ov_first_only.bundles[OV_INT8], tmp_path / "b")
+    manifest = _manifest(bundle)
+    manifest["build"]["runtime_settings"] = {"threads": 1, "streams": 0}
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with modelport.load(bundle) as session:
+        assert session.threads == 1 and session.streams == 0
+        assert int(session._compiled.get_property("INFERENCE_NUM_THREADS")) == 1
+        assert "THROUGHPUT" in str(session._compiled.get_property("PERFORMANCE_HINT"))
+
+
+@pytest.mark.onnxruntime
+def test_max_time_stops_after_the_first_candidate_and_ships_it(mlp, tmp_path):
+    result = _export(mlp, [ORT_INT8], tmp_path, max_time=1e-3)
+    search = _manifest(result.bundles[ORT_INT8])["build"]["search"]
+    first, *rest = search["candidates"]
+    assert search["cut_short"] and search["chosen"] == first["name"] == "modelport default"
+    assert first["kept"] and rest and all("--max-time" in c["why"] and not c["kept"]
+                                          for c in rest)
+
+
+@pytest.mark.onnxruntime
+def test_no_candidate_within_budget_judges_the_default(mlp, tmp_path):
+    from modelport.errors import AccuracyBudgetExceeded
+
+    with pytest.raises(AccuracyBudgetExceeded) as info:
+        # no float fallback: it would keep the whole MLP float to meet this budget
+        _export(mlp, [ORT_INT8], tmp_path, budget=Budget(min_cosine=0.99999999),
+                backends={"onnxruntime": {"max_fallback": 0}})
+    row = next(r for r in info.value.result.rows if r["target"] == ORT_INT8)
+    assert row["search"]["note"].startswith("no candidate within the accuracy budget")
+    assert all(not c["kept"] and "accuracy budget" in c["why"]
+               for c in row["search"]["candidates"])
+
+
+@pytest.mark.onnxruntime
+def test_a_finished_search_is_cached(mlp, tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELPORT_SEARCH_CACHE", str(tmp_path / "cache"))
+    first = _export(mlp, [ORT_FP32], tmp_path / "a", cache=True)
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 1
+    again = _export(mlp, [ORT_FP32], tmp_path / "b", cache=True)
+    one, two = (_manifest(r.bundles[ORT_FP32])["build"] for r in (first, again))
+    assert not one["search"]["cached"] and two["search"]["cached"]
+    assert two["search"]["chosen"] == one["search"]["chosen"]
+    assert two["runtime_settings"] == one["runtime_settings"]
+
+
+def test_parse_duration():
+    from modelport.cli.common import parse_duration
+
+    assert [parse_duration(t) for t in ("10m", "90s", "1.5h", "45")] == [600, 90, 5400, 45]
+    for bad in ("ten", "-1m", "0", "5x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse_duration(bad)
+
+
+def test_max_time_without_optimize_is_one_line(mlp, tmp_path):
+    model = mlp[0]
+    proc = run_cli("export", model, "--target", ORT_FP32, "--out", str(tmp_path),
+                   "--max-time", "10m")
+    assert proc.returncode == 2 and "--max-time bounds a search" in proc.stderr
+    assert "Traceback" not in proc.stderr and not any(tmp_path.iterdir())
