@@ -119,7 +119,27 @@ def test_search_says_when_even_the_most_float_layers_miss():
 
     record = fallback.find_fewest(ranking, evaluate, BUDGET, 2, before=evaluate([]),
                                   ranked_by="test", probe="test")
-    assert not record["met"] and len(record["kept_float"]) == 2
+    # nothing closer to the float graph than none: the fewest (none) are kept
+    assert not record["met"] and record["kept_float"] == []
+
+
+def test_when_none_meets_the_best_measured_prefix_is_kept_not_the_most():
+    """More float layers are not always closer (a float layer also loses what the quantized
+    ones around it absorbed): A float helps, B float hurts; the search keeps A alone."""
+    ranking = [Unit(n, (n,)) for n in "ABCD"]
+    calls = []
+
+    def evaluate(units):
+        names = {u.name for u in units}
+        calls.append(names)
+        agreement = 0.9 + 0.05 * ("A" in names) - 0.08 * ("B" in names)
+        return {"cosine_mean": 0.95, "cosine_min": 0.9, "top1_agreement": agreement}
+
+    record = fallback.find_fewest(ranking, evaluate, BUDGET, 4, before=evaluate([]),
+                                  ranked_by="test", probe="test")
+    assert not record["met"] and [u["name"] for u in record["kept_float"]] == ["A"]
+    assert record["metric_after"]["top1_agreement"] == pytest.approx(0.95)
+    assert calls[-1] == {"A"}  # the backend's file holds the build kept
 
 
 def test_no_ranking_is_spent_when_even_every_layer_float_misses():
@@ -231,16 +251,67 @@ def test_manifest_lists_the_float_layers(cnn, tmp_path):
         == set(build["nodes_excluded"])
 
 
-# -- TFLite: no per-layer fallback; 16x8 only within budget and faster than FP32 ----------------
-@pytest.mark.slow  # one onnx2tf conversion, three TFLite files
-def test_tflite_int8_that_misses_is_refused_with_both_numbers(cnn, tmp_path):
+# -- TFLite: selective quantization (denylisted_nodes); 16x8 only within budget and faster ------
+@pytest.fixture(scope="module")
+def tflite_build(cnn, tmp_path_factory):
     pytest.importorskip("onnx2tf")
+    tmp = tmp_path_factory.mktemp("tflite-fallback")
+    return _build(cnn, "tflite:cpu:int8", {}, tmp), tmp / "model.tflite"
+
+
+def _tflite_probe_misses(cnn, denylisted: list[str], path: Path) -> list[str]:
+    """Independent re-check: TensorFlow's own selective quantization (a fresh
+    QuantizationDebugger, calibrated on the same data) with these layers float, measured on the
+    probe slice against the float graph."""
+    import tensorflow as tf
+
+    from modelport.backends.tflite import convert
+    from modelport.backends.tflite.int16_retry import fidelity_of
+
+    model, calib, probe, reference = cnn
+    key = convert._content_key(Path(model.onnx_artifact.path))
+    graph = next(g for k, g in convert._GRAPHS.items() if k[0] == key)
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(graph.saved_model))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([f["image"]] for f in calib.samples)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                                           tf.lite.OpsSet.TFLITE_BUILTINS]
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=lambda: ([f["image"]] for f in probe.samples),
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=denylisted))
+    path.write_bytes(debugger.get_nondebug_quantized_model())
+    specs = [s for s in model.onnx_artifact.inputs]
+    feeds = list(probe.batches(1))
+    outs = fidelity_of(path, specs, model.onnx_artifact.outputs, feeds,
+                       [[reference["output"][i:i + 1]] for i in range(len(feeds))], "generic")
+    return budget_misses(outs, AIM)
+
+
+@pytest.mark.slow  # one onnx2tf conversion, one calibration per layer re-checked
+def test_tflite_keeps_a_minimal_float_set_that_meets_the_budget(cnn, tflite_build, tmp_path):
+    info, _ = tflite_build
+    record = info["float_fallback"]
+    _assert_record(record)
+    assert info["int8_budget_retry"]["chosen"] == "float fallback"
+    kept = _kept(info)
+    assert f"{len(kept)} layer(s) kept float" in info["quantization"]
+    assert not _tflite_probe_misses(cnn, kept, tmp_path / "all.tflite")
+    for i, name in enumerate(kept):  # minimal: quantizing any one of them again misses
+        rest = [n for n in kept if n != name]
+        assert _tflite_probe_misses(cnn, rest, tmp_path / f"{i}.tflite"), name
+
+
+@pytest.mark.slow  # a second TFLite INT8 build (the onnx2tf graph is reused)
+def test_tflite_int8_that_misses_is_refused_with_both_numbers(cnn, tflite_build, tmp_path):
+    """With the float fallback off (``--tflite-max-fallback 0``: every op int8)."""
     from modelport.backends.tflite.backend import TFLiteBackend
 
     model, calib, _, _ = cnn
     backend = TFLiteBackend()
     target = Target.parse("tflite:cpu:int8")
-    info = backend.build(model, target, calib, tmp_path, _options("tflite", {})).info
+    info = backend.build(model, target, calib, tmp_path,
+                         _options("tflite", {"max_fallback": 0})).info
+    assert "float_fallback" not in info
     retry = info["int8_budget_retry"]
     assert retry["needed"] and budget_misses(retry["full_integer"] | {"cosine_min": 0}, BUDGET)
     if retry["chosen"] == "16x8":  # only where it meets the budget and beats FP32 here

@@ -240,11 +240,13 @@ def _int8_trials(model, graph: _Graph, target, calib, specs, out_specs, options,
 
         fp32 = Target(target.runtime, target.device, Precision.FP32)
         probe = [crop_or_pad(f, specs) for f in calib.take(PROBE_SAMPLES).batches(specs[0].shape[0])]
+        references = [_onnx_reference(model, f) for f in probe]
         info = full_integer_or_16x8(
             build, lambda path: to_tflite(graph.saved_model, graph.input_dtypes, fp32, None, specs,
                                           options, "float", path),
-            dst, specs, out_specs, probe, [_onnx_reference(model, f) for f in probe], model.task,
-            budget)
+            dst, specs, out_specs, probe, references, model.task, budget,
+            float_fallback=_float_fallback(graph, calib, specs, out_specs, options, io, dst, probe,
+                                           references, model.task, budget))
         return {**info, "int8_mode_chosen_by": why}
     if len(modes) == 1:
         return {**build(modes[0]), "int8_mode_chosen_by": why}
@@ -272,6 +274,28 @@ def _int8_trials(model, graph: _Graph, target, calib, specs, out_specs, options,
         raise BuildError(f"no TFLite INT8 mode converted: {trials}")
     return {**build(best["mode"]), "int8_mode_trials": trials,
             "int8_mode_chosen_by": why + "; none within budget: the most faithful"}
+
+
+def _float_fallback(graph, calib, specs, out_specs, options, io, dst, probe, references, task,
+                    budget):
+    """The float-fallback search for full-integer INT8 (float_fallback.py), or None when
+    ``--tflite-max-fallback 0`` keeps every op int8."""
+    from modelport.backends import fallback
+
+    most = fallback.DEFAULT_MAX_FALLBACK if options.max_fallback is None else options.max_fallback
+    if most <= 0:
+        return None
+
+    def search() -> dict[str, Any]:
+        from modelport.backends.tflite.float_fallback import keep_fewest_float
+        from modelport.backends.tflite.quantize import full_integer_converter
+
+        converter, dataset = full_integer_converter(graph.saved_model, graph.input_dtypes, calib,
+                                                    specs, options, io)
+        return keep_fewest_float(converter, dataset, dst, specs, out_specs, probe, references,
+                                 task, budget, most, fully_quantize=io == "int8")
+
+    return search
 
 
 #: calibration feeds the INT8 mode trial adds to the example

@@ -30,19 +30,34 @@ TIMED_RUNS = 30
 
 def full_integer_or_16x8(build: Callable[[str], dict[str, Any]], build_fp32: Callable[[Path], Any],
                          dst: Path, specs, out_specs, feeds: list[dict[str, np.ndarray]],
-                         references: list[list[np.ndarray]], task: str, budget) -> dict[str, Any]:
-    """Build full-integer INT8 at ``dst``; if it misses ``budget`` on ``feeds``, try 16x8 and
-    keep it only when it meets the budget and beats FP32 here. Returns the build facts, with
-    ``int8_budget_retry`` (the numbers) and, when refused, ``int8_refusal_note``."""
+                         references: list[list[np.ndarray]], task: str, budget,
+                         float_fallback: Callable[[], dict[str, Any]] | None = None
+                         ) -> dict[str, Any]:
+    """Build full-integer INT8 at ``dst``; if it misses ``budget`` on ``feeds``, keep the
+    fewest layers float (``float_fallback``: float_fallback.py, rewrites ``dst``), then try
+    16x8 and keep it only when it meets the budget and beats FP32 here. Returns the build
+    facts, with ``int8_budget_retry`` (the numbers) and, when refused, ``int8_refusal_note``."""
     from modelport.metrics import budget_misses
 
     info = build("full-integer")
-    full = _fidelity(dst, specs, out_specs, feeds, references, task)
+    full = fidelity_of(dst, specs, out_specs, feeds, references, task)
     misses = budget_misses(full, budget)
     record: dict[str, Any] = {"probe": f"{len(feeds)} calibration feeds (never the evaluation "
                                        "split)", "full_integer": _short(full)}
     if not misses:
         return {**info, "int8_budget_retry": {**record, "needed": False}}
+    if float_fallback is not None:
+        found = float_fallback()
+        info = {**info, "float_fallback": found}
+        n_float = len(found.get("kept_float", []))
+        if n_float:
+            info["quantization"] = (f"full-integer post-training, {n_float} layer(s) kept float "
+                                    "(QuantizationDebugger denylisted_nodes)")
+        if found.get("met"):
+            return {**info, "int8_budget_retry": {**record, "needed": True,
+                                                  "chosen": "float fallback"}}
+        if n_float:  # the best effort: the file the export judges if 16x8 does not do better
+            full = fidelity_of(dst, specs, out_specs, feeds, references, task)
     log.info("TFLite full-integer INT8 misses the budget on %d calibration feeds (%s): trying "
              "16x8 (int16 activations)", len(feeds), "; ".join(misses))
     kept = dst.with_name("full-integer.tflite")
@@ -53,7 +68,7 @@ def full_integer_or_16x8(build: Callable[[str], dict[str, Any]], build_fp32: Cal
         except Exception as exc:  # noqa: BLE001 - a failed retry keeps the full-integer file
             record["16x8"] = {"error": str(exc)[:200]}
             return _refuse(info, kept, dst, record, "16x8 did not convert", full)
-        int16 = _fidelity(dst, specs, out_specs, feeds, references, task)
+        int16 = fidelity_of(dst, specs, out_specs, feeds, references, task)
         record["16x8"] = _short(int16)
         if budget_misses(int16, budget):
             return _refuse(info, kept, dst, record,
@@ -85,7 +100,7 @@ def _refuse(info, kept: Path, dst: Path, record, why: str, full) -> dict[str, An
             "int8_refusal_note": note}
 
 
-def _fidelity(path: Path, specs, out_specs, feeds, references, task: str) -> dict[str, Any]:
+def fidelity_of(path: Path, specs, out_specs, feeds, references, task: str) -> dict[str, Any]:
     from modelport.backends.tflite.session import TFLiteSession
     from modelport.metrics import fidelity
 

@@ -50,5 +50,10 @@ class TFLiteOptions(BackendOptions):
         flag="--tflite-int8-mode", choices=INT8_MODES,
         help="TFLite INT8 form (default: per graph kind: attention graphs try dynamic-range, "
              "then 16x8, then full-integer, the first within the budget; others full-integer)")
+    max_fallback: int | None = option(
+        minimum=0, help="full-integer INT8: most layers kept in float, fewest first, when INT8 "
+                        "misses the budget on a calibration slice (TensorFlow selective "
+                        "quantization; the file is then not integer-only; 0 keeps every op int8; "
+                        "default 8)")
     calib_samples: int | None = option(
         minimum=1, help="TFLite INT8: calibration samples the converter sees (default 200)")

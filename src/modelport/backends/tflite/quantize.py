@@ -93,13 +93,8 @@ def to_tflite(saved_model: Path, input_dtypes: list[np.dtype], target: Target, c
         info["weights"] = "float16 (dequantized to float32 at load on CPUs without fp16)"
     elif target.precision == Precision.INT8:
         info["int8_mode"] = "full-integer"
-        dataset = RepresentativeDataset(calib, specs, input_dtypes, limit=options.calib_samples)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = dataset
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if io == "int8":
-            converter.inference_input_type = tf.int8
-            converter.inference_output_type = tf.int8
+        converter, dataset = full_integer_converter(saved_model, input_dtypes, calib, specs,
+                                                    options, io)
         float_ops = [op.upper() for op in options.float_ops or []]
         info.update(quantization="full-integer post-training (TFLiteConverter)",
                     weights="int8 per-channel", activations="int8 per-tensor",
@@ -121,6 +116,23 @@ def to_tflite(saved_model: Path, input_dtypes: list[np.dtype], target: Target, c
                                  "denylisted_ops)", float_ops=float_ops)
     dst.write_bytes(data)
     return info
+
+
+def full_integer_converter(saved_model: Path, input_dtypes: list[np.dtype], calib,
+                           specs: list[TensorSpec], options: TFLiteOptions, io: str):
+    """(converter, representative dataset) for full-integer INT8: every op int8, float or
+    int8 I/O; also what the float-fallback search (float_fallback.py) calibrates."""
+    import tensorflow as tf
+
+    converter = _converter(saved_model, tf)
+    dataset = RepresentativeDataset(calib, specs, input_dtypes, limit=options.calib_samples)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = dataset
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if io == "int8":
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    return converter, dataset
 
 
 def _selective(converter, dataset, float_ops: list[str], io: str) -> bytes:
