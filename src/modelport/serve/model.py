@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 #: windows, several graphs): they run through Session.predict, one request at a time
 SOLO_TASKS = frozenset({"text-generation", "question-answering", "audio-classification",
                         "automatic-speech-recognition", "zero-shot-image-classification"})
+#: natural inputs a request may send (strings, or encoded images decoded in memory); audio is
+#: not among them (the tasks read audio files by path, and a request names no server path)
+NATURAL = ("text", "image", "question", "prompt")
 
 
 @dataclass
@@ -77,7 +80,7 @@ class ServedModel:
         from modelport.tasks import task_of
 
         names = task_of(self.bundle).accepts(self.bundle)
-        return tuple(n for n in names if n != "input")
+        return tuple(n for n in names if n in NATURAL)
 
     @property
     def solo(self) -> bool:
