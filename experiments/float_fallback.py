@@ -6,7 +6,7 @@ Builds tests/support/sensitive_cnn.py:make (random init, three tensors with one 
 the others; the CNN recipe off, so there is something to fall back from) for ONNX Runtime
 static INT8, OpenVINO INT8 (NNCF, activations too: ``int8_scope=all``) with our search and with
 NNCF's accuracy control, the TensorRT Q/DQ graph (checked in ONNX Runtime) and TFLite
-full-integer; prints one markdown row each: layers kept float, the probe metric before/after,
+full-integer (selective quantization; and with it off, the 16x8 retry); prints one markdown row each: layers kept float, the probe metric before/after,
 trial builds, build seconds. Random calibration images; the probe is their first 64.
 """
 
@@ -28,13 +28,15 @@ CASES = (
     ("openvino:cpu:int8", {"int8_scope": "all"}, "float_fallback"),
     ("openvino:cpu:int8", {"int8_scope": "all", "accuracy_control": True}, "accuracy_control"),
     ("tensorrt:cuda:int8", {}, "float_fallback"),
-    ("tflite:cpu:int8", {}, "int8_budget_retry"),
+    ("tflite:cpu:int8", {}, "float_fallback"),
+    ("tflite:cpu:int8", {"max_fallback": 0}, "int8_budget_retry"),
 )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calib", type=int, default=64)
+    parser.add_argument("--only", default="", help="comma list of runtimes (default: all)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -55,8 +57,11 @@ def main() -> None:
     print("| target | how | layers kept float | probe cosine before -> after | trial builds | "
           "build s |")
     print("|---|---|---|---|---|---|")
+    only = {r for r in args.only.split(",") if r}
     for i, (name, extra, key) in enumerate(CASES):
         target = Target.parse(name)
+        if only and target.runtime not in only:
+            continue
         backend = get_backend(target.runtime)()
         options = BuildOptions(budget=Budget(), backends={target.runtime: extra}, cnn_recipe="off")
         start = time.perf_counter()
