@@ -149,6 +149,12 @@ def test_openvino_max_time_ships_the_first_and_reapplies_settings(ov_first_only,
         assert session.threads == 1 and session.streams == 0
         assert int(session._compiled.get_property("INFERENCE_NUM_THREADS")) == 1
         assert "THROUGHPUT" in str(session._compiled.get_property("PERFORMANCE_HINT"))
+    from modelport.bench.device import bench_bundles
+    from modelport.bench.harness import BenchSettings
+
+    # bench BUNDLE times it as chosen: async requests on the stored streams
+    report = bench_bundles([bundle], BenchSettings(iters=4, warmup=1), progress=False)
+    assert report["result"]["settings"]["streams"] == 0
 
 
 @pytest.mark.onnxruntime

@@ -1,0 +1,224 @@
+"""Every modelport artifact beside the peers' plain tools on MiniLM, in one process, on this CPU.
+
+MiniLM (all-MiniLM-L6-v2) at seq 128, one ONNX export. modelport rows: ORT INT8 and OpenVINO
+INT8 with their default recipes, and the ``--optimize latency`` artifacts of both (the recipe
+search, loaded from their bundles so the chosen runtime settings apply). Peer rows, each what a
+user gets from the tool's documented one call: ORT ``quantize_dynamic(src, dst)``; NNCF
+``quantize`` with ``model_type=TRANSFORMER`` (hint f32, and the plugin's default precision);
+NNCF ``quantize`` with nothing else; the FP32 IR compiled with the plugin's default precision
+(bf16 on a bf16 CPU). optimum-intel needs its own venv (its pins differ from ours): not run here.
+
+Fidelity = mean cosine vs torch FP32 on the held-out evaluation sentences (padded to 128).
+Speed = p50 at batch 1 and 32, medians over interleaved rounds (bench/interleaved.py), as
+ratios to torch FP32 eager; "best modelport / best peer" compares the fastest modelport row
+with the fastest peer row whose fidelity is not higher than it.
+
+    .venv/bin/python experiments/peers.py --update-docs      # writes docs/performance.md
+    .venv/bin/python experiments/peers.py --duration 1 --rounds 1 --max-time 3m
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TQDM_DISABLE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+log = logging.getLogger("peers")
+ORT_INT8, OV_INT8 = "onnxruntime:cpu:int8", "openvino:cpu:int8"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--duration", type=float, default=6.0, help="seconds per artifact and batch")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (duration split)")
+    p.add_argument("--max-time", type=float, default=600.0,
+                   help="seconds of recipe search per modelport target (--optimize)")
+    p.add_argument("--update-docs", action="store_true",
+                   help="write the table into docs/performance.md (block peers)")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    log.setLevel(logging.INFO)
+    logging.getLogger("modelport").setLevel(logging.INFO)
+    with tempfile.TemporaryDirectory(prefix="modelport-peers-") as tmp:
+        result = run(Path(tmp), args)
+    from stamp import stamp
+
+    text = report(result) + f"\n\n({stamp()})"
+    print(text)
+    if args.update_docs:
+        from results_md import DOCS, update_doc_block
+
+        update_doc_block(DOCS / "performance.md", "peers", text)
+
+
+def run(tmp: Path, args) -> dict[str, Any]:
+    from int8_recipes import _modelport
+
+    from modelport.backends.torch.backend import TorchSession
+    from modelport.bench.harness import BenchSettings
+    from modelport.bench.interleaved import time_interleaved
+    from modelport.calibration_data.plan import bench_pool
+    from modelport.exporters import export_onnx
+    from modelport.metrics import fidelity, run_session
+    from modelport.models import resolve_model
+    from modelport.shapes import fit_set
+    from modelport.specs import TensorSpec
+
+    model = resolve_model("builtin:minilm")
+    model.onnx_artifact = export_onnx(model, tmp / "model.onnx")
+    calib, evalset = model.default_data()
+    inputs, outputs = model.onnx_artifact.inputs, model.onnx_artifact.outputs
+    pool = bench_pool(model, evalset)
+    seq = int(pool["input_ids"].shape[1])
+    evalset = fit_set(evalset, [TensorSpec(s.name, s.dtype, (1, seq)) for s in inputs])
+    rows: dict[str, dict[str, Any]] = {}
+    sessions: dict[str, Any] = {}
+
+    def add(label: str, session, kind: str, recipe: str) -> None:
+        sessions[label] = session
+        rows[label] = {"kind": kind, "recipe": recipe}
+        log.info("built %s", label)
+
+    add("torch FP32 eager", TorchSession(model.module, inputs, outputs), "reference", "")
+    for target, label in ((ORT_INT8, "modelport ORT INT8"), (OV_INT8, "modelport OpenVINO INT8")):
+        session, art = _modelport(target.split(":")[0], target, model, calib, tmp, inputs,
+                                  outputs)
+        add(label, session, "modelport", "default recipe, " + str(art.info.get("cpu_kind")))
+    for target, session, search in optimized(model, tmp, args.max_time):
+        add(f"modelport {target} --optimize latency", session, "modelport",
+            f"{search.get('chosen')} ({_settings(search.get('runtime_settings'))})")
+    for label, session, recipe in peers(model, calib, tmp, inputs, outputs):
+        add(label, session, "peer", recipe)
+    reference = run_session(sessions["torch FP32 eager"], evalset)
+    for label, session in sessions.items():
+        got = run_session(session, evalset, batch_size=32)
+        rows[label]["cosine"] = fidelity(got, reference, task=model.task)["cosine_mean"]
+    settings = BenchSettings(batch_sizes=(1, 32), warmup=3, duration=args.duration / args.rounds,
+                             min_iters=3)
+    timed = time_interleaved(sessions, pool, settings, rounds=args.rounds,
+                             on_round=lambda r, n: log.info("round %d of %d timed", r, n))
+    for label, t in timed.items():
+        rows[label]["p50_ms"] = dict(t.p50_ms)
+    for session in sessions.values():
+        session.close()
+    return {"seq": seq, "eval": len(evalset), "calib": len(calib), "rows": rows}
+
+
+def optimized(model, tmp: Path, max_time: float):
+    """The --optimize latency bundles of both INT8 targets, loaded as a user would."""
+    import modelport
+    from modelport.backends.base import BuildOptions
+    from modelport.optimize import SearchSettings
+
+    out = tmp / "optimized"
+    result = modelport.export(model, [ORT_INT8, OV_INT8], out=out, bench=None, progress=False,
+                              options=BuildOptions(search=SearchSettings(
+                                  objective="latency", max_time=max_time, cache=False)))
+    for target, bundle in result.bundles.items():
+        session = modelport.load(bundle)
+        yield target, session, session.bundle.manifest["build"].get("search") or {}
+
+
+def peers(model, calib, tmp: Path, inputs, outputs):
+    import nncf
+    import openvino as ov
+    from onnxruntime.quantization import quantize_dynamic
+
+    from modelport.backends.onnxruntime.backend import OnnxRuntimeSession
+    from modelport.backends.openvino.backend import OpenVINOSession
+
+    src = str(model.onnx_artifact.path)
+    quantize_dynamic(src, str(tmp / "ort-plain.onnx"))
+    yield ("ORT quantize_dynamic defaults", OnnxRuntimeSession(tmp / "ort-plain.onnx", inputs,
+                                                               outputs), "quantize_dynamic(src, dst)")
+    fp32 = tmp / "ov-fp32.xml"
+    ov.save_model(ov.convert_model(src), str(fp32), compress_to_fp16=False)
+    yield ("OpenVINO FP32 IR, plugin default precision", PluginDefault(fp32, inputs, outputs),
+           "compile_model(ir, 'CPU')")
+    dataset = nncf.Dataset(calib.samples)
+    for preset, kwargs in (("transformer preset", {"model_type": nncf.ModelType.TRANSFORMER}),
+                           ("defaults", {})):
+        q = nncf.quantize(ov.convert_model(src), dataset, subset_size=len(calib), **kwargs)
+        xml = tmp / f"nncf-{preset.split()[0]}.xml"
+        ov.save_model(q, str(xml), compress_to_fp16=False)
+        call = "nncf.quantize(model, data" + (", model_type=TRANSFORMER)" if kwargs else ")")
+        yield (f"NNCF {preset}, hint f32", OpenVINOSession(xml, inputs, outputs,
+                                                          inference_precision="f32"), call)
+        yield (f"NNCF {preset}, plugin default precision", PluginDefault(xml, inputs, outputs),
+               call)
+
+
+class PluginDefault:
+    """An IR compiled as ``core.compile_model(xml, "CPU")`` with the LATENCY hint and nothing
+    else: the plugin picks the inference precision (bf16 on a bf16 CPU)."""
+
+    def __init__(self, xml: Path, inputs, outputs) -> None:
+        import openvino as ov
+
+        self._compiled = ov.Core().compile_model(str(xml), "CPU",
+                                                 {"PERFORMANCE_HINT": "LATENCY"})
+        self._request = self._compiled.create_infer_request()
+        self._names = [s.name for s in outputs]
+        self.precision = str(self._compiled.get_property("INFERENCE_PRECISION_HINT"))
+
+    def infer(self, feeds):
+        result = self._request.infer(dict(feeds))
+        return {n: result[self._compiled.output(n)] for n in self._names}
+
+    def synchronize(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._request = self._compiled = None
+
+
+def _settings(settings: dict | None) -> str:
+    return ", ".join(f"{k} {v}" for k, v in (settings or {}).items()) or "runtime defaults"
+
+
+def report(result: dict[str, Any]) -> str:
+    rows = result["rows"]
+    torch = rows["torch FP32 eager"]["p50_ms"]
+    lines = [(f"MiniLM (all-MiniLM-L6-v2), seq {result['seq']}; fidelity = mean cosine vs torch "
+              f"FP32 on {result['eval']} held-out sentences; INT8 calibrated on "
+              f"{result['calib']}. Speed: p50 ratios to torch FP32 eager, medians over "
+              "interleaved rounds."), "",
+             "| artifact | kind | recipe | mean cos | b1 vs torch | b32 vs torch |",
+             "|---|---|---|---|---|---|"]
+    for label, r in rows.items():
+        cells = [f"{torch[b] / r['p50_ms'][b]:.2f}x" for b in (1, 32)]
+        lines.append(f"| {label} | {r['kind']} | {r['recipe']} | {r['cosine']:.4f} | "
+                     + " | ".join(cells) + " |")
+    lines += ["", ratio_line(rows)]
+    return "\n".join(lines)
+
+
+def ratio_line(rows: dict[str, dict[str, Any]], budget: float = 0.99) -> str:
+    """Fastest modelport row / fastest peer row, both within the default budget (mean cosine
+    >= 0.99: a broken peer is no competitor), at each batch, with both fidelities."""
+    parts = []
+    for b in (1, 32):
+        def fastest(kind: str, b: int = b):
+            within = [(k, r) for k, r in rows.items() if r["kind"] == kind
+                      and r["cosine"] >= budget]
+            return min(within, key=lambda kr: kr[1]["p50_ms"][b]) if within else (None, None)
+
+        (ours_name, ours), (peer_name, peer) = fastest("modelport"), fastest("peer")
+        if ours is None or peer is None:
+            parts.append(f"b{b}: -")
+            continue
+        parts.append(f"b{b} {peer['p50_ms'][b] / ours['p50_ms'][b]:.2f}x ({ours_name}, cos "
+                     f"{ours['cosine']:.4f} vs {peer_name}, cos {peer['cosine']:.4f})")
+    return ("Fastest modelport artifact / fastest peer artifact, both within mean cosine "
+            f"{budget}: " + "; ".join(parts) + ".")
+
+
+if __name__ == "__main__":
+    main()
