@@ -1,0 +1,176 @@
+"""Server overhead and dynamic batching, side by side in one run (docs/serving.md).
+
+MiniLM (builtin:minilm, ONNX Runtime FP32), batch 1 per request, the bundle's stored samples:
+
+- in-process ``session.infer`` in a loop (one caller) vs ``modelport serve`` at one client
+  (JSON and binary tensors): what the HTTP hop, the protocol and the batcher cost;
+- throughput at 32 clients with batching off (``--max-batch 1``) and on (``--max-batch 32``).
+
+The clients are ``modelport bench --serve``'s (bench/serve_load.py), in this process; the
+server is a ``modelport serve`` child on a free loopback port. Client and server share this
+machine's cores, so the server numbers include the client's CPU use.
+
+    .venv/bin/python experiments/serve_bench.py                  # export MiniLM, run, write docs
+    .venv/bin/python experiments/serve_bench.py --bundle DIR --duration 5 --no-write
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from stamp import ROOT, stamp
+
+BEGIN, END = "<!-- serve-bench:begin -->", "<!-- serve-bench:end -->"
+TARGET = "onnxruntime:cpu:fp32"
+
+
+def export_minilm(out: Path) -> Path:
+    import modelport
+
+    result = modelport.export("builtin:minilm", [TARGET], out=out, bench=None, progress=False)
+    return Path(result.bundles[TARGET])
+
+
+def in_process(bundle: Path, duration: float) -> dict:
+    """One caller, batch 1, back to back: the number the server is compared with."""
+    import modelport
+    from modelport.bench.harness import make_feeds
+    from modelport.bundle import open_bundle
+    from modelport.shapes import fit_arrays
+
+    opened = open_bundle(bundle)
+    pool = fit_arrays(opened.samples()[0], opened.inputs)
+    feeds = make_feeds(pool, 1, 8)
+    lat = []
+    with modelport.load(bundle) as session:
+        for feed in feeds:
+            session.infer(feed)  # warm-up
+        end = time.perf_counter() + duration
+        k = 0
+        while time.perf_counter() < end:
+            t = time.perf_counter_ns()
+            session.infer(feeds[k % len(feeds)])
+            lat.append((time.perf_counter_ns() - t) / 1e6)
+            k += 1
+    a = np.array(lat)
+    return {"setup": "in-process `infer` (one caller)", "concurrency": 1,
+            "p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)),
+            "throughput": len(a) / duration, "server_mean_batch": None}
+
+
+class Server:
+    """`modelport serve BUNDLE --port 0 ...` as a child; stopped on exit, even on failure."""
+
+    def __init__(self, bundle: Path, *flags: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "modelport.cli", "serve",
+                                      str(bundle), "--port", "0", *flags],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if line.startswith("serving ") and "http://" in line:
+                self.url = line.strip().rsplit(" ", 1)[-1]
+                return
+            if not line and self.proc.poll() is not None:
+                break
+        self.stop()
+        sys.exit(f"serve did not start:\n{self.proc.stderr.read()[-3000:]}")
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def load(bundle: Path, url: str, clients: int, duration: float, *, binary: bool) -> dict:
+    from modelport.bench.serve_load import LoadSettings, load_test
+
+    settings = LoadSettings(concurrency=(clients,), duration=duration, warmup=5, batch=1,
+                            binary=binary)
+    (row,) = load_test(str(bundle), url, settings)["rows"]
+    if row["errors"]:
+        sys.exit(f"{row['errors']} requests failed: {row.get('first_error')}")
+    return row
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--bundle", type=Path, default=None,
+                   help="a MiniLM onnxruntime:cpu:fp32 bundle (default: export builtin:minilm)")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
+    p.add_argument("--no-write", action="store_true", help="print only; leave the docs alone")
+    p.add_argument("--note", default="", help="a remark for the stamp line")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = args.bundle or export_minilm(Path(tmp) / "minilm")
+        rows = [in_process(bundle, args.duration)]
+        with Server(bundle, "--max-batch", "1") as server:
+            for binary in (False, True):
+                row = load(bundle, server.url, 1, args.duration, binary=binary)
+                rows.append({**row, "setup": f"server, no batching, {'binary' if binary else 'JSON'}"
+                                             " tensors"})
+            row = load(bundle, server.url, 32, args.duration, binary=True)
+            rows.append({**row, "setup": "server, no batching (`--max-batch 1`), binary"})
+        with Server(bundle, "--max-batch", "32") as server:
+            row = load(bundle, server.url, 1, args.duration, binary=True)
+            rows.append({**row, "setup": "server, dynamic batching (`--max-batch 32`), binary"})
+            row = load(bundle, server.url, 32, args.duration, binary=True)
+            rows.append({**row, "setup": "server, dynamic batching (`--max-batch 32`), binary"})
+    print_block(rows, args)
+
+
+def print_block(rows: list[dict], args: argparse.Namespace) -> None:
+    def num(v, d=2):
+        return "-" if v is None else f"{v:.{d}f}"
+
+    lines = ["| setup | clients | p50 ms | p99 ms | req/s | server mean batch |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r['setup']} | {r['concurrency']} | {num(r['p50_ms'])} | {num(r['p99_ms'])} | "
+              f"{num(r['throughput'], 1)} | {num(r['server_mean_batch'])} |" for r in rows]
+    base = rows[0]["p50_ms"]
+    overhead = {r["setup"]: r["p50_ms"] / base - 1 for r in rows[1:3]}
+    gain = rows[5]["throughput"] / rows[3]["throughput"]
+    summary = (f"Overhead at one client (p50 vs in-process): JSON {overhead[rows[1]['setup']]:+.0%}, "
+               f"binary {overhead[rows[2]['setup']]:+.0%} (aim: at most +10%). Throughput at 32 "
+               f"clients with dynamic batching / without: {gain:.2f}x (aim: at least 2x).")
+    note = f" {args.note}." if args.note else ""
+    block = "\n".join([BEGIN, *lines, "", summary, "",
+                       f"(MiniLM batch 1, {args.duration:g} s per row. Written by {stamp()}.{note})",
+                       END])
+    print(block)
+    if args.no_write:
+        return
+    page = ROOT / "docs" / "serving.md"
+    text = page.read_text(encoding="utf-8") if page.exists() else "# Serving\n"
+    if BEGIN in text and END in text:
+        text = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _: block, text,
+                      flags=re.DOTALL)
+    else:
+        text = text.rstrip("\n") + "\n\n## Measured: server overhead and dynamic batching\n\n" + \
+            block + "\n"
+    page.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
