@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
@@ -87,7 +88,7 @@ class Server:
         self.stop()
         sys.exit(f"serve did not start:\n{self.proc.stderr.read()[-3000:]}")
 
-    def __enter__(self) -> Server:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
