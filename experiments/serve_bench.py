@@ -43,31 +43,34 @@ def export_minilm(out: Path) -> Path:
     return Path(result.bundles[TARGET])
 
 
-def in_process(bundle: Path, duration: float) -> dict:
+class InProcess:
     """One caller, batch 1, back to back: the number the server is compared with."""
-    import modelport
-    from modelport.bench.harness import make_feeds
-    from modelport.bundle import open_bundle
-    from modelport.shapes import fit_arrays
 
-    opened = open_bundle(bundle)
-    pool = fit_arrays(opened.samples()[0], opened.inputs)
-    feeds = make_feeds(pool, 1, 8)
-    lat = []
-    with modelport.load(bundle) as session:
-        for feed in feeds:
-            session.infer(feed)  # warm-up
+    def __init__(self, bundle: Path) -> None:
+        import modelport
+        from modelport.bench.harness import make_feeds
+        from modelport.bundle import open_bundle
+        from modelport.shapes import fit_arrays
+
+        opened = open_bundle(bundle)
+        self.feeds = make_feeds(fit_arrays(opened.samples()[0], opened.inputs), 1, 8)
+        self.session = modelport.load(bundle)
+        for feed in self.feeds:
+            self.session.infer(feed)  # warm-up
+
+    def measure(self, duration: float) -> dict:
+        lat = []
         end = time.perf_counter() + duration
         k = 0
         while time.perf_counter() < end:
             t = time.perf_counter_ns()
-            session.infer(feeds[k % len(feeds)])
+            self.session.infer(self.feeds[k % len(self.feeds)])
             lat.append((time.perf_counter_ns() - t) / 1e6)
             k += 1
-    a = np.array(lat)
-    return {"setup": "in-process `infer` (one caller)", "concurrency": 1,
-            "p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)),
-            "throughput": len(a) / duration, "server_mean_batch": None}
+        a = np.array(lat)
+        return {"concurrency": 1, "p50_ms": float(np.percentile(a, 50)),
+                "p99_ms": float(np.percentile(a, 99)), "throughput": len(a) / duration,
+                "server_mean_batch": None}
 
 
 class Server:
@@ -107,7 +110,7 @@ class Server:
 def load(bundle: Path, url: str, clients: int, duration: float, *, binary: bool) -> dict:
     from modelport.bench.serve_load import LoadSettings, load_test
 
-    settings = LoadSettings(concurrency=(clients,), duration=duration, warmup=5, batch=1,
+    settings = LoadSettings(concurrency=(clients,), duration=duration, warmup=2, batch=1,
                             binary=binary)
     (row,) = load_test(str(bundle), url, settings)["rows"]
     if row["errors"]:
@@ -115,29 +118,49 @@ def load(bundle: Path, url: str, clients: int, duration: float, *, binary: bool)
     return row
 
 
+#: (setup, which server, clients, binary tensors): the table's rows, in order
+SETUPS = [
+    ("in-process `infer` (one caller)", None, 1, False),
+    ("server, no batching, JSON tensors", "off", 1, False),
+    ("server, no batching, binary tensors", "off", 1, True),
+    ("server, dynamic batching (`--max-batch 32`), binary", "on", 1, True),
+    ("server, no batching (`--max-batch 1`), binary", "off", 32, True),
+    ("server, dynamic batching (`--max-batch 32`), binary", "on", 32, True),
+]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--bundle", type=Path, default=None,
                    help="a MiniLM onnxruntime:cpu:fp32 bundle (default: export builtin:minilm)")
-    p.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
+    p.add_argument("--duration", type=float, default=10.0,
+                   help="seconds per row, split over the rounds")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="every row is measured once per round, the rows interleaved, so a "
+                        "machine whose load drifts shifts them alike; the median is reported")
     p.add_argument("--no-write", action="store_true", help="print only; leave the docs alone")
     p.add_argument("--note", default="", help="a remark for the stamp line")
     args = p.parse_args()
+    slice_s = args.duration / args.rounds
     with tempfile.TemporaryDirectory() as tmp:
         bundle = args.bundle or export_minilm(Path(tmp) / "minilm")
-        rows = [in_process(bundle, args.duration)]
-        with Server(bundle, "--max-batch", "1") as server:
-            for binary in (False, True):
-                row = load(bundle, server.url, 1, args.duration, binary=binary)
-                rows.append({**row, "setup": f"server, no batching, {'binary' if binary else 'JSON'}"
-                                             " tensors"})
-            row = load(bundle, server.url, 32, args.duration, binary=True)
-            rows.append({**row, "setup": "server, no batching (`--max-batch 1`), binary"})
-        with Server(bundle, "--max-batch", "32") as server:
-            row = load(bundle, server.url, 1, args.duration, binary=True)
-            rows.append({**row, "setup": "server, dynamic batching (`--max-batch 32`), binary"})
-            row = load(bundle, server.url, 32, args.duration, binary=True)
-            rows.append({**row, "setup": "server, dynamic batching (`--max-batch 32`), binary"})
+        local = InProcess(bundle)
+        with Server(bundle, "--max-batch", "1") as off, Server(bundle, "--max-batch", "32") as on:
+            servers = {"off": off, "on": on}
+            runs: list[list[dict]] = [[] for _ in SETUPS]
+            for _ in range(args.rounds):
+                for i, (_, which, clients, binary) in enumerate(SETUPS):
+                    runs[i].append(local.measure(slice_s) if which is None else
+                                   load(bundle, servers[which].url, clients, slice_s,
+                                        binary=binary))
+        local.session.close()
+    rows = []
+    for (setup, _, clients, _), measured in zip(SETUPS, runs, strict=True):
+        row = {"setup": setup, "concurrency": clients}
+        for key in ("p50_ms", "p99_ms", "throughput", "server_mean_batch"):
+            values = [m[key] for m in measured if m.get(key) is not None]
+            row[key] = float(np.median(values)) if values else None
+        rows.append(row)
     print_block(rows, args)
 
 
@@ -151,14 +174,14 @@ def print_block(rows: list[dict], args: argparse.Namespace) -> None:
               f"{num(r['throughput'], 1)} | {num(r['server_mean_batch'])} |" for r in rows]
     base = rows[0]["p50_ms"]
     overhead = {r["setup"]: r["p50_ms"] / base - 1 for r in rows[1:3]}
-    gain = rows[5]["throughput"] / rows[3]["throughput"]
+    gain = rows[5]["throughput"] / rows[4]["throughput"]
     summary = (f"Overhead at one client (p50 vs in-process): JSON {overhead[rows[1]['setup']]:+.0%}, "
                f"binary {overhead[rows[2]['setup']]:+.0%} (aim: at most +10%). Throughput at 32 "
                f"clients with dynamic batching / without: {gain:.2f}x (aim: at least 2x).")
     note = f" {args.note}." if args.note else ""
-    block = "\n".join([BEGIN, *lines, "", summary, "",
-                       f"(MiniLM batch 1, {args.duration:g} s per row. Written by {stamp()}.{note})",
-                       END])
+    how = (f"(MiniLM batch 1; {args.duration:g} s per row in {args.rounds} interleaved rounds, "
+           f"medians. Written by {stamp()}.{note})")
+    block = "\n".join([BEGIN, *lines, "", summary, "", how, END])
     print(block)
     if args.no_write:
         return
