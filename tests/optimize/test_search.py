@@ -208,3 +208,17 @@ def test_max_time_without_optimize_is_one_line(mlp, tmp_path):
                    "--max-time", "10m")
     assert proc.returncode == 2 and "--max-time bounds a search" in proc.stderr
     assert "Traceback" not in proc.stderr and not any(tmp_path.iterdir())
+
+
+@pytest.mark.onnxruntime
+def test_cli_export_optimize_throughput(mlp, tmp_path):
+    model, calib, evals, _ = mlp
+    proc = run_cli("export", model, "--target", ORT_FP32, "--calib", str(calib), "--eval",
+                   str(evals), "--out", str(tmp_path / "out"), "--no-bench", "--optimize",
+                   "throughput", "--max-time", "2m",
+                   env={"MODELPORT_SEARCH_CACHE": str(tmp_path / "cache")})
+    assert proc.returncode == 0, proc.stderr
+    assert f"recipe search for {ORT_FP32} (--optimize throughput, batch 32" in proc.stdout
+    search = _manifest(tmp_path / "out" / "onnxruntime-cpu-fp32")["build"]["search"]
+    assert search["objective"] == "throughput" and search["batch"] == 32
+    assert all(c["throughput"] > 0 for c in search["candidates"] if c["kept"])

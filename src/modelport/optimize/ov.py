@@ -22,9 +22,9 @@ PLAIN = "nncf.quantize"
 
 
 def propose(ctx: ProposalContext) -> Proposal:
-    from modelport.backends.onnxruntime.quantize import has_activation_matmul
+    from modelport.backends.onnx_qdq import activation_matmuls
 
-    attention = has_activation_matmul(Path(ctx.onnx_path))
+    attention = bool(activation_matmuls(Path(ctx.onnx_path)))
     precision = ctx.target.precision
     recipes = [Recipe("modelport default")]
     if precision == Precision.INT8:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelport.errors import BuildError
+from modelport.errors import BuildError, ModelportError
 from modelport.metrics import budget_misses, judged_by
 from modelport.optimize import cache
 from modelport.optimize.candidates import Proposal, ProposalContext, Recipe, Runtime, proposer
@@ -173,8 +173,10 @@ class _Run:
         t0 = time.perf_counter()
         try:
             cand.artifact = self._build(cand.recipe, tdir)
-        except Exception as exc:  # noqa: BLE001 - a candidate that fails is a row, not the end
+        except Exception as exc:  # a candidate that fails is a row, not the end (re-raised: ours)
             shutil.rmtree(tdir, ignore_errors=True)
+            if first and isinstance(exc, ModelportError):
+                raise  # modelport's own recipe: the error the export gives without --optimize
             return self._drop(cand, f"build failed: {_one_line(exc)}")
         cand.record.update(build_s=round(time.perf_counter() - t0, 2),
                            size_mb=round(cand.artifact.size_bytes / 1e6, 3))
