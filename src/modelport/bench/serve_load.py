@@ -217,7 +217,7 @@ def load_test(bundle_path: str, url: str, settings: LoadSettings, *, model: str 
     at ``url``; returns the report (rows per level, settings, machine)."""
     from modelport.bench.fingerprint import fingerprint
     from modelport.bundle import open_bundle
-    from modelport.serve.triton_repo import served_name
+    from modelport.serve.model import default_name
     from modelport.shapes import fit_arrays
 
     if not settings.concurrency or min(settings.concurrency) < 1:
@@ -225,7 +225,7 @@ def load_test(bundle_path: str, url: str, settings: LoadSettings, *, model: str 
     if settings.duration <= 0 or settings.batch < 1:
         raise UsageError("--duration must be positive and --batch at least 1")
     bundle = open_bundle(bundle_path)
-    name = model or served_name(bundle.manifest)
+    name = model or default_name(bundle)  # what `modelport serve` calls it
     endpoint = Endpoint(url, settings.timeout)
     status, body = endpoint.get(f"/v2/models/{urllib.parse.quote(name, safe='')}")
     if status != 200:
