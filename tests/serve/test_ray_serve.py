@@ -19,8 +19,15 @@ from tests.support.catalog_support import write_tiny_onnx
 from tests.sweep.cluster import ADDRESS, LoopbackCluster, can_run
 
 _SKIP = can_run()
-pytestmark = [pytest.mark.ray, pytest.mark.onnxruntime, pytest.mark.slow,
-              pytest.mark.skipif(bool(_SKIP), reason=_SKIP or "")]
+CLUSTER_MARKS = (pytest.mark.ray, pytest.mark.onnxruntime, pytest.mark.slow,
+                 pytest.mark.skipif(bool(_SKIP), reason=_SKIP or ""))
+
+
+def on_cluster(test):
+    """Marks of a test that starts the namespaced cluster (skipped where it cannot start)."""
+    for mark in CLUSTER_MARKS:
+        test = mark(test)
+    return test
 
 ORT = "onnxruntime:cpu:fp32"
 PORT = 8000  # inside the cluster's private namespace: nothing else listens there
@@ -78,6 +85,48 @@ def _wait_line(proc: subprocess.Popen, prefix: str, timeout: float) -> str:
     raise AssertionError(f"no '{prefix}' line; serve --ray said:\n{proc.stderr.read()[-3000:]}")
 
 
+def test_deployment_options_and_replica_header():
+    """The flags as Ray Serve's deployment arguments; the ASGI wrapper adds the replica header
+    to HTTP answers and passes everything else (lifespan, attributes) to the app."""
+    import asyncio
+
+    from modelport.errors import UsageError
+    from modelport.serve.ray_deploy import RayServeOptions, TaggedApp, parse_autoscale
+
+    fixed = RayServeOptions("h:1", replicas=3, max_replicas_per_node=1).deployment_options()
+    assert fixed == {"max_ongoing_requests": 32, "ray_actor_options": {"num_cpus": 1.0},
+                     "max_replicas_per_node": 1, "num_replicas": 3}
+    scaled = RayServeOptions("h:1", replicas=1, autoscale=parse_autoscale("2:6"),
+                             target_ongoing_requests=4).deployment_options()
+    assert scaled["autoscaling_config"] == {"min_replicas": 2, "max_replicas": 6,
+                                            "initial_replicas": 2, "target_ongoing_requests": 4}
+    assert "num_replicas" not in scaled
+    for bad in ({"replicas": 0}, {"autoscale": (3, 2)}, {"max_ongoing_requests": 0}):
+        with pytest.raises(UsageError):
+            RayServeOptions("h:1", **bad)
+    with pytest.raises(UsageError, match="MIN:MAX"):
+        parse_autoscale("4")
+
+    sent = []
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"a", b"1")]})
+        await send({"type": "http.response.body", "body": b"{}"})
+    app.title = "inner"
+
+    async def collect(message):
+        sent.append(message)
+    tagged = TaggedApp(app, "node/replica")
+    asyncio.run(tagged({"type": "http"}, None, collect))
+    assert sent[0]["headers"] == [(b"a", b"1"), (b"modelport-replica", b"node/replica")]
+    assert sent[1] == {"type": "http.response.body", "body": b"{}"}
+    sent.clear()
+    asyncio.run(tagged({"type": "lifespan"}, None, collect))
+    assert sent[0]["headers"] == [(b"a", b"1")]  # not HTTP: untouched
+    assert tagged.title == "inner"
+
+
+@on_cluster
 def test_two_replicas_on_two_nodes_answer_as_the_bundle(cluster, bundle):
     import modelport
 
