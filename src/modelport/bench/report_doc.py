@@ -84,7 +84,7 @@ def normalize_row(row: dict[str, Any], machine: str) -> dict[str, Any]:
                                                                          "failed"))))
     out["status"] = status
     out["stats"] = list(row.get("stats") or [])
-    for key in ("speed_verdict", "added_for_comparison"):  # optional: only rows that have them
+    for key in ("speed_verdict", "added_for_comparison", "search"):  # optional: rows with them
         if row.get(key) is not None:
             out[key] = row[key]
     return _jsonable(out)
