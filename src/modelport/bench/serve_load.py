@@ -164,16 +164,28 @@ def run_level(endpoint: Endpoint, path: str, bodies: list[tuple[bytes, dict[str,
     return row
 
 
+#: what a kept-alive connection the server has closed meanwhile (its idle timeout: a client
+#: waiting for the others' warm-up) raises before any answer; the request never reached it
+_STALE = (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected)
+
+
 def _send(conn: http.client.HTTPConnection, path: str, body: tuple[bytes, dict[str, str]],
           errors: list[str]) -> bool:
-    try:
-        conn.request("POST", path, body=body[0], headers=body[1])
-        resp = conn.getresponse()
-        data = resp.read()
-    except (OSError, http.client.HTTPException) as exc:
-        conn.close()  # reconnects on the next request
-        errors.append(f"{type(exc).__name__}: {exc}")
-        return False
+    for attempt in (0, 1):
+        try:
+            conn.request("POST", path, body=body[0], headers=body[1])
+            resp = conn.getresponse()
+            data = resp.read()
+            break
+        except _STALE as exc:
+            conn.close()  # the next request opens a new connection
+            if attempt:
+                errors.append(f"{type(exc).__name__}: {exc}")
+                return False
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            errors.append(f"{type(exc).__name__}: {exc}")
+            return False
     if resp.status != 200:
         errors.append(f"HTTP {resp.status}: {data[:300].decode(errors='replace')}")
         return False
