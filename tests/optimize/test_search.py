@@ -67,7 +67,7 @@ def test_candidates_built_one_chosen_and_recorded(searched):
     recipes = [c for c in search["candidates"] if c["stage"] == "recipe"]
     assert len(recipes) >= 4 and search["objective"] == "latency" and search["batch"] == 1
     assert [c["name"] for c in recipes if c["chosen"]] == [search["chosen"]]
-    assert {"quantize_dynamic defaults", "static QDQ"} <= {c["name"] for c in recipes}
+    assert {"quantize_dynamic defaults", "dynamic INT8"} <= {c["name"] for c in recipes}
     assert any(c.get("peer") for c in recipes)  # the peers' plain recipes are candidates
     for c in search["candidates"]:
         assert {"name", "options", "runtime", "kept", "fidelity"} <= set(c)
@@ -90,7 +90,7 @@ def test_budget_drops_candidates(mlp, searched, tmp_path):
     any CPU's kernels) drops those below it and keeps those above."""
     cosines = sorted({c["fidelity"]["cosine_mean"] for c in _search(searched, ORT_INT8)
                       ["candidates"] if c["stage"] == "recipe"})
-    assert len(cosines) >= 2, cosines  # per-tensor, per-channel, 7-bit, static: not all equal
+    assert len(cosines) >= 2, cosines  # static, dynamic, per-tensor, 7-bit: not all equal
     limit = (cosines[0] + cosines[-1]) / 2
     result = _export(mlp, [ORT_INT8], tmp_path, budget=Budget(min_cosine=limit))
     recipes = [c for c in _search(result, ORT_INT8)["candidates"] if c["stage"] == "recipe"]
