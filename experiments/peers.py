@@ -40,6 +40,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (duration split)")
     p.add_argument("--max-time", type=float, default=600.0,
                    help="seconds of recipe search per modelport target (--optimize)")
+    p.add_argument("--calib", type=int, default=128,
+                   help="calibration sentences, the same for every INT8 artifact (default 128)")
     p.add_argument("--update-docs", action="store_true",
                    help="write the table into docs/performance.md (block peers)")
     args = p.parse_args()
@@ -74,6 +76,8 @@ def run(tmp: Path, args) -> dict[str, Any]:
     model = resolve_model("builtin:minilm")
     model.onnx_artifact = export_onnx(model, tmp / "model.onnx")
     calib, evalset = model.default_data()
+    calib = calib.take(min(args.calib, len(calib)))
+    held_out = evalset
     inputs, outputs = model.onnx_artifact.inputs, model.onnx_artifact.outputs
     pool = bench_pool(model, evalset)
     seq = int(pool["input_ids"].shape[1])
@@ -91,7 +95,7 @@ def run(tmp: Path, args) -> dict[str, Any]:
         session, art = _modelport(target.split(":")[0], target, model, calib, tmp, inputs,
                                   outputs)
         add(label, session, "modelport", "default recipe, " + str(art.info.get("cpu_kind")))
-    for target, session, search in optimized(model, tmp, args.max_time):
+    for target, session, search in optimized(model, calib, held_out, tmp, args.max_time):
         add(f"modelport {target} --optimize latency", session, "modelport",
             f"{search.get('chosen')} ({_settings(search.get('runtime_settings'))})")
     for label, session, recipe in peers(model, calib, tmp, inputs, outputs):
@@ -111,7 +115,7 @@ def run(tmp: Path, args) -> dict[str, Any]:
     return {"seq": seq, "eval": len(evalset), "calib": len(calib), "rows": rows}
 
 
-def optimized(model, tmp: Path, max_time: float):
+def optimized(model, calib, evalset, tmp: Path, max_time: float):
     """The --optimize latency bundles of both INT8 targets, loaded as a user would."""
     import modelport
     from modelport.backends.base import BuildOptions
@@ -119,6 +123,7 @@ def optimized(model, tmp: Path, max_time: float):
 
     out = tmp / "optimized"
     result = modelport.export(model, [ORT_INT8, OV_INT8], out=out, bench=None, progress=False,
+                              calib=calib, eval=evalset,
                               options=BuildOptions(search=SearchSettings(
                                   objective="latency", max_time=max_time, cache=False)))
     for target, bundle in result.bundles.items():

@@ -180,6 +180,8 @@ class _Run:
             return self._drop(cand, f"build failed: {_one_line(exc)}")
         cand.record.update(build_s=round(time.perf_counter() - t0, 2),
                            size_mb=round(cand.artifact.size_bytes / 1e6, 3))
+        if cand.artifact.info.get("fusions"):
+            cand.record["fusions"] = cand.artifact.info["fusions"]
         self._open(cand)
         log.info("%s: candidate %d/%d '%s': %s", self.target, i, n, cand.name,
                  cand.record.get("why") or _fid_text(cand.record))
