@@ -65,6 +65,36 @@ def check_lm_targets(targets: list[Any]) -> None:
                                 "onnxruntime:cpu:* or openvino:cpu:*")
 
 
+def applicable_lm_targets(targets: list[Any]) -> tuple[list[Any], list[dict[str, Any]]]:
+    """(the targets that can run a KV-cache LM, report rows for the others with the reason):
+    what ``bench MODEL --targets all`` (or a device) means for a language model."""
+    from modelport.bench import statuses
+
+    kept = [t for t in targets if t.runtime not in REFUSED]
+    skipped = [{"target": str(t), "precision": str(t.precision), "status": statuses.UNAVAILABLE,
+                "available": False,
+                "reason": f"not for language models: {REFUSED[t.runtime]}"}
+               for t in targets if t.runtime in REFUSED]
+    if skipped:
+        log.warning("skipped %d target(s) that do not apply to a language model: %s (%s)",
+                    len(skipped), ", ".join(r["target"] for r in skipped),
+                    "; ".join(f"{rt}: {why}" for rt, why in REFUSED.items()
+                              if any(r["target"].startswith(rt + ":") for r in skipped)))
+    return kept, skipped
+
+
+def bench_lm_targets(model: Any, spec: Any, wanted: list[Any]
+                     ) -> tuple[list[Any], list[dict[str, Any]]]:
+    """``bench MODEL``: for a language model, ``--targets all`` or a device (``cpu``) keeps the
+    targets that apply and reports the others as skipped; targets named one by one are kept
+    (the export refuses an inapplicable one with the reason)."""
+    names = [spec] if isinstance(spec, str) else list(spec)
+    tokens = [x.strip() for name in names for x in str(name).split(",") if x.strip()]
+    if not is_lm(model) or all(":" in token for token in tokens):
+        return wanted, []
+    return applicable_lm_targets(wanted)
+
+
 def plan_export_data(model: Any, targets: list[Any], calib: Any, evalset: Any) -> tuple[Any, Any]:
     """Calibration and evaluation sets: lines of text for language models (each one sequence),
     feed dicts otherwise (calibration_data.plan)."""

@@ -1,6 +1,7 @@
 """A PEFT LoRA adapter on a causal LM is merged into the exported graph (and recorded), and a
 prompt longer than the model's context is refused (one line, exit 2), even when the folder's
-tokenizer.json would truncate it. One tiny Llama-style folder (context 32) and one adapter."""
+tokenizer.json would truncate it; the bench report of an LM shows token latency. One tiny
+Llama-style folder (context 32) and one adapter, exported once (timed, as `bench MODEL` does)."""
 
 from __future__ import annotations
 
@@ -55,9 +56,12 @@ def write_llama_with_adapter(root: Path) -> tuple[Path, Path]:
 def lora_export(tmp_path_factory, eval_text):
     root = tmp_path_factory.mktemp("lm-lora")
     base, adapter = write_llama_with_adapter(root)
+    from modelport.bench.harness import BenchSettings
+
     result = modelport.export(str(adapter), ["onnxruntime:cpu:fp32"], out=root / "bundles",
-                              bench=None, eval=eval_text, progress=False)
-    return base, adapter, result.bundles["onnxruntime:cpu:fp32"]
+                              bench=BenchSettings(batch_sizes=(1,), warmup=1, iters=2),
+                              eval=eval_text, progress=False)
+    return base, adapter, result.bundles["onnxruntime:cpu:fp32"], result.rows
 
 
 def torch_logits(base: Path, adapter: Path | None) -> np.ndarray:
@@ -74,7 +78,7 @@ def torch_logits(base: Path, adapter: Path | None) -> np.ndarray:
 
 
 def test_lora_adapter_is_merged_into_the_causal_lm_graph(lora_export):
-    base, adapter, bundle = lora_export
+    base, adapter, bundle, _ = lora_export
     manifest = json.loads((bundle / "manifest.json").read_text())
     record = manifest["model"]["metadata"]["peft_adapter"]
     assert record["merged"] is True and record["r"] == 4
@@ -89,7 +93,7 @@ def test_lora_adapter_is_merged_into_the_causal_lm_graph(lora_export):
 
 
 def test_prompt_past_the_context_is_refused(lora_export):
-    _, _, bundle = lora_export
+    _, _, bundle, _ = lora_export
     with modelport.load(bundle) as session:
         with pytest.raises(InputError, match=f"longer than the model's context length {CONTEXT}"):
             session.generate(np.ones((1, CONTEXT + 3), np.int64), max_new_tokens=1)
@@ -104,3 +108,22 @@ def test_prompt_past_the_context_is_refused(lora_export):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "longer than the model's context length 32" in lines[0], lines
     assert "Traceback" not in proc.stderr
+
+
+def test_bench_report_of_a_language_model_has_token_latency_columns(lora_export):
+    from modelport.bench import statuses
+    from modelport.bench.matrix import _row
+    from modelport.bench.report_doc import new_report
+    from modelport.bench.report_tables import markdown_report, text_table
+
+    rows = [_row(r) for r in lora_export[3]]  # what bench_model puts in its report
+    report = new_report(model={"name": "lora-llama"}, rows=rows, settings={}, source="model",
+                        reference=rows[0]["target"], fidelity_data=None)
+    row = next(r for r in report["rows"] if r["target"] == "onnxruntime:cpu:fp32")
+    assert row["status"] == statuses.OK
+    assert row["ttft_ms"] > 0 and row["decode_ms_p50"] > 0 and row["tokens_per_s"] > 0
+    assert row["decode_ms_p99"] >= row["decode_ms_p50"]
+    table, markdown = text_table(report), markdown_report(report)
+    for header in ("perplexity vs ref", "TTFT ms", "ms/token p50", "tokens/s", "peak MB"):
+        assert header in table and header in markdown
+    assert "ppl " in table and "thru/s" not in table

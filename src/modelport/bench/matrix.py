@@ -112,6 +112,7 @@ def bench_model(
     from modelport.bench.report_doc import new_report, write_report
     from modelport.bench.speed_verdict import NotFasterThanFP32, fastest
     from modelport.export_steps import export
+    from modelport.lm_steps import bench_lm_targets
     from modelport.models import PreparedModel, resolve_model
 
     settings = settings or MATRIX_BENCH
@@ -120,6 +121,7 @@ def bench_model(
     report_dir = Path(report_dir)
     wanted = expand_targets(targets)
     prepared = model if isinstance(model, PreparedModel) else resolve_model(model)
+    wanted, not_applicable = bench_lm_targets(prepared, targets, wanted)  # LM: no TFLite/TRT
     build, skipped = split_available(wanted, reference_is_torch=prepared.module is not None,
                                      cpu_features=getattr(options, "cpu_features", None))
     if not build:
@@ -134,7 +136,7 @@ def bench_model(
         ) if build else _reference_only(prepared, calib, eval, settings, report_dir, progress)
     except NotFasterThanFP32 as exc:  # the report is still written, then the refusal raised
         result, refused = exc.result, exc
-    rows = [_row(r) for r in result.rows] + skipped
+    rows = [_row(r) for r in result.rows] + skipped + not_applicable
     ref = rows[0]
     evalset = _eval_description(result, ref)
     report = new_report(

@@ -21,6 +21,10 @@ def fidelity_cell(f: dict[str, Any] | None) -> str:
         return f"top1 {decisions_text(f)}, cos {f['cosine_mean']:.4f}"
     if "cosine_mean" in f:
         return f"cos {f['cosine_mean']:.4f}"
+    if "perplexity" in f:  # language models
+        from modelport.bench.export_table import fidelity_text
+
+        return fidelity_text(f)
     return "-"
 
 
@@ -29,14 +33,37 @@ def _speed(value: Any) -> str:
 
 
 def _status(row: dict[str, Any]) -> str:
-    reason = row.get("reason")
-    return f"{row['status']}: {reason}" if reason else str(row["status"])
+    reason = str(row.get("reason") or "").strip()
+    # a runtime's multi-line exception: its first line in the table (report.json keeps it all)
+    return f"{row['status']}: {reason.splitlines()[0]}" if reason else str(row["status"])
+
+
+#: a language model's columns (rows with a perplexity): as the export table, plus peak memory
+LM_COLUMNS: list[Column] = [
+    ("target", "target", str),
+    ("precision", "prec", lambda v: v or "-"),
+    ("size_mb", "size MB", fmt_num(2)),
+    ("fidelity_cell", "perplexity vs ref", str),
+    ("ttft_ms", "TTFT ms", fmt_num(2)),
+    ("decode_ms_p50", "ms/token p50", fmt_num(2)),
+    ("decode_ms_p99", "p99", fmt_num(2)),
+    ("tokens_per_s", "tokens/s", fmt_num(1)),
+    ("peak_rss_mb", "peak MB", fmt_num(0)),
+    ("status_cell", "status", str),
+]
+
+
+def is_lm_report(report: dict[str, Any]) -> bool:
+    return any(r.get("ttft_ms") is not None or "perplexity" in (r.get("fidelity") or {})
+               for r in report["rows"])
 
 
 def columns(report: dict[str, Any]) -> list[Column]:
     cols: list[Column] = []
     if len(report["runs"]) > 1:
         cols.append(("machine", "machine", str))
+    if is_lm_report(report):  # token latency instead of batch latency (bench.lm_harness)
+        return cols + LM_COLUMNS
     lat, thr = _batches(report)
     cols += [
         ("target", "target", str),
