@@ -1,6 +1,7 @@
 """Server overhead and dynamic batching, side by side in one run (docs/serving.md).
 
-MiniLM (builtin:minilm, ONNX Runtime FP32), batch 1 per request, the bundle's stored samples:
+MiniLM (builtin:minilm, ONNX Runtime FP32), batch 1 per request, the bundle's stored sample
+sentences, each at its own length (6 to 38 tokens):
 
 - in-process ``session.infer`` in a loop (one caller) vs ``modelport serve`` at one client
   (JSON and binary tensors): what the HTTP hop, the protocol and the batcher cost;
@@ -49,11 +50,14 @@ class InProcess:
     def __init__(self, bundle: Path) -> None:
         import modelport
         from modelport.bench.harness import make_feeds
+        from modelport.bench.serve_load import trim_text
         from modelport.bundle import open_bundle
         from modelport.shapes import fit_arrays
 
         opened = open_bundle(bundle)
-        self.feeds = make_feeds(fit_arrays(opened.samples()[0], opened.inputs), 1, 8)
+        pool = fit_arrays(opened.samples()[0], opened.inputs)
+        # each sentence at its own length, as the load generator sends them
+        self.feeds = [trim_text(f, opened.inputs) for f in make_feeds(pool, 1, 16)]
         self.session = modelport.load(bundle)
         for feed in self.feeds:
             self.session.infer(feed)  # warm-up

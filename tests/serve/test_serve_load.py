@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.conftest import run_cli
@@ -102,3 +103,21 @@ def test_unknown_model_and_no_server_are_one_line_errors(bundle, server):
     assert_user_error(done, "no Open Inference Protocol server", "modelport serve")
     done = run_cli("bench", str(bundle), "--serve", server, "--concurrency", "0", timeout=120)
     assert_user_error(done, "--concurrency")
+
+
+def test_text_rows_are_sent_at_their_own_length():
+    from modelport.bench.serve_load import trim_text
+    from modelport.specs import TensorSpec
+
+    specs = [TensorSpec("input_ids", "int64", ("batch", "seq")),
+             TensorSpec("attention_mask", "int64", ("batch", "seq")),
+             TensorSpec("pixel_values", "float32", ("batch", 8))]
+    mask = np.zeros((2, 8), np.int64)
+    mask[0, :3], mask[1, :5] = 1, 1
+    feed = {"input_ids": np.arange(16).reshape(2, 8), "attention_mask": mask,
+            "pixel_values": np.ones((2, 8), np.float32)}
+    cut = trim_text(feed, specs)
+    assert cut["input_ids"].tolist() == [[0, 1, 2, 3, 4], [8, 9, 10, 11, 12]]  # the longest row
+    assert cut["attention_mask"].shape == (2, 5) and cut["pixel_values"].shape == (2, 8)
+    static = [TensorSpec("input_ids", "int64", (1, 8)), TensorSpec("attention_mask", "int64", (1, 8))]
+    assert trim_text(feed, static) is feed  # a static-shape bundle takes its own length only

@@ -78,13 +78,30 @@ class _NoDelayConnection(http.client.HTTPConnection):
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+def trim_text(feed: dict[str, np.ndarray], specs: Sequence[Any]) -> dict[str, np.ndarray]:
+    """A text feed cut to its longest row's own length (the stored samples are padded to the
+    bench length; a client sends its text's tokens): every input whose second axis is dynamic
+    and as long as ``attention_mask``'s is cut where the mask's last 1 is."""
+    mask = feed.get("attention_mask")
+    dynamic = {s.name for s in specs if len(s.shape) > 1 and isinstance(s.shape[1], str)}
+    if mask is None or mask.ndim != 2 or "attention_mask" not in dynamic:
+        return feed
+    cols = np.flatnonzero(mask.any(axis=0))
+    length = int(cols[-1]) + 1 if len(cols) else 1
+    return {name: (a[:, :length] if name in dynamic and a.ndim >= 2
+                   and a.shape[1] == mask.shape[1] else a) for name, a in feed.items()}
+
+
 def request_bodies(pool: dict[str, np.ndarray], batch: int, *, binary: bool,
-                   count: int = 8) -> list[tuple[bytes, dict[str, str]]]:
-    """``count`` distinct request bodies of ``batch`` rows each, cycled from the pool."""
+                   specs: Sequence[Any] = (), count: int = 16
+                   ) -> list[tuple[bytes, dict[str, str]]]:
+    """``count`` distinct request bodies of ``batch`` rows each, cycled from the pool; text
+    rows at their own length (``trim_text``), so requests differ in length as real ones do."""
     from modelport.bench.harness import make_feeds
 
     bodies = []
     for feed in make_feeds(pool, batch, count):
+        feed = trim_text(feed, specs)
         inputs, tails = [], []
         for name, array in feed.items():
             spec: dict[str, Any] = {"name": name, "shape": list(array.shape),
@@ -249,7 +266,7 @@ def load_test(bundle_path: str, url: str, settings: LoadSettings, *, model: str 
     if not pool:
         raise UsageError(f"{bundle.path} stores no sample inputs to send")
     pool = fit_arrays(pool, bundle.inputs)
-    bodies = request_bodies(pool, settings.batch, binary=settings.binary)
+    bodies = request_bodies(pool, settings.batch, binary=settings.binary, specs=bundle.inputs)
     path = f"{endpoint.prefix}/v2/models/{urllib.parse.quote(name, safe='')}/infer"
     rows = []
     for clients in settings.concurrency:
@@ -303,4 +320,5 @@ def parse_concurrency(text: str) -> tuple[int, ...]:
     return values
 
 
-__all__: Sequence[str] = ("LoadSettings", "load_test", "parse_concurrency", "text_table")
+__all__: Sequence[str] = ("LoadSettings", "load_test", "parse_concurrency", "text_table",
+                          "trim_text")
