@@ -191,32 +191,38 @@ async def _read_body(request: Any, limit: int) -> bytes:
 
 
 def check_tensors(model: ServedModel, inputs: Mapping[str, np.ndarray]) -> None:
-    """The request's tensors against the bundle's specs, in V2 terms, before any runtime."""
-    from modelport.backends.base import check_feeds
-
+    """The request's tensors against the bundle's specs, in V2 terms, before any runtime
+    (messages are built only for a refusal: this runs on every request)."""
     specs = {s.name: s for s in model.inputs}
-    takes = ", ".join(_describe(s) for s in model.inputs)
-    natural = f" (or its task's {', '.join(model.natural_inputs)} as BYTES)" \
-        if model.natural_inputs else ""
-    unknown = sorted(set(inputs) - set(specs))
-    if unknown:
-        raise ProtocolError(f"model '{model.name}' has no input(s) {unknown}; it takes "
-                            f"{takes}{natural}")
-    missing = [n for n in specs if n not in inputs]
-    if missing:
+    if inputs.keys() != specs.keys():
+        takes = ", ".join(_describe(s) for s in model.inputs)
+        unknown = sorted(set(inputs) - set(specs))
+        if unknown:
+            natural = (f" (or its task's {', '.join(model.natural_inputs)} as BYTES)"
+                       if model.natural_inputs else "")
+            raise ProtocolError(f"model '{model.name}' has no input(s) {unknown}; it takes "
+                                f"{takes}{natural}")
+        missing = [n for n in specs if n not in inputs]
         raise ProtocolError(f"missing input(s) {missing}; model '{model.name}' takes {takes}")
+    sizes: dict[str, tuple[str, int]] = {}
     for name, value in inputs.items():
         spec = specs[name]
-        want = datatype_of(spec.dtype)
-        got = datatype_of(value.dtype)
-        if want != got:
-            raise ProtocolError(f"input '{name}' must be {want}, got {got}")
-        dims = _dims(spec)
-        if value.ndim != len(dims) or any(d not in (-1, n) for d, n in
-                                          zip(dims, value.shape, strict=False)):
-            raise ProtocolError(f"input '{name}' must have shape {dims} (-1: any size), got "
-                                f"{list(value.shape)}")
-    check_feeds(specs, inputs)  # dynamic axes that must agree across inputs
+        if value.dtype != np.dtype(spec.dtype):
+            raise ProtocolError(f"input '{name}' must be {datatype_of(spec.dtype)}, got "
+                                f"{datatype_of(value.dtype)}")
+        if value.ndim != len(spec.shape) or any(
+                isinstance(d, int) and d != n for d, n in zip(spec.shape, value.shape,
+                                                              strict=False)):
+            raise ProtocolError(f"input '{name}' must have shape {_dims(spec)} (-1: any size), "
+                                f"got {list(value.shape)}")
+        for axis, n in zip(spec.shape, value.shape, strict=True):
+            if isinstance(axis, str):
+                if n < 1:
+                    raise ProtocolError(f"input '{name}' dimension '{axis}' is empty")
+                first = sizes.setdefault(axis, (name, n))
+                if first[1] != n:
+                    raise ProtocolError(f"inputs '{first[0]}' and '{name}' disagree on "
+                                        f"'{axis}': {first[1]} vs {n}")
 
 
 def _dims(spec: TensorSpec) -> list[int]:
