@@ -128,6 +128,37 @@ def fastest_line(best: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def comparison_targets(targets: Sequence[str]) -> list[str]:
+    """The FP32 targets to build beside ``targets`` so that each reduced-precision one has its
+    runtime's FP32 to be judged against (a sweep builds here and times on the devices, so what
+    can run is the device's question, not this machine's)."""
+    have = {str(t) for t in targets}
+    added: list[str] = []
+    for target in targets:
+        fp32 = fp32_target(str(target))
+        if (str(target).rsplit(":", 1)[-1] in REDUCED and fp32 not in have
+                and fp32 in registry.all_target_names()
+                and registry.get_backend(fp32.split(":")[0]).bundleable):
+            added.append(fp32)
+            have.add(fp32)
+    return added
+
+
+def judge_rows(rows: Sequence[dict[str, Any]], *, added: Sequence[str] = (),
+               tolerance: float = TOLERANCE) -> None:
+    """The speed verdict on rows timed together (one device, one build): each INT8/FP16/BF16
+    row against its runtime's FP32 row among ``rows``; rows of ``added`` targets (built only
+    for the comparison) are marked ``added_for_comparison``. Never refuses: a row slower than
+    its FP32 gets status ``slower than fp32`` and the reason with the ratios."""
+    fp32 = {backend_key(r["target"]): r for r in rows
+            if str(r.get("precision")) == "fp32" and (r.get("p50_ms") or r.get("throughput"))}
+    for row in rows:
+        if row.get("target") in added:
+            row["added_for_comparison"] = True
+        apply_verdict(row, fp32.get(backend_key(row["target"])), require_speedup=False,
+                      tolerance=tolerance)
+
+
 def with_fp32_comparisons(plan: list[tuple[Target, Backend]], *, timed: bool
                           ) -> tuple[list[tuple[Target, Backend]], set[Target]]:
     """The plan with each backend's FP32 first, adding it (not to be bundled) where an INT8,

@@ -45,6 +45,9 @@ class SweepSpec:
     eval: Payload | None = None
     settings: dict[str, Any] = field(default_factory=dict)  # BenchSettings fields
     output_kind: str | None = None  # --output-kind: how the models' outputs are judged
+    #: FP32 targets built only so each INT8/FP16/BF16 row has its runtime's FP32 to be judged
+    #: against on every device (speed_verdict.comparison_targets); included in ``targets``
+    compare_only: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from modelport.errors import MissingDependency, UsageError
 
 DEVICE_PREFIX = "device:"
 BUILD_RESOURCE = "modelport-build"
+#: how long --ray waits for the head's port to answer before the one-line refusal
+REACH_WAIT_S = 5.0
 
 
 def import_ray() -> Any:
@@ -18,6 +21,33 @@ def import_ray() -> Any:
         raise MissingDependency('sweeps on a cluster need Ray: pip install "modelport[ray]"'
                                 ) from None
     return ray
+
+
+def check_reachable(address: str, *, wait_s: float = REACH_WAIT_S) -> None:
+    """Refuse, in seconds, an address where nothing listens (``ray.init`` would wait there
+    for minutes without a word). ``auto`` / ``local`` are Ray's to resolve; a head that is
+    still starting gets ``wait_s`` seconds to open its port."""
+    import socket
+
+    if address in ("auto", "local"):
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise UsageError(f"--ray takes HEAD:PORT (e.g. 10.0.0.5:6379) or ray://HEAD:PORT, got "
+                         f"'{address}'")
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=5):
+                return
+        except OSError as exc:
+            why = exc.strerror or type(exc).__name__
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(1.0)
+    raise UsageError(f"cannot reach the Ray cluster at '{address}': nothing answers on "
+                     f"{host}:{port} ({why}, tried for {wait_s:.0f} s); start one with "
+                     "`ray start --head`, then give its HEAD:PORT")
 
 
 def connect(ray: Any, address: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelport.bench.speed_verdict import judge_rows
 from modelport.sweep.plan import BuildJob, SweepSpec
 from modelport.sweep.reference_task import TARGET as TORCH_TARGET
 from modelport.sweep.state import DeviceInfo, SweepResults
@@ -42,6 +43,8 @@ def build_report(spec: SweepSpec, devices: list[DeviceInfo], jobs: list[BuildJob
             group += [failed_row(t, NODE_LOST if device.lost else "no result came back")
                       for t in job.targets if t not in done]
             bases.append(add_speedups(group))
+            # INT8/FP16/BF16 vs the same runtime's FP32 timed on this device (built for it)
+            judge_rows(group, added=spec.compare_only)
             if several:
                 group = [{**r, "target": f"{r['target']} [{job.label}]"} for r in group]
             rows += group
@@ -70,8 +73,8 @@ def _jobs_of(device: DeviceInfo, jobs: list[BuildJob]) -> list[BuildJob]:
 
 def add_speedups(rows: list[dict[str, Any]]) -> str | None:
     """Speedups of one device's rows for one build; returns what they are relative to."""
-    timed = [r for r in rows if r.get("p50_ms") and r.get("status") in ("ok", "reference",
-                                                                        "below budget")]
+    timed = [r for r in rows if r.get("p50_ms") and r.get("status") in (
+        "ok", "reference", "below budget", "slower than fp32")]
     base = next((r for r in timed if r["target"] == TORCH_TARGET), None)
     label = TORCH_TARGET if base else None
     if base is None:

@@ -49,6 +49,10 @@ def sweep(
                          "on this machine only)")
     if ray_address and not devices:
         raise UsageError("--ray needs --devices NAME[,NAME...]: the devices to benchmark on")
+    if ray_address:  # nothing listening there: say so in seconds, not after minutes of silence
+        from modelport.sweep.ray_cluster import check_reachable
+
+        check_reachable(ray_address)
     devices = list(dict.fromkeys(devices))
     spec = make_spec(models, targets, recipes, calib, eval, settings, output_kind)
     report_dir = Path(report_dir)
@@ -92,11 +96,15 @@ def make_spec(models: Sequence[str], targets: Sequence[str], recipes: Sequence[s
     if not parsed:
         raise UsageError("--targets names no target to build: e.g. "
                          "--targets onnxruntime:cpu:fp32,openvino:cpu:int8")
+    from modelport.bench.speed_verdict import comparison_targets
+
+    added = comparison_targets(parsed)  # each device judges INT8/FP16/BF16 against its FP32
     return SweepSpec(
         models=tuple(model_payload(m) for m in models),
         recipes=tuple(_recipe(r) for r in recipes) or (None,),
-        targets=tuple(parsed),
-        calib=_data(calib), eval=_data(eval), settings=dict(settings), output_kind=output_kind)
+        targets=tuple(parsed + added),
+        calib=_data(calib), eval=_data(eval), settings=dict(settings), output_kind=output_kind,
+        compare_only=tuple(added))
 
 
 def _recipe(recipe: str) -> Payload:
