@@ -34,7 +34,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--devices", default=None, metavar="NAME[,NAME...]",
                    help="the devices to benchmark on (needs --ray)")
     p.add_argument("--ray", default=None, metavar="ADDRESS", dest="ray_address",
-                   help="a Ray cluster's address, HEAD:PORT")
+                   help="a Ray cluster's address, HEAD:PORT (refused in seconds when "
+                        "nothing answers there)")
     p.add_argument("--report", type=Path, required=True,
                    help="write report.json, report.md and pareto.png here")
     p.add_argument("--cache", type=Path, default=None,
