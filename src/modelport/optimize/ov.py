@@ -19,6 +19,9 @@ from modelport.specs import Precision
 #: the plain NNCF calls a user writes: ``nncf.quantize(model, dataset)`` and the same with
 #: ``model_type=TRANSFORMER``; every scope modelport knows
 PLAIN = "nncf.quantize"
+#: a peer's plain call: NNCF's own placement, and none of modelport's float fallback (the peer
+#: has none; on MiniLM the defaults' miss started a search over 48 layers)
+PEER = {"int8_scope": "all", "max_fallback": 0}
 
 
 def propose(ctx: ProposalContext) -> Proposal:
@@ -33,11 +36,10 @@ def propose(ctx: ProposalContext) -> Proposal:
         default_is = ("NNCF transformer preset" if ctx.vnni else "weights-only INT8") \
             if attention else None
         if attention:
-            recipes.append(Recipe("NNCF transformer preset", {"model_type": "transformer",
-                                                             "int8_scope": "all"}, peer=PLAIN,
+            recipes.append(Recipe("NNCF transformer preset", {**PEER, "model_type": "transformer"},
+                                  peer=PLAIN,
                                   same_as=_alias(default_is, "NNCF transformer preset")))
-        recipes.append(Recipe("NNCF defaults", {"model_type": "default", "int8_scope": "all"},
-                              peer=PLAIN))
+        recipes.append(Recipe("NNCF defaults", {**PEER, "model_type": "default"}, peer=PLAIN))
         scopes = ("no-attention-matmul", "fc-only") if attention else ("fc-only",)
         recipes += [Recipe(f"int8_scope {s}", {"int8_scope": s}) for s in scopes]
         recipes.append(Recipe("weights-only INT8", {"int8_scope": "weights-only"},
