@@ -248,3 +248,22 @@ def test_sigterm_finishes_every_accepted_request_and_exits_0(tritonclient_http, 
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
 
+
+
+def test_cli_refuses_bad_flags_and_names_in_one_line(bundles, tmp_path, capsys):
+    """User mistakes: one `error:` line and exit 2, before anything listens."""
+    from modelport.cli import main
+
+    ort = str(bundles[ORT])
+    cases = [
+        ([str(tmp_path / "nope")], "is not a bundle directory"),
+        ([ort, "--max-batch", "0"], "--max-batch must be at least 1"),
+        ([ort, "--name", "noequals"], "--name takes NAME=BUNDLE"),
+        ([ort, "--name", f"a/b={ort}"], "cannot be part of a URL"),
+        ([ort, ort], "two bundles would be served as 'bert-onnxruntime-cpu-fp32'"),
+    ]
+    for argv, words in cases:
+        assert main(["-q", "serve", *argv]) == 2, argv
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.startswith("error:")]
+        assert len(lines) == 1 and words in lines[0] and "Traceback" not in err, err
