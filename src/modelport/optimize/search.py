@@ -245,6 +245,9 @@ class _Run:
                 cand.session.close()
                 cand.session = None
             return self._drop(cand, f"failed to run: {_one_line(exc)}")
+        precision = getattr(cand.session, "inference_precision", None)
+        if precision is not None:  # what the plugin runs (it may fall back from the hint)
+            cand.record["inference_precision"] = precision
         cand.record["fidelity"] = {k: metrics[k] for k in _FIDELITY_KEYS if k in metrics}
         cand.record["judged_by"] = judged_by(metrics)
         misses = budget_misses(metrics, self.ctx.budget)
@@ -344,6 +347,8 @@ class _Run:
         record = self.record(winner, runtime, candidates, note)
         artifact = winner.artifact
         apply_runtime(artifact, runtime)
+        if chosen is not None and chosen.record.get("inference_precision"):
+            artifact.info["inference_precision_effective"] = chosen.record["inference_precision"]
         artifact.info["search"] = record
         if not self.cut_short and not note:
             cache.store(self.key, record)
