@@ -141,8 +141,9 @@ class _Run:
         for cand in recipes:  # a peer's recipe that is modelport's own on this CPU
             if cand.recipe.same_as is not None:
                 same = next(c for c in recipes if c.name == cand.recipe.same_as)
-                cand.record = {**same.record, **_describe(cand), "chosen": False,
-                               "same_as": same.name}
+                cand.record = {**same.record, "name": cand.name, "chosen": False,
+                               "options": dict(cand.recipe.options), "same_as": same.name,
+                               **({"peer": cand.recipe.peer} if cand.recipe.peer else {})}
         winner = self._best(kept)
         candidates = [c for c in recipes]
         if winner is None:
