@@ -74,6 +74,9 @@ class TorchBackend(Backend):
             session_options["compile"] = options.of(self).compile
         elif target.precision == Precision.BF16:
             from modelport.backends.cpu_kinds import bf16_assumed
+            if model.task == "text-generation":  # lm_steps.is_lm
+                raise BuildError("torch:cpu:bf16 is a row for fixed-I/O models; a language "
+                                 "model's decode loop runs on onnxruntime or openvino targets")
 
             session_options["autocast"] = "bf16"
             info.update(autocast="torch.autocast('cpu', dtype=torch.bfloat16)",
