@@ -133,13 +133,25 @@ def test_when_none_meets_the_best_measured_prefix_is_kept_not_the_most():
         names = {u.name for u in units}
         calls.append(names)
         agreement = 0.9 + 0.05 * ("A" in names) - 0.08 * ("B" in names)
-        return {"cosine_mean": 0.95, "cosine_min": 0.9, "top1_agreement": agreement}
+        return {"cosine_mean": 0.95, "cosine_min": 0.9, "top1_agreement": agreement,
+                "samples": 1000}
 
     record = fallback.find_fewest(ranking, evaluate, BUDGET, 4, before=evaluate([]),
                                   ranked_by="test", probe="test")
     assert not record["met"] and [u["name"] for u in record["kept_float"]] == ["A"]
     assert record["metric_after"]["top1_agreement"] == pytest.approx(0.95)
     assert calls[-1] == {"A"}  # the backend's file holds the build kept
+
+
+def test_closest_weighs_decisions_beyond_noise_then_cosine():
+    def m(agreement, cosine, n=64):
+        return {"top1_agreement": agreement, "cosine_mean": cosine, "samples": n}
+
+    # one or two of 64 decisions apart: within noise, the better cosine wins
+    assert fallback.closest([m(60 / 64, 0.9960), m(59 / 64, 0.9981)]) == 1
+    # 40 of 1000 vs 10 of 1000: beyond noise, decisions win over cosine
+    assert fallback.closest([m(0.96, 0.999, 1000), m(0.99, 0.99, 1000)]) == 1
+    assert fallback.closest([m(1.0, 0.99), m(1.0, 0.99)]) == 0  # the first on ties
 
 
 def test_no_ranking_is_spent_when_even_every_layer_float_misses():

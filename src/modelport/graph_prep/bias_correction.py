@@ -45,8 +45,12 @@ def layers(view: GraphView) -> list[tuple[Any, int]]:
 
 
 def correct_biases(model: Any, samples: list[dict[str, np.ndarray]], *,
-                   qmax: int = 127) -> dict[str, Any]:
-    """Subtract each layer's measured weight-rounding mean from its bias, in place."""
+                   qmax: int = 127, shifts: dict[str, np.ndarray] | None = None
+                   ) -> dict[str, Any]:
+    """Subtract each layer's measured weight-rounding mean from its bias, in place.
+
+    ``shifts``: filled with node name -> what was subtracted from its bias, so a backend that
+    keeps a layer in float (the float fallback) can give it its own bias back (``undo``)."""
     view = GraphView(model)
     targets = layers(view)
     if not targets:
@@ -66,7 +70,7 @@ def correct_biases(model: Any, samples: list[dict[str, np.ndarray]], *,
         nodes += run.reduce_node("ReduceMean", out, name, axes, view.opset())
         names.append(name)
     parts = run.run(run.with_outputs(model, nodes, names, inits), samples, names)
-    shifts = []
+    largest = []
     for (node, axis), name in zip(targets, names, strict=True):
         shift = run.mean_over_batches(parts, name)
         weight = view.value(node.input[1])
@@ -78,10 +82,32 @@ def correct_biases(model: Any, samples: list[dict[str, np.ndarray]], *,
                 continue  # a bias that is not per output channel: leave this layer alone
         bias = ensure_bias(view, node, channels, weight.dtype)
         current = view.value(bias)
-        view.set_value(bias, current.astype(np.float64) - (shift / beta).reshape(current.shape))
-        shifts.append(float(np.abs(shift).max()))
-    return {"layers_corrected": len(shifts), "weight_levels": 2 * qmax + 1,
-            "largest_shift": round(max(shifts, default=0.0), 6)}
+        delta = (shift / beta).reshape(current.shape)
+        view.set_value(bias, current.astype(np.float64) - delta)
+        largest.append(float(np.abs(shift).max()))
+        if shifts is not None and node.name:
+            shifts[node.name] = delta.astype(np.float32)
+    return {"layers_corrected": len(largest), "weight_levels": 2 * qmax + 1,
+            "largest_shift": round(max(largest, default=0.0), 6)}
+
+
+def undo(model: Any, shifts: dict[str, np.ndarray], nodes: set[str] | frozenset[str]) -> int:
+    """Give the layers named in ``nodes`` their uncorrected bias back, in place: a layer kept in
+    float has no weight rounding to correct, and its corrected bias would be an error of its
+    own. The shift is added to whatever bias the node reads now (pre-processing may have fused
+    a following Add into it; the shift is additive either way). Returns the layers restored."""
+    view = GraphView(model)
+    done = 0
+    for node in model.graph.node:
+        delta = shifts.get(node.name) if node.name in nodes else None
+        if delta is None or len(node.input) < 3 or not view.private_weight(node.input[2]):
+            continue
+        bias = view.value(node.input[2])
+        if bias is None or bias.size != delta.size:
+            continue
+        view.set_value(node.input[2], bias.astype(np.float64) + delta.reshape(bias.shape))
+        done += 1
+    return done
 
 
 def quantized_weights(model: Any, *, qmax: int = 127) -> Any:

@@ -28,6 +28,8 @@ SAMPLES = 128
 #: of those, the ones each step's FP32 check (and bias correction's before/after) runs on
 METRIC_SAMPLES = 32
 PREPARED = "cnn_recipe.onnx"
+#: beside the prepared graph: the bias shifts bias correction made (``bias_shifts``)
+SHIFTS = ".bias_shifts.npz"
 
 
 def applies(onnx_path: Path) -> tuple[bool, str]:
@@ -97,7 +99,8 @@ def run_steps(onnx_path: Path, samples: list[dict[str, np.ndarray]], workdir: Pa
     model = onnx.load(str(onnx_path))
     checks = samples[:METRIC_SAMPLES]
     reference = run.outputs(model, checks)
-    actions = step_actions(samples, weight_qmax)
+    shifts: dict[str, np.ndarray] = {}
+    actions = step_actions(samples, weight_qmax, shifts)
     records = []
     for name in steps:
         if name == "relu6-to-relu":
@@ -109,11 +112,28 @@ def run_steps(onnx_path: Path, samples: list[dict[str, np.ndarray]], workdir: Pa
     workdir.mkdir(parents=True, exist_ok=True)
     dst = workdir / PREPARED
     onnx.save(model, str(dst))
+    if shifts:
+        names = sorted(shifts)
+        np.savez(dst.with_suffix(SHIFTS), names=np.array(names),
+                 **{f"s{i}": shifts[n] for i, n in enumerate(names)})
     return dst, records
 
 
-def step_actions(samples, weight_qmax: int) -> dict[str, Callable[[Any, str], dict]]:
-    """Step name -> fn(model, relu6 choice) -> what changed (the registry of steps)."""
+def bias_shifts(prepared: Path) -> dict[str, np.ndarray]:
+    """Node name -> the shift bias correction subtracted from its bias, for the graph
+    ``prepared`` (what ``prepare_for_int8`` returned); {} when no bias was corrected. A backend
+    that keeps a layer float gives it its bias back (``bias_correction.undo``)."""
+    path = Path(prepared).with_suffix(SHIFTS)
+    if not path.exists():
+        return {}
+    with np.load(path) as data:
+        return {str(n): data[f"s{i}"] for i, n in enumerate(data["names"])}
+
+
+def step_actions(samples, weight_qmax: int, shifts: dict[str, np.ndarray] | None = None
+                 ) -> dict[str, Callable[[Any, str], dict]]:
+    """Step name -> fn(model, relu6 choice) -> what changed (the registry of steps);
+    ``shifts`` collects bias correction's per-layer shifts."""
     from modelport.graph_prep.bias_correction import correct_biases, mean_output_error
     from modelport.graph_prep.bn_fold import fold_batchnorms
     from modelport.graph_prep.equalize import equalize
@@ -124,7 +144,7 @@ def step_actions(samples, weight_qmax: int) -> dict[str, Callable[[Any, str], di
         checks = samples[:METRIC_SAMPLES]
         reference = run.outputs(model, checks)[0]
         before = mean_output_error(reference, model, checks, qmax=weight_qmax)
-        changed = correct_biases(model, samples, qmax=weight_qmax)
+        changed = correct_biases(model, samples, qmax=weight_qmax, shifts=shifts)
         after = mean_output_error(reference, model, checks, qmax=weight_qmax)
         # the systematic error of the weight-quantized graph's first output, before and after
         return {**changed, "mean_output_error_before": round(before, 6),
@@ -183,4 +203,4 @@ def with_onnx(model: Any, path: Path) -> Any:
                                                                         path=Path(path)))
 
 
-__all__ = ["CnnRecipe", "applies", "int8_graph", "prepare_for_int8", "with_onnx"]
+__all__ = ["CnnRecipe", "applies", "bias_shifts", "int8_graph", "prepare_for_int8", "with_onnx"]

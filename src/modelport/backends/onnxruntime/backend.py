@@ -69,20 +69,15 @@ class OnnxRuntimeBackend(Backend):
             info = quantize_weight_only(onnx_path, dst, target.precision, options.of(self))
             return Artifact(workdir, "model.onnx", ["model.onnx"], info)
         from modelport.backends.cpu_recipes import apply_recipe
-        from modelport.backends.onnxruntime.quantize import (
-            has_activation_matmul,
-            quantize_int8,
-            reduce_range,
-        )
-        from modelport.graph_prep.recipe import int8_graph
+        from modelport.backends.onnxruntime.quantize import has_activation_matmul, reduce_range
+        from modelport.backends.onnxruntime.variants import build_int8
 
         opts, cpu = apply_recipe(self.name, options.of(self), options.cpu_features,
                                  attention=has_activation_matmul(onnx_path))
-        # the CNN recipe before static QDQ (dynamic INT8 quantizes no conv activations)
-        with int8_graph(onnx_path, calib, options.cnn_recipe, when=opts.int8_mode != "dynamic",
-                        weight_qmax=64 if reduce_range(opts) else 127) as (src, prep):
-            info = {**quantize_int8(src, dst, calib, model, opts,
-                                    budget=options.budget_or_default()), **cpu, **prep}
+        # the CNN recipe's variants before static QDQ, chosen on a validation slice
+        info = {**build_int8(onnx_path, dst, calib, model, opts, options.cnn_recipe,
+                             budget=options.budget_or_default(),
+                             weight_qmax=64 if reduce_range(opts) else 127), **cpu}
         from modelport.backends.onnx_qdq import external_files
 
         files = ["model.onnx"] + [f.name for f in external_files(dst)]

@@ -33,16 +33,19 @@ WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 Write = Callable[[list[str], "list[str] | None"], None]
 
 
-def keep_fewest_float(pre: Path, dst: Path, write: Write, calib, task: str, budget, most: int,
+def keep_fewest_float(pre: Path, dst: Path, write: Write, judge, task: str, budget, most: int,
                       exclude: Sequence[str], op_types: Sequence[str] | None) -> dict[str, Any]:
     """After the plain build at ``dst``: if it misses ``budget`` on the probe, find the fewest
-    weighted layers to keep float (re-writing ``dst``). Returns the manifest record."""
+    weighted layers to keep float (re-writing ``dst``). Returns the manifest record.
+
+    ``judge`` (quantize.Probe): the probe data and the float graph as exported, which every
+    trial is compared with (not ``pre``: a CNN recipe's bias correction moves the prepared
+    float graph on purpose, toward where the quantized one lands)."""
     from modelport.metrics import budget_misses, fidelity
 
     budget = fallback.with_headroom(budget)
-    probe = calib.take(fallback.PROBE_SAMPLES)
-    where = f"first {len(probe)} calibration samples (never the evaluation split)"
-    reference = run(pre, probe)
+    probe, where = judge.data, judge.where
+    reference = run(judge.graph, probe)
 
     def measure() -> dict[str, Any]:
         return fidelity(run(dst, probe), reference, task=task, labels=probe.labels)
@@ -68,14 +71,20 @@ def keep_fewest_float(pre: Path, dst: Path, write: Write, calib, task: str, budg
         return measure()
 
     hopeless = fallback.out_of_reach(candidates, evaluate, budget, before, most, where)
-    if hopeless is not None:
+    if hopeless is not None and not fallback.decisions_only(hopeless, budget):
         write(list(exclude), None)  # the plain build: the export judges and refuses it
         return hopeless
     ranking = fallback.rank_by_isolation(candidates, isolate)
     write(list(exclude), None)  # dst back to the plain build until the search writes it
-    return fallback.find_fewest(
+    record = fallback.find_fewest(
         ranking, evaluate, budget, most, before=before, probe=where,
         ranked_by="output error with that layer alone quantized (nodes_to_quantize)")
+    if hopeless is not None:  # decisions alone missed with every layer float: best effort
+        record["metric_all_float"] = hopeless["metric_all_float"]
+        record["why"] = ("with every layer in float only the decisions miss (cosine within "
+                         "the budget): kept the prefix of the ranking closest to the float "
+                         "graph (fallback.closest)")
+    return record
 
 
 def weighted_nodes(path: Path, op_types: Sequence[str] | None) -> list[str]:
