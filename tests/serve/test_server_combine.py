@@ -106,6 +106,11 @@ def test_malformed_requests_name_the_problem(head, tail, words):
     assert words in str(info.value) and info.value.status == 400
 
 
+def test_json_nested_too_deeply_is_a_400_not_a_crash():
+    with pytest.raises(ProtocolError, match="nested too deeply"):
+        parse_request(b"[" * 200_000, None)
+
+
 def test_a_header_length_outside_the_body_is_refused():
     with pytest.raises(ProtocolError, match="outside the body"):
         parse_request(b'{"inputs": []}', "999")

@@ -71,6 +71,8 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
         doc = json.loads(head)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"the request is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ProtocolError("the request's JSON is nested too deeply") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list) or not doc["inputs"]:
         raise ProtocolError("the request must be a JSON object with a non-empty 'inputs' list")
     inputs: dict[str, np.ndarray] = {}
