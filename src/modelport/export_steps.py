@@ -45,6 +45,7 @@ from modelport.lm_steps import is_lm, lm_bench, lm_check, lm_reference, plan_exp
 from modelport.metrics import Budget, fidelity, run_session
 from modelport.models import PreparedModel, resolve_model
 from modelport.optimize.search import build_or_search
+from modelport.seq2seq_steps import export_seq2seq, is_seq2seq
 from modelport.shapes import fit_arrays, fit_set, static_batch
 from modelport.specs import WEIGHT_ONLY, Precision, Target, TensorSpec
 
@@ -153,6 +154,9 @@ def export(
                                         timed=bench is not None)
     # a copy: the export sets onnx_artifact to files in its own temp dir
     prepared = replace(model) if isinstance(model, PreparedModel) else resolve_model(model)
+    if is_seq2seq(prepared):  # an encoder and a decoder graph: seq2seq_steps
+        return export_seq2seq(prepared, [(t, b) for t, b in plan if t not in added], dest,
+                              eval, options, bench, opset, ExportResult)
     apply_output_kind(prepared, options.budget_or_default())  # Budget.output_kind
     calib_set, eval_set = plan_export_data(prepared, [t for t, _ in plan], calib, eval)
 

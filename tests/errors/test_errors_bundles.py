@@ -94,8 +94,8 @@ def test_bundle_schema_unknown(bundle):
 
 
 def test_bundle_schema_future(bundle):
-    rewrite_manifest(bundle, lambda m: m.update(schema_version=2))
-    refused(bundle, "schema_version 2 is newer than this modelport understands", "upgrade")
+    rewrite_manifest(bundle, lambda m: m.update(schema_version=3))  # this modelport writes 2
+    refused(bundle, "schema_version 3 is newer than this modelport understands", "upgrade")
 
 
 def test_bundle_path_traversal(bundle, tmp_path):

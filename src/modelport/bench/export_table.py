@@ -7,7 +7,8 @@ from typing import Any
 from modelport.bench.table import fmt_num, render, render_markdown
 
 #: a task's own metric (tasks/: its ``accuracy``) -> how the table's cell names it
-TASK_METRIC_CELLS = {"exact_match": "EM", "masked_top1_agreement": "top-1@mask"}
+TASK_METRIC_CELLS = {"exact_match": "EM", "masked_top1_agreement": "top-1@mask",
+                     "chrf": "chrF"}
 
 
 def fidelity_text(f: dict[str, Any] | None) -> str:
@@ -62,6 +63,20 @@ LM_COLUMNS = [
 ]
 
 
+#: encoder-decoder models (rows with an encoder time): generation timing at batch 1
+SEQ2SEQ_COLUMNS = [
+    ("target", "target", str),
+    ("precision", "prec", str),
+    ("size_mb", "size MB", fmt_num(1)),
+    ("fidelity_text", "chrF vs torch", str),
+    ("encoder_ms", "encoder+1st ms", fmt_num(2)),
+    ("decode_ms_p50", "ms/step p50", fmt_num(2)),
+    ("decode_ms_p99", "p99", fmt_num(2)),
+    ("tokens_per_s", "tokens/s", fmt_num(1)),
+    ("status", "status", str),
+]
+
+
 #: after the fidelity cell: the decisions kept (classifier outputs only) and the judging metric
 DECISIONS_COLUMN = ("decisions", "decisions", str)
 JUDGED_BY_COLUMN = ("judged_by", "judged by", str)
@@ -70,6 +85,8 @@ JUDGED_BY_COLUMN = ("judged_by", "judged by", str)
 def columns_for(rows: list[dict[str, Any]]) -> list[tuple[str, str, Any]]:
     if any("perplexity" in r for r in rows):
         return LM_COLUMNS
+    if any("chrf" in (r.get("fidelity") or {}) for r in rows):
+        return SEQ2SEQ_COLUMNS
     at = [key for key, _, _ in EXPORT_COLUMNS].index("fidelity_text") + 1
     extra = [DECISIONS_COLUMN] if any("top1_agreement" in (r.get("fidelity") or {})
                                       for r in rows) else []

@@ -30,6 +30,24 @@ def check_tensor_specs(manifest: dict[str, Any], where: str) -> None:
             names.add(item["name"])
 
 
+def check_graphs(manifest: dict[str, Any], where: str, inside: Any) -> None:
+    """A multi-graph bundle's ``graphs`` (schema 2): name -> {file, inputs, outputs}; every
+    file inside the bundle and covered by a checksum in ``files``."""
+    graphs = manifest.get("graphs")
+    if graphs is None:
+        return
+    if not isinstance(graphs, dict) or not graphs:
+        raise BundleError(f"{where}: invalid field 'graphs'")
+    for name, graph in graphs.items():
+        if not isinstance(graph, dict) or not isinstance(graph.get("file"), str):
+            raise BundleError(f"{where}: invalid entry '{name}' in 'graphs'")
+        inside(graph["file"])
+        if graph["file"] not in manifest["files"]:
+            raise BundleError(f"{where}: graph '{name}' file '{graph['file']}' is not listed "
+                              "in files")
+        check_tensor_specs(graph, f"{where} (graph '{name}')")
+
+
 def _spec_ok(item: Any) -> bool:
     if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
         return False

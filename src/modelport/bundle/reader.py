@@ -14,7 +14,11 @@ from typing import Any
 import numpy as np
 
 from modelport.bundle.archive import extract_archive, is_archive
-from modelport.bundle.manifest_check import check_optional_fields, check_tensor_specs
+from modelport.bundle.manifest_check import (
+    check_graphs,
+    check_optional_fields,
+    check_tensor_specs,
+)
 from modelport.errors import BundleError, ModelportError
 from modelport.io import output_error, sha256_file
 from modelport.specs import Target, TensorSpec
@@ -83,6 +87,12 @@ class Bundle:
         from modelport.backends.cpu_recipes import check_host
 
         check_host(self.manifest)  # a recipe chosen for a VNNI CPU may be slow on this one
+        if self.manifest.get("graphs"):  # an encoder and a decoder: one session over both
+            from modelport.backends.seq2seq_session import seq2seq_session
+
+            session = seq2seq_session(self, threads=threads, **options)
+            session.bundle = self
+            return session
         session = backend.load(
             self.artifact_path, target=target, inputs=self.inputs, outputs=self.outputs,
             threads=threads, bundle=self, **options,
@@ -175,6 +185,7 @@ def check_manifest(manifest: Any, path: Path) -> None:
         raise BundleError(f"{where}: artifact '{manifest['artifact']['file']}' is not listed in files")
     check_tensor_specs(manifest, where)
     check_optional_fields(manifest, where)
+    check_graphs(manifest, where, lambda rel: _inside(path, rel))
     if manifest.get("samples") is not None:
         _inside(path, manifest["samples"])
     if (manifest.get("preprocessing") or {}).get("tokenizer"):

@@ -39,7 +39,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     report = verify_bundle(args.bundle, threads=args.threads)
     line = f"OK {report['target']}: {report['files_checked']} files match their sha256"
-    if report.get("outputs_checked"):
+    if report.get("outputs_checked") and "chrf" in report["metrics"]:  # encoder-decoder
+        m = report["metrics"]
+        line += (f" ({', '.join(report['graphs'])} graphs); generated again from the stored "
+                 f"inputs: chrF {m['chrf']:.2f} vs the stored outputs"
+                 f"{', tokens equal' if m['tokens_equal'] else ''}")
+    elif report.get("outputs_checked"):
         m = report["metrics"]
         line += (f"; {m['samples']} stored samples vs reference: cosine {m['cosine_mean']:.5f}"
                  f" (min {m['cosine_min']:.5f}), max abs err {m['max_abs_err']:.3g}")
@@ -86,6 +91,9 @@ def add_run_inputs(p: argparse.ArgumentParser) -> None:
                      help="labels shown per input (classifiers), tokens per mask (fill-mask)")
     opt.add_argument("--max-new-tokens", type=int, default=32, metavar="N",
                      help="text generation: at most N new tokens (stops at the model's eos)")
+    opt.add_argument("--num-beams", type=int, default=None, metavar="N",
+                     help="text2text generation: beam search with N beams (1: greedy; default "
+                          "the model's generation config)")
     opt.add_argument("--temperature", type=float, default=None,
                      help="text generation: sample at this temperature (default greedy)")
     opt.add_argument("--seed", type=int, default=0, help="text generation: sampling seed")
@@ -109,6 +117,7 @@ def run_inputs(args: argparse.Namespace):
                      feeds=args.input, labels=labels, threshold=args.threshold,
                      save_mask=args.save_mask, top_k=args.top_k,
                      max_new_tokens=args.max_new_tokens, temperature=args.temperature,
+                     num_beams=args.num_beams,
                      seed=args.seed)
 
 

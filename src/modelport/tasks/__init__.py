@@ -41,6 +41,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
                              "audio-classification"),
     "automatic-speech-recognition": ("modelport.tasks.speech_recognition:SpeechRecognition",
                                      "automatic-speech-recognition"),
+    "text2text-generation": ("modelport.tasks.text2text:Text2Text", "text2text-generation"),
 }
 
 #: tasks a Hugging Face checkpoint folder can be exported for

@@ -73,6 +73,7 @@ class RunInputs:
     save_mask: Path | None = None
     top_k: int = 3
     max_new_tokens: int = 32
+    num_beams: int | None = None  # text2text-generation: beams (1 greedy; None: the model's)
     temperature: float | None = None
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)

@@ -33,6 +33,13 @@ def prepare(path: Path, *, task: str | None = None, trust_pickle: bool = False) 
         if plan.adapter is not None:
             prepared.metadata["peft_adapter"] = plan.adapter.record()
         return prepared
+    if plan.choice.task == "text2text-generation":  # encoder + decoder graphs: models.hf.seq2seq
+        from modelport.models.hf.seq2seq_prepare import prepare_seq2seq
+
+        prepared = prepare_seq2seq(plan, model)
+        if plan.adapter is not None:
+            prepared.metadata["peft_adapter"] = plan.adapter.record()
+        return prepared
     module = wrap(model, plan)
     metadata: dict[str, Any] = {
         "hf_folder": str(path.resolve()), "hf_task": plan.choice.task,

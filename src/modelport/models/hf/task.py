@@ -45,6 +45,7 @@ AUTO_CLASSES: dict[str, str] = {
     "fill-mask": "AutoModelForMaskedLM",
     "audio-classification": "AutoModelForAudioClassification",
     "automatic-speech-recognition": "AutoModelForCTC",
+    "text2text-generation": "AutoModelForSeq2SeqLM",
     "zero-shot-image-classification": "AutoModelForZeroShotImageClassification",
 }
 
@@ -52,6 +53,12 @@ AUTO_CLASSES: dict[str, str] = {
 #: graph: models.hf.zero_shot_plan); checked before the generic ``Model`` suffix
 ZERO_SHOT_ARCHITECTURES = ("CLIPModel", "SiglipModel")
 ZERO_SHOT_MODEL_TYPES = ("clip", "siglip")
+
+#: encoder-decoder text families exported for text2text-generation (models.hf.seq2seq):
+#: their ``*ForConditionalGeneration``, ``MarianMTModel`` and bare ``T5Model``/``BartModel``
+#: classes, checked before the generic ``Model`` suffix
+SEQ2SEQ_MODEL_TYPES = ("t5", "mt5", "umt5", "longt5", "bart", "mbart", "marian", "pegasus",
+                       "m2m_100", "nllb-moe", "blenderbot", "blenderbot-small", "plbart", "led")
 
 FALLBACK = ("or export it from Python with a file.py:factory that returns "
             "(model, example_inputs)")
@@ -90,6 +97,9 @@ def choose_task(folder: Folder, task: str | None) -> TaskChoice:
                 arch.endswith("Model") and folder.model_type in ZERO_SHOT_MODEL_TYPES):
             task = "zero-shot-image-classification"
             return TaskChoice(task, modality(folder, task), f"architectures: {arch}")
+        if folder.model_type in SEQ2SEQ_MODEL_TYPES and arch.endswith(
+                ("ForConditionalGeneration", "MTModel", "Model")):
+            return TaskChoice("text2text-generation", "text", f"architectures: {arch}")
         for suffix, found in SUFFIX_TASKS:
             if arch.endswith(suffix):
                 found = audio_task(folder, found)
@@ -110,7 +120,7 @@ def modality(folder: Folder, task: str) -> str:
                 "zero-shot-image-classification"):
         return "image"
     if task in ("text-classification", "token-classification", "text-generation",
-                "question-answering", "fill-mask"):
+                "question-answering", "fill-mask", "text2text-generation"):
         return "text"
     from modelport.models.hf.audio_config import is_audio_folder
 

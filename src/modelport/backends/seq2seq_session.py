@@ -1,0 +1,165 @@
+"""Seq2SeqSession: generation over the two graphs of an encoder-decoder bundle, on any runtime.
+
+The encoder graph (models.hf.seq2seq) runs once per input batch and returns the first step's
+logits, the self-attention cache after it and the cross-attention cache; every later token is
+one decoder-graph call with both caches. Greedy and beam search follow transformers'
+``generate`` (same rules from the folder's generation config, same beam bookkeeping:
+backends.seq2seq_beam), so FP32 bundles give transformers' tokens.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from modelport.backends.base import Session
+from modelport.backends.seq2seq_logits import GenerationRules
+from modelport.errors import InputError, ModelportError
+
+
+class Seq2SeqSession(Session):
+    """``generate(input_ids, attention_mask)`` -> decoder tokens [batch, n] (start token first,
+    as transformers returns them); ``infer`` runs the encoder graph."""
+
+    def __init__(self, encoder: Session, decoder: Session, rules: GenerationRules, *,
+                 max_source_length: int | None = None) -> None:
+        super().__init__(list(encoder.inputs.values()), list(encoder.outputs.values()))
+        self.encoder, self.decoder, self.rules = encoder, decoder, rules
+        self.max_source_length = max_source_length
+        self.cross_names = [n for n in encoder.outputs if n.startswith("cross.")]
+        self.present_names = [n for n in encoder.outputs if n.startswith("present.")]
+        #: seconds of the last generate(): the encoder call and each decoder step
+        self.timings: dict[str, Any] = {}
+
+    # -- the graphs ---------------------------------------------------------------------
+    def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.encoder._infer(feeds)
+
+    def _call(self, session: Session, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            return session._infer(feeds)
+        except ModelportError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a runtime's own error, said in one line
+            raise session._failure(exc) from None
+
+    def encode(self, ids: np.ndarray, mask: np.ndarray
+               ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """(first-step logits [b, vocab], self cache as pasts, cross cache)."""
+        start = np.full((ids.shape[0], 1), self.rules.decoder_start_token_id, np.int64)
+        out = self._call(self.encoder, {"input_ids": ids, "attention_mask": mask,
+                                        "decoder_input_ids": start})
+        return out["logits"][:, -1, :], self.pasts(out), {n: out[n] for n in self.cross_names}
+
+    def step(self, tokens: np.ndarray, mask: np.ndarray, past: Mapping[str, np.ndarray],
+             cross: Mapping[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        out = self._call(self.decoder, {"decoder_input_ids": tokens.astype(np.int64)[:, None],
+                                        "attention_mask": mask, **past, **cross})
+        return out["logits"][:, -1, :], self.pasts(out)
+
+    def pasts(self, out: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {n.replace("present.", "past.", 1): out[n] for n in self.present_names}
+
+    def synchronize(self) -> None:
+        self.encoder.synchronize()
+        self.decoder.synchronize()
+
+    def close(self) -> None:
+        self.encoder.close()
+        self.decoder.close()
+
+    # -- generation ---------------------------------------------------------------------
+    def generate(self, input_ids: Any, attention_mask: Any = None, *,
+                 max_new_tokens: int | None = None, num_beams: int | None = None) -> np.ndarray:
+        """Greedy (``num_beams`` 1) or beam search; a batch is right-padded with ``attention_mask``
+        0 on the padding, as tokenizers give it. Defaults come from the generation config."""
+        ids, mask = self.check_input(input_ids, attention_mask)
+        rules = self.rules
+        beams = rules.num_beams if num_beams is None else num_beams
+        if isinstance(beams, bool) or not isinstance(beams, (int, np.integer)) or beams < 1:
+            raise InputError(f"num_beams must be an integer >= 1, got {beams!r}")
+        new = max_new_tokens if max_new_tokens is not None else (
+            rules.max_new_tokens or max(rules.max_length - 1, 1))
+        if isinstance(new, bool) or not isinstance(new, (int, np.integer)) or new < 1:
+            raise InputError(f"max_new_tokens must be an integer >= 1, got {new!r}")
+        max_length = int(new) + 1
+        t0 = time.perf_counter()
+        logits, past, cross = self.encode(ids, mask)
+        self.timings = {"encoder_s": time.perf_counter() - t0, "steps_s": []}
+        if beams == 1:
+            return self._greedy(logits, past, cross, mask, max_length)
+        from modelport.backends.seq2seq_beam import beam_search
+
+        return beam_search(self, logits, past, cross, mask, max_length, int(beams))
+
+    def _greedy(self, logits: np.ndarray, past: dict[str, np.ndarray],
+                cross: dict[str, np.ndarray], mask: np.ndarray, max_length: int) -> np.ndarray:
+        rules = self.rules
+        seqs = np.full((mask.shape[0], 1), rules.decoder_start_token_id, np.int64)
+        done = np.zeros(mask.shape[0], bool)
+        while True:
+            scores = rules.apply(logits.astype(np.float32).copy(), seqs, max_length)
+            nxt = np.where(done, rules.pad, scores.argmax(-1)).astype(np.int64)
+            seqs = np.concatenate([seqs, nxt[:, None]], axis=1)
+            done |= np.isin(nxt, rules.eos_token_id)
+            if done.all() or seqs.shape[1] >= max_length:
+                return seqs
+            t0 = time.perf_counter()
+            logits, past = self.step(nxt, mask, past, cross)
+            self.timings["steps_s"].append(time.perf_counter() - t0)
+
+    def check_input(self, input_ids: Any, attention_mask: Any) -> tuple[np.ndarray, np.ndarray]:
+        ids = np.asarray(input_ids)
+        if ids.ndim != 2 or ids.shape[1] < 1 or not np.issubdtype(ids.dtype, np.integer):
+            raise InputError(f"input_ids must be an int64 array [batch, n] with n >= 1, got "
+                             f"{ids.dtype}{list(ids.shape)}")
+        mask = np.ones_like(ids) if attention_mask is None else np.asarray(attention_mask)
+        if mask.shape != ids.shape:
+            raise InputError(f"attention_mask {list(mask.shape)} must match input_ids "
+                             f"{list(ids.shape)}")
+        if (mask.sum(axis=1) == 0).any():
+            raise InputError("an input row is all padding (attention_mask all 0): give some text")
+        from modelport.tasks.input_limit import check_length
+
+        check_length(int(ids.shape[1]), self.max_source_length, what="input text")
+        return ids.astype(np.int64), mask.astype(np.int64)
+
+
+def load_graphs(backend: Any, target: Any, graphs: Mapping[str, tuple[Any, list, list, dict]],
+                rules: GenerationRules, max_source_length: int | None,
+                threads: int | None, **options: Any) -> Seq2SeqSession:
+    """graphs: name -> (path, inputs, outputs, session options) of "encoder" and "decoder"."""
+    sessions = {}
+    try:
+        for name in ("encoder", "decoder"):
+            path, inputs, outputs, saved = graphs[name]
+            sessions[name] = backend.load(path, target=target, inputs=inputs, outputs=outputs,
+                                          threads=threads, **{**saved, **options})
+    except BaseException:
+        for opened in sessions.values():
+            opened.close()
+        raise
+    return Seq2SeqSession(sessions["encoder"], sessions["decoder"], rules,
+                          max_source_length=max_source_length)
+
+
+def seq2seq_session(bundle: Any, threads: int | None = None, **options: Any) -> Seq2SeqSession:
+    """Both graphs of a text2text-generation bundle, loaded with the bundle's runtime."""
+    import json
+
+    from modelport import registry
+    from modelport.specs import TensorSpec
+
+    target = bundle.target
+    backend = registry.get_backend(target.runtime)()
+    graphs = {name: (bundle.path / g["file"], [TensorSpec.from_dict(d) for d in g["inputs"]],
+                     [TensorSpec.from_dict(d) for d in g["outputs"]],
+                     g.get("session_options") or {})
+              for name, g in bundle.manifest["graphs"].items()}
+    pre = bundle.manifest.get("preprocessing") or {}
+    config = json.loads((bundle.path / pre["generation_config"]).read_text("utf-8"))
+    return load_graphs(backend, target, graphs, GenerationRules.from_dict(config),
+                       pre.get("max_source_length"), threads, bundle=bundle, **options)

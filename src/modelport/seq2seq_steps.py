@@ -1,0 +1,300 @@
+"""export() for encoder-decoder models (text2text-generation): two graphs per target.
+
+plan -> export both graphs (exporters.seq2seq_export) -> torch's greedy outputs on the
+evaluation texts -> for each target: build the encoder (FP32) and the decoder (the target's
+precision: int8wo / int4 pack the decoder's MatMuls) -> generate with both -> judge (FP32:
+every sequence equal to transformers'; weight-only: chrF vs torch within budget) -> time ->
+one bundle with both graphs (bundle.manifest_graphs). export_steps.export dispatches here.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from modelport.bench import statuses
+from modelport.errors import AccuracyBudgetExceeded, UnknownTarget
+from modelport.specs import Precision
+
+log = logging.getLogger("modelport")
+
+TASK = "text2text-generation"
+RUNTIMES = ("onnxruntime", "openvino")
+PRECISIONS = (Precision.FP32, Precision.INT8WO, Precision.INT4)
+REFUSED = {
+    "tflite": "TFLite takes static shapes; a decoder whose self-attention cache grows by one "
+              "token per step needs a stateful or fixed-window graph that modelport does not "
+              "make yet",
+    "tensorrt": "the TensorRT path builds engines for fixed-I/O graphs; encoder-decoder "
+                "engines with a KV cache (TensorRT-LLM) are not wired into modelport yet",
+    "torch": "torch is the reference here, not a bundle target",
+}
+#: weight-only budget: the largest chrF drop vs torch (a fraction: 0.05 = 5 chrF points)
+DEFAULT_MAX_CHRF_DROP = {Precision.INT8WO: 0.05, Precision.INT4: 0.15}
+EVAL_TEXTS = 12
+EVAL_NEW_TOKENS = 20
+BATCH = 4
+
+
+def is_seq2seq(model: Any) -> bool:
+    return getattr(model, "task", None) == TASK
+
+
+def check_targets(targets: list[Any]) -> None:
+    for target in targets:
+        if target.runtime in REFUSED:
+            raise UnknownTarget(f"{target}: encoder-decoder targets are not supported on "
+                                f"{target.runtime}: {REFUSED[target.runtime]}; use "
+                                "onnxruntime:cpu:* or openvino:cpu:*")
+        if target.runtime not in RUNTIMES or target.precision not in PRECISIONS:
+            raise UnknownTarget(f"{target}: encoder-decoder bundles are built for "
+                                f"{', '.join(RUNTIMES)} at fp32, int8wo or int4 (weight-only "
+                                "on the decoder's MatMuls)")
+
+
+def eval_texts(model: Any, given: Any) -> list[str]:
+    """One input a line of ``given`` (a text file), else the last shipped sentences; lines
+    longer than the encoder's limit are skipped."""
+    from tokenizers import Tokenizer
+
+    from modelport.errors import UsageError
+
+    if given is not None:
+        path = Path(given)
+        if not path.is_file():
+            raise UsageError(f"--eval '{path}' is not a file: give a text file, one input a "
+                             "line")
+        lines = [ln.strip() for ln in path.read_text("utf-8").splitlines() if ln.strip()]
+    else:
+        from modelport.models.data import sentences
+
+        lines = sentences()[-EVAL_TEXTS:]
+    tok = Tokenizer.from_file(str(model.tokenizer_json))
+    tok.no_truncation()
+    prefix = model.preprocessing.get("prefix") or ""
+    limit = model.preprocessing.get("max_source_length")
+    kept = [t for t in lines if limit is None or len(tok.encode(prefix + t).ids) <= limit]
+    if not kept:
+        raise UsageError("no evaluation text fits the encoder's "
+                         f"{limit} positions: give shorter lines with --eval")
+    return kept
+
+
+def budget_of(target: Any, budget: Any) -> float:
+    """The largest chrF drop (fraction) this target may have; --max-accuracy-drop overrides the
+    weight-only defaults when given (FP32 must give transformers' tokens exactly)."""
+    from modelport.metrics import Budget
+
+    if target.precision == Precision.FP32:
+        return 0.0
+    given = getattr(budget, "max_accuracy_drop", None)
+    if budget is not None and given != Budget().max_accuracy_drop:
+        return float(given)
+    return DEFAULT_MAX_CHRF_DROP[target.precision]
+
+
+def export_seq2seq(model: Any, plan: list[tuple[Any, Any]], dest: Any, evalset: Any,
+                   options: Any, bench: Any, opset: int | None, result_type: Any) -> Any:
+    """Every target of ``plan`` as a two-graph bundle (see the module docstring); returns
+    ``result_type(rows, bundles, failures, task=...)`` (export_steps.ExportResult)."""
+    from modelport.exporters.seq2seq_export import export_graphs
+
+    check_targets([t for t, _ in plan])
+    texts = eval_texts(model, evalset)
+    workdir = Path(tempfile.mkdtemp(prefix="modelport-seq2seq-"))
+    try:
+        log.info("exporting %s to ONNX (encoder + decoder) ...", model.name)
+        graphs = export_graphs(model, workdir / "onnx", opset=opset)
+        model.onnx_artifact = graphs["decoder"]
+        log.info("exported in %.1fs; ONNX Runtime vs torch: max abs err %.2e",
+                 sum(a.seconds for a in graphs.values()),
+                 graphs["decoder"].validation["max_abs_err"])
+        ref = torch_reference(model, texts)
+        rows = [{"target": "torch:cpu:fp32", "precision": "fp32", "reference": True,
+                 "status": statuses.REFERENCE,
+                 "fidelity": {"chrf": 100.0, "token_match": 1.0, "accuracy": 1.0,
+                              "accuracy_drop": 0.0}}]
+        bundles: dict[str, Path] = {}
+        for target, backend in plan:
+            row, bundle = export_target(model, graphs, ref, target, backend, dest, options,
+                                        bench, workdir)
+            rows.append(row)
+            if bundle is not None:
+                bundles[str(target)] = bundle
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    failures = [r["failure"] for r in rows if r.get("failure")]
+    result = result_type(rows, bundles, failures, task=TASK)
+    if failures:
+        error = AccuracyBudgetExceeded("; ".join(failures))
+        error.result = result
+        raise error
+    return result
+
+
+def torch_reference(model: Any, texts: list[str]) -> dict[str, Any]:
+    """transformers' greedy generate() on the texts: tokens per text and their decoded text."""
+    import torch
+
+    from modelport.tasks.text2text import decode_batch, encode_batch
+
+    tok = _tokenizer(model)
+    pad = _rules(model).pad
+    hf = model.module.model
+    tokens, decoded = [], []
+    for start in range(0, len(texts), BATCH):
+        ids, mask = encode_batch(tok, texts[start:start + BATCH], pad,
+                                 model.preprocessing.get("prefix") or "")
+        with torch.inference_mode():
+            out = hf.generate(input_ids=torch.from_numpy(ids),
+                              attention_mask=torch.from_numpy(mask), do_sample=False,
+                              num_beams=1, max_new_tokens=EVAL_NEW_TOKENS).numpy()
+        tokens += [row for row in out]
+        decoded += decode_batch(tok, out)
+    return {"texts": texts, "tokens": tokens, "decoded": decoded}
+
+
+def _tokenizer(model: Any) -> Any:
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(model.tokenizer_json))
+    tok.no_truncation()
+    return tok
+
+
+def _rules(model: Any) -> Any:
+    import json
+
+    from modelport.backends.seq2seq_logits import GenerationRules
+
+    return GenerationRules.from_dict(json.loads(model.bundle_files["generation_config.json"]))
+
+
+def build_graphs(model: Any, graphs: dict[str, Any], target: Any, backend: Any,
+                 options: Any, tdir: Path) -> dict[str, Any]:
+    """Each graph built by the target's backend: the encoder at FP32, the decoder at the
+    target's precision."""
+    from modelport.specs import Target
+
+    built = {}
+    for name, artifact in graphs.items():
+        precision = target.precision if name == "decoder" else Precision.FP32
+        part = Target(target.runtime, target.device, precision)
+        (tdir / name).mkdir(parents=True)
+        shim = SimpleNamespace(onnx_artifact=artifact, name=f"{model.name} {name}")
+        built[name] = backend.build(shim, part, None, tdir / name, options)
+    return built
+
+
+def load_session(model: Any, built: dict[str, Any], graphs: dict[str, Any], target: Any,
+                 backend: Any, threads: int | None) -> Any:
+    from modelport.backends.seq2seq_session import load_graphs
+
+    return load_graphs(backend, target, {n: (built[n].main_path, graphs[n].inputs,
+                                             graphs[n].outputs, built[n].session_options)
+                                         for n in ("encoder", "decoder")},
+                       _rules(model), model.preprocessing.get("max_source_length"), threads)
+
+
+def check(model: Any, session: Any, ref: dict[str, Any]) -> dict[str, Any]:
+    """Greedy tokens of ``session`` vs torch's: the share of texts with equal tokens, and chrF
+    of the decoded outputs (as accuracy points: 1.0 = chrF 100)."""
+    from modelport.tasks.base import as_points
+    from modelport.tasks.chrf import chrf
+    from modelport.tasks.text2text import decode_batch, encode_batch
+
+    tok = _tokenizer(model)
+    texts, decoded, equal = ref["texts"], [], 0
+    for start in range(0, len(texts), BATCH):
+        ids, mask = encode_batch(tok, texts[start:start + BATCH], session.rules.pad,
+                                 model.preprocessing.get("prefix") or "")
+        out = session.generate(ids, mask, max_new_tokens=EVAL_NEW_TOKENS, num_beams=1)
+        decoded += decode_batch(tok, out)
+        for k, row in enumerate(out):
+            want = ref["tokens"][start + k]
+            equal += int(np.array_equal(row[:len(want)], want[:len(row)])
+                         and _strip(row, session.rules) == _strip(want, session.rules))
+    score = chrf(decoded, ref["decoded"])
+    return as_points(score / 100.0, chrf=score, token_match=equal / len(texts),
+                     sequences=len(texts))
+
+
+def _strip(row: np.ndarray, rules: Any) -> list[int]:
+    """Tokens up to and including the first eos (what follows is padding)."""
+    out = []
+    for t in row.tolist()[1:]:
+        out.append(t)
+        if t in rules.eos_token_id:
+            break
+    return out
+
+
+def time_generation(session: Any, model: Any, text: str, runs: int = 3) -> dict[str, Any]:
+    """Batch-1 greedy generation of EVAL_NEW_TOKENS tokens: encoder (+ first token) time, ms
+    per decoder step p50/p99, tokens/s."""
+    from modelport.tasks.text2text import encode_batch
+
+    ids, mask = encode_batch(_tokenizer(model), [text], session.rules.pad,
+                             model.preprocessing.get("prefix") or "")
+    first, steps, tokens, total = [], [], 0, 0.0
+    for _ in range(runs + 1):
+        t0 = time.perf_counter()
+        out = session.generate(ids, mask, max_new_tokens=EVAL_NEW_TOKENS, num_beams=1)
+        spent = time.perf_counter() - t0
+        if _ == 0:
+            continue  # warm-up
+        first.append(session.timings["encoder_s"])
+        steps += session.timings["steps_s"]
+        tokens, total = tokens + out.shape[1] - 1, total + spent
+    ms = np.asarray(steps) * 1e3 if steps else np.zeros(1)
+    return {"encoder_ms": 1e3 * float(np.median(first)), "ttft_ms": 1e3 * float(np.median(first)),
+            "decode_ms_p50": float(np.percentile(ms, 50)),
+            "decode_ms_p99": float(np.percentile(ms, 99)), "tokens_per_s": tokens / total}
+
+
+def export_target(model: Any, graphs: dict[str, Any], ref: dict[str, Any], target: Any,
+                  backend: Any, dest: Any, options: Any, bench: Any, workdir: Path
+                  ) -> tuple[dict[str, Any], Path | None]:
+    tdir = workdir / target.slug
+    log.info("building %s ...", target)
+    start = time.perf_counter()
+    built = build_graphs(model, graphs, target, backend, options, tdir)
+    size = sum((tdir / n / f).stat().st_size for n, a in built.items() for f in a.files)
+    row: dict[str, Any] = {"target": str(target), "precision": str(target.precision),
+                           "size_mb": size / 1e6, "build_s": time.perf_counter() - start}
+    with load_session(model, built, graphs, target, backend, options.threads) as session:
+        metrics = check(model, session, ref)
+        limit = budget_of(target, options.budget_or_default())
+        metrics["max_chrf_drop"] = limit
+        row["fidelity"] = metrics
+        row["judged_by"] = "tokens" if target.precision == Precision.FP32 else "chrF"
+        passed = (metrics["token_match"] == 1.0 if target.precision == Precision.FP32
+                  else metrics["accuracy_drop"] <= limit + 1e-9)
+        row["status"] = statuses.OK if passed else statuses.BELOW_BUDGET
+        if not passed:
+            why = (f"{metrics['token_match']:.0%} of greedy outputs equal transformers'"
+                   if target.precision == Precision.FP32 else
+                   f"chrF {metrics['chrf']:.2f} vs torch (drop "
+                   f"{100 * metrics['accuracy_drop']:.2f} > {100 * limit:.2f} points)")
+            row["failure"] = f"{target}: {why}"
+            log.warning(row["failure"])
+            if not dest.allow_drop:
+                return row, None
+            row.pop("failure")  # kept with --allow-accuracy-drop, recorded as a miss
+        if bench is not None:
+            row.update(time_generation(session, model, ref["texts"][0]))
+        from modelport.bundle.manifest_graphs import write_graphs_bundle
+
+        root = dest.below_budget if not passed and dest.below_budget is not None else dest.out
+        bundle = write_graphs_bundle(root / target.slug, model, target, backend, built,
+                                     graphs, ref, metrics, passed, row, dest, options, session)
+    row["bundle"] = str(bundle)
+    log.info("wrote %s", bundle)
+    return row, bundle
