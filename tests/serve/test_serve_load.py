@@ -89,6 +89,20 @@ def test_binary_tensors_and_batch_rows(bundle, server):
     assert row["rows_per_s"] == pytest.approx(3 * row["throughput"])
 
 
+def test_local_compares_without_and_with_batching(bundle):
+    """`--serve local` starts `modelport serve` here twice (--max-batch 1, then 4), one table."""
+    pytest.importorskip("fastapi")
+    done = run_cli("-q", "bench", str(bundle), "--serve", "local", "--serve-max-batch", "4",
+                   "--concurrency", "4", "--duration", "0.5", "--warmup", "1", "--json",
+                   timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads(done.stdout)["rows"]
+    assert [(r["server_max_batch"], r["concurrency"]) for r in rows] == [(1, 4), (4, 4)]
+    assert all(r["errors"] == 0 and r["requests"] > 0 for r in rows)
+    assert rows[0]["server_mean_batch"] == pytest.approx(1.0)  # batching off: one per call
+    assert 1 <= rows[1]["server_mean_batch"] <= 4
+
+
 def test_unknown_model_and_no_server_are_one_line_errors(bundle, server):
     done = run_cli("bench", str(bundle), "--serve", server, "--model", "nosuch",
                    "--duration", "1", timeout=120)

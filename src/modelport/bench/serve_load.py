@@ -295,7 +295,9 @@ def _listed_models(endpoint: Endpoint) -> list[str]:
 def text_table(report: dict[str, Any]) -> str:
     from modelport.bench.table import fmt_num, render
 
-    columns = [("concurrency", "clients", str), ("requests", "requests", str),
+    columns = [("server_max_batch", "max batch", str)] if any(
+        "server_max_batch" in r for r in report["rows"]) else []
+    columns += [("concurrency", "clients", str), ("requests", "requests", str),
                ("errors", "errors", str), ("p50_ms", "p50 ms", fmt_num(2)),
                ("p90_ms", "p90 ms", fmt_num(2)), ("p99_ms", "p99 ms", fmt_num(2)),
                ("throughput", "req/s", fmt_num(1)), ("rows_per_s", "rows/s", fmt_num(1)),

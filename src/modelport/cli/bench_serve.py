@@ -12,7 +12,11 @@ def add_serve_load_args(p: argparse.ArgumentParser) -> None:
                    help="time a running Open Inference Protocol server (modelport serve, "
                         "Triton, KServe) at http://HOST:PORT instead of the bundle here: "
                         "--concurrency clients send the bundle's sample inputs for --duration "
-                        "seconds each (default 10); p50/p99 latency and throughput per level")
+                        "seconds each (default 10); p50/p99 latency and throughput per level. "
+                        "'local': start `modelport serve BUNDLE` here twice, without dynamic "
+                        "batching and with --serve-max-batch, and time both")
+    g.add_argument("--serve-max-batch", type=int, default=32, metavar="N",
+                   help="--serve local: the batching server's --max-batch (default 32)")
     g.add_argument("--concurrency", default="1,8,32", metavar="N,N",
                    help="--serve: clients sending at once, one level each (default 1,8,32)")
     g.add_argument("--model", default=None, metavar="NAME",
@@ -36,8 +40,15 @@ def cmd_serve_load(args: argparse.Namespace) -> int:
     settings = LoadSettings(concurrency=parse_concurrency(args.concurrency),
                             duration=args.duration or 10.0, warmup=args.warmup,
                             batch=batches[0], binary=args.binary)
-    report = load_test(args.bundle, args.serve, settings, model=args.model, label=args.label,
-                       progress=not args.quiet and str(args.json) != "-")
+    progress = not args.quiet and str(args.json) != "-"
+    if args.serve == "local":
+        from modelport.bench.serve_local import compare_batching
+
+        report = compare_batching(args.bundle, settings, max_batch=args.serve_max_batch,
+                                  model=args.model, label=args.label, progress=progress)
+    else:
+        report = load_test(args.bundle, args.serve, settings, model=args.model,
+                           label=args.label, progress=progress)
     if args.json is not None and str(args.json) == "-":
         import json
 
