@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from starlette.exceptions import HTTPException
 
 from modelport._version import __version__
 from modelport.errors import ModelportError
@@ -92,6 +93,11 @@ def create_app(models: list[ServedModel], options: ServeOptions) -> Any:
     @app.exception_handler(ProtocolError)
     async def _protocol_error(request: Request, exc: ProtocolError) -> Response:
         return refuse(str(exc), exc.status)
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException) -> Response:
+        # unknown paths and methods answer in the protocol's {"error": ...} shape too
+        return refuse(f"{request.method} {request.url.path}: {exc.detail}", exc.status_code)
 
     @app.get("/v2")
     async def server_metadata() -> Response:
