@@ -78,6 +78,14 @@ def _plain(backend: str) -> Callable[[Any], tuple[dict[str, str], str, dict[str,
     return plan
 
 
+def _openvino(bundle: Any) -> tuple[dict[str, str], str, dict[str, Any], str]:
+    hint = (bundle.manifest.get("build") or {}).get("inference_precision_hint")
+    note = (f"the bundle runs with OpenVINO's {hint} precision hint; Triton's openvino backend "
+            "compiles with OpenVINO's default (bf16 on CPUs with AMX/AVX512-BF16), so its "
+            "numbers can differ from `modelport verify`'s") if hint else ""
+    return {"backend": "openvino"}, bundle.manifest["artifact"]["file"], {}, note
+
+
 def _refuse(reason: str) -> Callable[[Any], Any]:
     def plan(bundle: Any) -> Any:
         raise UsageError(f"{bundle.path}: {bundle.manifest['target']} cannot go into a Triton "
@@ -123,7 +131,7 @@ def _tensorrt(bundle: Any) -> tuple[dict[str, str], str, dict[str, Any], str]:
 
 BACKENDS: dict[str, Callable[[Any], tuple[dict[str, str], str, dict[str, Any], str]]] = {
     "onnxruntime": _plain("onnxruntime"),
-    "openvino": _plain("openvino"),
+    "openvino": _openvino,
     "tensorrt": _tensorrt,
     "tflite": _refuse("Triton has no TFLite backend; serve it with `modelport serve`, or export "
                       "an onnxruntime or openvino target for Triton"),
