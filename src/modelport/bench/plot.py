@@ -13,7 +13,8 @@ from typing import Any
 #: fidelity keys in order of preference; the first one every plotted row has is used
 METRICS = (("accuracy", "accuracy on the eval labels"),
            ("top1_agreement", "top-1 agreement with the reference"),
-           ("cosine_mean", "mean cosine vs the reference"))
+           ("cosine_mean", "mean cosine vs the reference"),
+           ("keep", "fraction of the teacher's metric kept (validation slice)"))
 #: PNG text chunk holding the plotted points, so the image can be checked on its own
 PNG_KEY = "modelport-points"
 

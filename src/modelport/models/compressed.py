@@ -42,7 +42,9 @@ def load(path: str | Path, resolve: Callable[[str], PreparedModel]) -> PreparedM
         "compressed_from": manifest["base"],
         "compressed_dir": str(path.resolve()),
         "compression": {"recipe": manifest["recipe"], "structure": manifest["structure"],
-                        "created_at": manifest.get("created_at")},
+                        "created_at": manifest.get("created_at"),
+                        # compress --goal: every candidate the search measured
+                        **({"search": manifest["search"]} if manifest.get("search") else {})},
         # the bundle manifest's `passes`: one PassReport per pass, in order
         # a chained directory (compressed from a compressed one) lists its parent's passes first
         "passes": list(prepared.metadata.get("passes", []))

@@ -132,6 +132,8 @@ def _spec_of(prepared: Any) -> str:
         return str(prepared.metadata["compressed_dir"])
     if source.startswith("builtin:"):
         return source.split()[0]
+    if prepared.metadata.get("hf_folder"):  # the source reads "DIR (Hugging Face folder, task)"
+        return str(prepared.metadata["hf_folder"])
     return source
 
 

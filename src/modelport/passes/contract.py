@@ -68,6 +68,9 @@ class PassContext:
     #: one entry per model selection (epoch choice) made on ``validation``; shared by copies
     #: made with ``dataclasses.replace`` so ``run_pass`` sees what a pass selected on
     selections: list[dict[str, Any]] = field(default_factory=list)
+    #: True once a time budget is spent (the compression search's --max-time): training loops
+    #: stop at the next step and keep their best epoch so far
+    should_stop: Callable[[], bool] | None = None
     _teacher_eval: dict[str, np.ndarray] | None = None
 
     def teacher_eval_outputs(self) -> np.ndarray | None:

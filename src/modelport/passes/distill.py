@@ -2,9 +2,10 @@
 
 The teacher is the model as it was before the pipeline ran (``ctx.teacher``). Classifiers use
 soft-target KL at temperature T (scaled by T^2) plus alpha * cross-entropy on labels; embedding
-models use cosine (or MSE) on the output embedding, optionally plus hidden states of every
-student block against the teacher block it came from (``hidden_weight``), and optionally on
-augmented text (``augment``: extra rows made from the calibration sentences, text_augment.py).
+models use cosine (or MSE) on the output embedding. Either can add, for every student block
+against the teacher block it came from, the hidden states (``hidden_weight``) and the
+head-averaged attention maps (``attention_weight``), and train on augmented text (``augment``:
+extra rows made from the calibration sentences, text_augment.py).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class Distill(Pass):
     loss: str = option("auto", help="distillation loss", choices=("auto", "kd", "cosine", "mse"))
     hidden_weight: float = option(0.0, help="> 0: also match each block's token states "
                                             "(masked cosine)", minimum=0)
+    attention_weight: float = option(0.0, help="> 0: also match each block's attention map "
+                                               "(head-averaged, KL; BERT-style attention)",
+                                     minimum=0)
     augment: int = option(0, help="text models: extra training rows made from the calib texts",
                           minimum=0)
 
@@ -56,8 +60,8 @@ class Distill(Pass):
                                      patience=self.patience, max_steps=self.max_steps)
         for p in model.parameters():
             p.requires_grad_(True)
-        extra, handles = (self._hidden_loss(model, ctx.teacher) if self.hidden_weight > 0
-                          else (None, []))
+        extra, handles = (self._layer_losses(model, ctx.teacher)
+                          if self.hidden_weight > 0 or self.attention_weight > 0 else (None, []))
         # the validation slice is carved before augmenting, so no row made from a validation
         # sentence is trained on
         held = holdout(ctx) if self.augment else ctx
@@ -69,6 +73,7 @@ class Distill(Pass):
             for h in handles:
                 h.remove()
         self.details["hidden_weight"] = self.hidden_weight
+        self.details["attention_weight"] = self.attention_weight
         self.details["augmented_rows"] = len(train_ctx.calib) - len(held.calib) if held.calib else 0
         self.details["loss"] = "kd" if task == "classification" else kind
         return model
@@ -88,13 +93,16 @@ class Distill(Pass):
         merged.source = f"{ctx.calib.source} + {self.augment} augmented rows"
         return dataclasses.replace(ctx, calib=merged)
 
-    def _hidden_loss(self, student: nn.Module, teacher: nn.Module):
-        """Token-level cosine between every student block and the teacher block it started
-        from (layer-drop keeps the mapping; same-depth models map 1:1): TinyBERT/DistilBERT
-        use hidden states too, far more signal per sentence than one pooled vector."""
+    def _layer_losses(self, student: nn.Module, teacher: nn.Module):
+        """Per-block losses against the teacher block each student block started from
+        (layer-drop keeps the mapping; same-depth models map 1:1): token-level cosine of the
+        hidden states (``hidden_weight``) and KL of the head-averaged attention maps
+        (``attention_weight``; head-averaging makes it indifferent to pruned heads). TinyBERT
+        and MiniLM distil both: far more signal per sentence than one pooled vector."""
         import torch
 
         from modelport.passes.layer_drop import _get, find_blocks
+        from modelport.passes.prune_structured import attention_blocks
 
         s_blocks = _get(student, find_blocks(student))
         t_blocks = _get(teacher, find_blocks(teacher))
@@ -110,24 +118,61 @@ class Distill(Pass):
             return fn
 
         handles = []
+        s_attn, t_attn = attention_blocks(student), attention_blocks(teacher)
+        use_attention = self.attention_weight > 0
+        if use_attention and (len(s_attn) != len(s_blocks) or len(t_attn) != len(t_blocks)):
+            raise UsageError("distill: attention_weight needs BERT-style attention (query/key "
+                             "Linears with attention_head_size) in every block")
         for i, t in enumerate(origin):
             handles.append(s_blocks[i].register_forward_hook(hook(f"s{i}")))
             handles.append(t_blocks[t].register_forward_hook(hook(f"t{i}")))
+            if use_attention:
+                for side, attn in (("s", s_attn[i][1]), ("t", t_attn[t][1])):
+                    handles.append(attn.query.register_forward_hook(hook(f"{side}q{i}")))
+                    handles.append(attn.key.register_forward_hook(hook(f"{side}k{i}")))
+        s_size = [a.attention_head_size for _, a, _ in s_attn]
+        t_size = [a.attention_head_size for _, a, _ in t_attn]
 
         def extra(batch: dict) -> torch.Tensor:
             with torch.no_grad():
                 teacher(**batch)
             mask = batch.get("attention_mask")
-            total = 0.0
-            for i in range(len(origin)):
-                cos = torch.nn.functional.cosine_similarity(seen[f"s{i}"],
-                                                            seen[f"t{i}"].detach(), dim=-1)
-                if mask is None or mask.shape != cos.shape:
-                    total = total + (1.0 - cos).mean()
-                else:
-                    m = mask.to(cos.dtype)
-                    total = total + ((1.0 - cos) * m).sum() / m.sum().clamp(min=1)
-            return self.hidden_weight * total / len(origin)
+            hidden, attention = 0.0, 0.0
+            for i, t in enumerate(origin):
+                if self.hidden_weight > 0:
+                    cos = torch.nn.functional.cosine_similarity(seen[f"s{i}"],
+                                                                seen[f"t{i}"].detach(), dim=-1)
+                    hidden = hidden + _masked_mean(1.0 - cos, mask)
+                if use_attention:
+                    p_s = attention_map(seen[f"sq{i}"], seen[f"sk{i}"], s_size[i], mask)
+                    with torch.no_grad():
+                        p_t = attention_map(seen[f"tq{i}"], seen[f"tk{i}"], t_size[t], mask)
+                    kl = (p_t * (p_t.clamp_min(1e-9).log() - p_s.clamp_min(1e-9).log())).sum(-1)
+                    attention = attention + _masked_mean(kl, mask)
+            return (self.hidden_weight * hidden + self.attention_weight * attention) / len(origin)
 
         return extra, handles
 
+
+def attention_map(q, k, head_size: int, mask):
+    """Softmax(q k^T / sqrt(d)) of every head, averaged over heads: [batch, seq, seq]. Padding
+    keys get no weight, as in the model's own attention."""
+    import math
+
+    import torch
+
+    b, s, _ = q.shape
+    q = q.view(b, s, -1, head_size).transpose(1, 2)
+    k = k.view(b, s, -1, head_size).transpose(1, 2)
+    scores = q @ k.transpose(-1, -2) / math.sqrt(head_size)
+    if mask is not None and mask.shape == (b, s):
+        scores = scores.masked_fill(mask[:, None, None, :] == 0, torch.finfo(scores.dtype).min)
+    return scores.softmax(-1).mean(1)
+
+
+def _masked_mean(values, mask):
+    """Mean over the real tokens (a [batch, seq] attention mask), else over everything."""
+    if mask is None or mask.shape != values.shape:
+        return values.mean()
+    m = mask.to(values.dtype)
+    return (values * m).sum() / m.sum().clamp(min=1)

@@ -137,7 +137,7 @@ def fit(student: nn.Module, ctx: PassContext, *, settings: TrainSettings | None 
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
-            if step >= total:
+            if step >= total or (ctx.should_stop is not None and ctx.should_stop()):
                 break
         student.eval()
         metric = ctx.metrics_on(student, validation, val_ref) if validation is not None else {}
@@ -150,7 +150,7 @@ def fit(student: nn.Module, ctx: PassContext, *, settings: TrainSettings | None 
             bad += 1
             if settings.patience is not None and bad >= settings.patience:
                 break
-        if step >= total:
+        if step >= total or (ctx.should_stop is not None and ctx.should_stop()):
             break
     bar.close()
     if best_state is not None:
