@@ -183,26 +183,33 @@ def serve_on_ray(paths: Sequence[str | Path], names: Sequence[str], options: Any
     finally:
         for sig, handler in handlers.items():  # Ray's own handler would kill us on SIGTERM
             signal.signal(sig, handler)
+    deployed = False
     try:
         serve.start(http_options={"host": options.host, "port": options.port},
                     proxy_location=ray_options.proxy_location)
         deployment = serve.deployment(name="modelport", **ray_options.deployment_options())
         app = deployment(replica_class()).bind(resolved, named, options)
+        deployed = True  # from here on, whatever happens, the application is deleted
         try:
             serve.run(app, name=ray_options.app_name, route_prefix="/", blocking=False)
         except RuntimeError as exc:  # a replica failed to start: Ray's message says why
             raise RuntimeFailure(f"Ray Serve could not start the replicas: "
                                  f"{str(exc).strip().splitlines()[-1][:500]}") from None
-        url = f"http://{options.host}:{options.port}"
         if on_ready is not None:
-            on_ready(url)
+            on_ready(f"http://{options.host}:{options.port}")
         stop = stop or threading.Event()
         try:
             while not stop.wait(0.5):
                 pass
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # SIGTERM or Ctrl-C: a planned stop, as `serve` treats it
             log.info("stopping: deleting the Ray Serve application")
-        serve.delete(ray_options.app_name)
         return 0
     finally:
+        if deployed:  # its replicas finish the requests they hold, then end
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            try:
+                serve.delete(ray_options.app_name)
+            except Exception as exc:  # noqa: BLE001 - the cluster went away: nothing to delete
+                log.warning("could not delete the Ray Serve application: %s", exc)
         ray.shutdown()
