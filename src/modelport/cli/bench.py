@@ -45,7 +45,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def add_bench_matrix_args(p: argparse.ArgumentParser) -> None:
     """Options of `modelport bench MODEL` (a bundle ignores the build-side ones)."""
     p.add_argument("--targets", default="all",
-                   help="MODEL only: all | a device (cpu, cuda) | comma-separated targets")
+                   help="MODEL only: all | a device (cpu, cuda) | comma-separated targets; "
+                        "for a language model, all / a device skip TFLite and TensorRT (no "
+                        "KV-cache path there; listed with the reason)")
     p.add_argument("--calib", help="MODEL only: calibration data (see `export --help`)")
     p.add_argument("--eval", help="MODEL only: evaluation data for fidelity")
     p.add_argument("--report", type=Path, default=None,
