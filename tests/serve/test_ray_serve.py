@@ -18,13 +18,12 @@ from tests.conftest import ROOT
 from tests.support.catalog_support import write_tiny_onnx
 from tests.sweep.cluster import ADDRESS, LoopbackCluster, can_run
 
-_SKIP = can_run()
-CLUSTER_MARKS = (pytest.mark.ray, pytest.mark.onnxruntime, pytest.mark.slow,
-                 pytest.mark.skipif(bool(_SKIP), reason=_SKIP or ""))
+CLUSTER_MARKS = (pytest.mark.ray, pytest.mark.onnxruntime, pytest.mark.slow)
 
 
 def on_cluster(test):
-    """Marks of a test that starts the namespaced cluster (skipped where it cannot start)."""
+    """Marks of a test that starts the namespaced cluster (its fixture skips where the
+    cluster cannot start)."""
     for mark in CLUSTER_MARKS:
         test = mark(test)
     return test
@@ -64,6 +63,9 @@ def bundle(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def cluster():
+    reason = can_run()  # here, not at import: collecting the file must not import ray
+    if reason:
+        pytest.skip(reason)
     c = LoopbackCluster(env={"TQDM_DISABLE": "1", "PYTHONPATH": str(ROOT / "src")})
     try:
         c.start_head("alpha")
