@@ -19,6 +19,7 @@ from tests.serve.server_process import ServerProcess, metric
 pytestmark = [pytest.mark.onnxruntime, pytest.mark.openvino]
 
 ORT, OV, TFL = "onnxruntime:cpu:fp32", "openvino:cpu:fp32", "tflite:cpu:fp32"
+IMAGE = "image-classifier"  # a tiny ViT, ORT FP32
 #: sentences of different token lengths (1 to ~30 tokens)
 WORDS = ["the", "red", "cat", "sat", "on", "a", "mat", "and", "the", "blue", "dog", "runs",
          "fast", "to", "the", "slow", "car", "in", "Paris"]
@@ -36,15 +37,19 @@ def tritonclient_http():
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory) -> dict[str, Path]:
     """A tiny BERT text classifier (a task bundle with a tokenizer, dynamic [batch, seq]) for
-    ORT and OpenVINO, and digits-cnn for TFLite (static [1, 1, 8, 8]) when LiteRT is here."""
+    ORT and OpenVINO, a tiny ViT image classifier for ORT, and digits-cnn for TFLite (static
+    [1, 1, 8, 8]) when LiteRT is here."""
     import modelport
-    from tests.models.checkpoints import bert_multilabel_classifier
+    from tests.models.checkpoints import bert_multilabel_classifier, vit_image_classifier
 
     root = tmp_path_factory.mktemp("serve")
     folder = bert_multilabel_classifier(root / "bert")
     text = modelport.export(str(folder), [ORT, OV], out=root / "bert-bundles", bench=None,
                             progress=False)
     out = {t: Path(text.bundles[t]) for t in (ORT, OV)}
+    vit = modelport.export(str(vit_image_classifier(root / "vit")), [ORT],
+                           out=root / "vit-bundles", bench=None, progress=False)
+    out[IMAGE] = Path(vit.bundles[ORT])
     if importlib.util.find_spec("ai_edge_litert") and importlib.util.find_spec("onnx2tf"):
         digits = modelport.export("builtin:digits-cnn", [TFL], out=root / "digits-bundles",
                                   bench=None, progress=False)
@@ -63,7 +68,7 @@ def server(bundles):
 
 def _name(target: str) -> str:
     return {ORT: "bert-onnxruntime-cpu-fp32", OV: "bert-openvino-cpu-fp32",
-            TFL: "digits-cnn-tflite-cpu-fp32"}[target]
+            TFL: "digits-cnn-tflite-cpu-fp32", IMAGE: "vit-onnxruntime-cpu-fp32"}[target]
 
 
 def _client(tritonclient_http, server, concurrency: int = 1):
@@ -180,6 +185,40 @@ def test_64_concurrent_texts_of_different_lengths(tritonclient_http, server, bun
     assert 0 < calls < 64, f"{calls} runtime calls for 64 requests: nothing was combined"
     assert singles < metric(text, "modelport_batch_size_count", name)  # batches > 1 seen
     assert metric(text, "modelport_requests_total", name) >= 64
+
+
+def test_image_bytes_are_answered_by_the_image_task(tritonclient_http, server, bundles):
+    """PNG bytes in a BYTES tensor, decoded in memory, answered as `run --image` answers the
+    same pixels; two images in one request are two rows of one call."""
+    import io
+
+    from PIL import Image
+
+    import modelport
+
+    rng = np.random.default_rng(0)
+    pixels = [rng.integers(0, 255, (40, 48, 3), dtype=np.uint8) for _ in range(2)]
+    pngs = []
+    for array in pixels:
+        buffer = io.BytesIO()
+        Image.fromarray(array).save(buffer, format="PNG")
+        pngs.append(buffer.getvalue())
+    with modelport.load(bundles[IMAGE]) as session:
+        want = session.predict(image=pixels).to_dict()
+    client = _client(tritonclient_http, server)
+    result = client.infer(_name(IMAGE), _inputs(tritonclient_http,
+                                                {"image": np.array(pngs, dtype=object)}),
+                          parameters={"top_k": 2})
+    got = json.loads(result.as_numpy("answer")[0])
+    assert got["task"] == "image-classification" and len(got["predictions"]) == 2
+    np.testing.assert_allclose(got["outputs"]["logits"], want["outputs"]["logits"], rtol=1e-5,
+                               atol=1e-5)
+    assert all(len(p["labels"]) == 2 for p in got["predictions"])
+    bad = _inputs(tritonclient_http, {"image": np.array([b"not an image"], dtype=object)})
+    from tritonclient.utils import InferenceServerException
+
+    with pytest.raises(InferenceServerException, match="cannot be read as PNG/JPEG"):
+        client.infer(_name(IMAGE), bad)
 
 
 def test_bad_requests_get_4xx_and_the_server_keeps_serving(tritonclient_http, server, bundles):
