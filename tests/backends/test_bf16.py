@@ -97,3 +97,14 @@ def test_bf16_targets_built_judged_and_recorded(bf16_export):
     assert build["inference_precision_effective"] == "bf16"  # this CPU has bf16
     assert build["cpu_features_assumed"] in (["avx512_bf16"], ["amx_bf16"])
     assert "torch:cpu:bf16" not in bf16_export.bundles  # a table row, never a bundle
+
+
+def test_bf16_bundle_refused_on_a_cpu_without_bf16(bf16_export, monkeypatch):
+    import modelport
+    from modelport.backends import cpu_kinds
+
+    bundle = bf16_export.bundles["openvino:cpu:bf16"]
+    monkeypatch.setattr(cpu_kinds, "host_features", lambda: AVX2)
+    with pytest.raises(TargetUnavailable, match="cannot run openvino:cpu:bf16 here: a CPU of "
+                                                "kind avx2 has no bf16 arithmetic"):
+        modelport.load(bundle)

@@ -106,7 +106,7 @@ class OpenVINOBackend(Backend):
 
             refusal = refuse_bf16(target, None)
             if refusal:
-                return Availability.unsupported(f"here: {refusal}")
+                return Availability.unsupported(refusal)
         return avail
 
     @classmethod

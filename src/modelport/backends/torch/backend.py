@@ -58,7 +58,7 @@ class TorchBackend(Backend):
 
             refusal = refuse_bf16(target, None)
             if refusal:
-                return Availability.unsupported(f"here: {refusal}")
+                return Availability.unsupported(refusal)
         return avail
 
     @classmethod
