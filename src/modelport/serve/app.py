@@ -142,7 +142,10 @@ def create_app(models: list[ServedModel], options: ServeOptions) -> Any:
             model = model_or_404(name, version)
             body = await _read_body(request, options.max_request_bytes)
             parsed = parse_request(body, request.headers.get(HEADER_LENGTH))
-            outputs = await _answer(model, state["batchers"][model.name], parsed)
+            batcher = state["batchers"].get(model.name)
+            if batcher is None:  # before the app's lifespan started, or after it ended
+                raise ProtocolError(f"model '{model.name}' is not ready", 503)
+            outputs = await _answer(model, batcher, parsed)
             content, headers = encode_response(model.name, model.version, parsed, outputs)
             metrics.latency.labels(label).observe(time.perf_counter() - started)
             return Response(content, headers=headers)
