@@ -65,6 +65,7 @@ def create_app(models: list[ServedModel], options: ServeOptions) -> Any:
             state["ready"] = False
             for batcher in batchers.values():
                 await batcher.stop()
+            state["batchers"] = {}
             executor.shutdown(wait=True)
             for m in models:
                 m.close()
