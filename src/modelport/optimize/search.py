@@ -30,6 +30,9 @@ from modelport.optimize.settings import SearchSettings
 
 log = logging.getLogger("modelport")
 
+#: shares of --max-time after which no new recipe is built / no runtime setting is tried: the
+#: rest is for timing what was built (on MiniLM a build takes minutes, a timing round seconds)
+BUILD_SHARE, RUNTIME_SHARE = 0.6, 0.8
 #: the fidelity figures a candidate's record keeps
 _FIDELITY_KEYS = ("cosine_mean", "cosine_min", "top1_agreement", "accuracy", "accuracy_drop")
 
@@ -137,7 +140,7 @@ class _Run:
             if cand.recipe.same_as is None:
                 self._try_recipe(cand, i, len(recipes), first=i == 1)
         kept = [c for c in recipes if c.session is not None]
-        self._time(kept, "recipes")
+        self._time(kept, "recipes", until=self.start + RUNTIME_SHARE * self.settings.max_time)
         for cand in recipes:  # a peer's recipe that is modelport's own on this CPU
             if cand.recipe.same_as is not None:
                 same = next(c for c in recipes if c.name == cand.recipe.same_as)
@@ -163,7 +166,7 @@ class _Run:
 
     def _try_recipe(self, cand: Candidate, i: int, n: int, *, first: bool) -> None:
         cand.record = _describe(cand)
-        if not first and self._out_of_time():
+        if not first and self._out_of_time(BUILD_SHARE):
             return self._drop(cand, f"not tried: --max-time ({self.settings.max_time:.0f} s) "
                                     "reached")
         conflict = self._conflict(cand.recipe)
@@ -195,7 +198,7 @@ class _Run:
                          {**winner.record, "name": f"{winner.name}, runtime defaults",
                           "stage": "runtime", "runtime": {}})
         out = [base]
-        if self._out_of_time():  # no stage 2: the winner ships with the defaults
+        if self._out_of_time(RUNTIME_SHARE):  # no stage 2: the winner ships with the defaults
             out = []
         for rt in self.proposal.runtimes:
             if rt == Runtime():
@@ -204,7 +207,7 @@ class _Run:
                              winner.artifact)
             cand.record = _describe(cand)
             out.append(cand)
-            if self._out_of_time():
+            if self._out_of_time(RUNTIME_SHARE):
                 self._drop(cand, f"not tried: --max-time ({self.settings.max_time:.0f} s) "
                                  "reached")
                 continue
@@ -213,7 +216,7 @@ class _Run:
         if not kept:
             base.session = None
             return out
-        self._time(kept, "runtime settings")
+        self._time(kept, "runtime settings", until=self.deadline)
         best = self._best(kept)
         if best is not None and best is not base and base.session is not None \
                 and not self._beats(best, base):
@@ -274,16 +277,19 @@ class _Run:
         return artifact.outputs or self.ctx.model.onnx_artifact.outputs
 
     # -- timing and choosing ----------------------------------------------------------------
-    def _time(self, cands: list[Candidate], what: str) -> None:
+    def _time(self, cands: list[Candidate], what: str, *, until: float) -> None:
         from modelport.bench.harness import BenchSettings
         from modelport.bench.interleaved import time_interleaved
         from modelport.shapes import fit_arrays, static_batch
 
-        if not cands or (len(cands) == 1 and self._out_of_time()):
+        if not cands or (len(cands) == 1 and time.perf_counter() >= until):
             return
         rounds = self.settings.rounds
-        left = max(self.deadline - time.perf_counter(), 0.0)
-        duration = max(min(self.settings.duration, left / (1.5 * rounds * len(cands))), 0.02)
+        left = max(until - time.perf_counter(), 0.0)
+        # what is left, shared; never below a tenth of a second per round (a few runs of a
+        # real model), however late: a choice needs figures
+        duration = max(min(self.settings.duration, left / (1.5 * rounds * len(cands))),
+                       min(self.settings.duration, 0.1))
         sessions, settings, pools = {}, {}, {}
         for c in cands:
             inputs = self._inputs(c.artifact)
@@ -296,7 +302,7 @@ class _Run:
             c.record["batch"] = batch
         timed = time_interleaved(
             sessions, self.ctx.pool, settings, rounds=rounds, pools=pools,
-            deadline=self.deadline,
+            deadline=until,
             on_round=lambda r, n: log.info("%s: timed %s, round %d of %d", self.target, what,
                                            r, n))
         for c in cands:
@@ -322,8 +328,9 @@ class _Run:
         a, b = self._score(cand), self._score(base)
         return a is not None and b is not None and a < b * (1 - self.settings.margin)
 
-    def _out_of_time(self) -> bool:
-        if time.perf_counter() >= self.deadline:
+    def _out_of_time(self, share: float = 1.0) -> bool:
+        """Past ``share`` of --max-time (builds stop early to leave time for timing)."""
+        if time.perf_counter() >= self.start + share * self.settings.max_time:
             self.cut_short = True
             return True
         return False
