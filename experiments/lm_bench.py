@@ -20,8 +20,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "experiments" / "lm_results"
-TARGETS = ["onnxruntime:cpu:fp32", "onnxruntime:cpu:int8wo", "onnxruntime:cpu:int4",
-           "openvino:cpu:fp32", "openvino:cpu:int8wo", "openvino:cpu:int4"]
+TARGETS = ["onnxruntime:cpu:fp32", "onnxruntime:cpu:int8", "onnxruntime:cpu:int8wo",
+           "onnxruntime:cpu:int4", "openvino:cpu:fp32", "openvino:cpu:int8",
+           "openvino:cpu:int8wo", "openvino:cpu:int4"]
 
 
 def main() -> int:

@@ -12,6 +12,8 @@ EVAL_LINES = 40  # perplexity lines (the issue allows <= 50)
 FP32_TARGETS = ["onnxruntime:cpu:fp32", "openvino:cpu:fp32"]
 WEIGHT_ONLY_TARGETS = ["onnxruntime:cpu:int4", "onnxruntime:cpu:int8wo",
                        "openvino:cpu:int4", "openvino:cpu:int8wo"]
+#: weight + activation INT8 (ORT dynamic, NNCF static with prefill calibration feeds)
+INT8_TARGETS = ["onnxruntime:cpu:int8", "openvino:cpu:int8"]
 
 
 @pytest.fixture(scope="session")
@@ -62,4 +64,5 @@ def falcon_export(tmp_path_factory, eval_text):
 
 @pytest.fixture(scope="session")
 def tiny_lm_export(tmp_path_factory, eval_text):
-    return _export("tiny-lm", tmp_path_factory, eval_text, FP32_TARGETS + WEIGHT_ONLY_TARGETS)
+    return _export("tiny-lm", tmp_path_factory, eval_text,
+                   FP32_TARGETS + WEIGHT_ONLY_TARGETS + INT8_TARGETS)

@@ -41,6 +41,10 @@ _PASS_THROUGH = {"MaxPool", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Con
                  "SpaceToDepth", "Pad"}
 
 
+#: calibration lines a KV-cache LM's static INT8 uses (as AWQ's data-aware compression)
+LM_CALIB_LINES = 128
+
+
 def quantize_int8(ov_model, calib, model, options: OpenVINOOptions, *,
                   device: str = "CPU", budget: Budget | None = None) -> tuple[Any, dict[str, Any]]:
     """Quantize ``ov_model`` (an openvino.Model) on ``calib``; return (model, manifest info)."""
@@ -58,6 +62,14 @@ def quantize_int8(ov_model, calib, model, options: OpenVINOOptions, *,
     if ignored is not None:
         kwargs["ignored_scope"] = ignored
     counter = _Counter()
+    # a KV-cache LM: each line as a full prefill feed (mask, positions, empty past); its budget
+    # is perplexity, judged after the build (lm_steps), so no per-output float fallback here
+    lm = any(port.get_any_name().startswith("past_key_values.") for port in ov_model.inputs)
+    if lm:
+        from modelport.backends.openvino.weight_only import prefill_samples
+
+        calib = list(prefill_samples(ov_model, calib))[:LM_CALIB_LINES]
+        kwargs["subset_size"] = len(calib)
     dataset = nncf.Dataset(calib, counter)
     quantized = quiet(nncf.quantize, ov_model, dataset, **kwargs)
     log.info("NNCF calibrated INT8 on %d of %d calibration samples (model type %s)",
@@ -74,7 +86,8 @@ def quantize_int8(ov_model, calib, model, options: OpenVINOOptions, *,
     if options.accuracy_control:
         quantized, info["accuracy_control"] = _accuracy_control(
             ov_model, quantized, calib, model, options, kwargs, budget or Budget())
-    elif (options.max_fallback is None or options.max_fallback > 0) and model is not None:
+    elif (options.max_fallback is None or options.max_fallback > 0) and model is not None \
+            and not lm:
         from modelport.backends.fallback import DEFAULT_MAX_FALLBACK
         from modelport.backends.openvino.float_fallback import keep_fewest_float
 
