@@ -116,6 +116,9 @@ def plan_folder(path: Path, *, task: str | None = None, trust_pickle: bool = Fal
         output = TensorSpec("logits", "float32", ("batch", "seq", num_labels))
     elif choice.task == "text-classification":
         output = TensorSpec("logits", "float32", ("batch", num_labels))
+    elif choice.task == "text2text-generation":  # encoder + decoder graphs: models.hf.seq2seq
+        output = TensorSpec("logits", "float32", ("batch", 1, int(config.get("vocab_size", 0))
+                                                  or "vocab"))
     elif choice.task == "text-generation":  # + past key/values in and out: models.hf.causal_lm
         output = TensorSpec("logits", "float32", ("batch", "seq", int(config.get("vocab_size", 0))
                                                   or "vocab"))
