@@ -23,6 +23,8 @@ DATATYPES: dict[str, Any] = {
     "BYTES": np.dtype(object),
 }
 HEADER_LENGTH = "Inference-Header-Content-Length"
+#: the deepest JSON a request may nest (a V2 request needs about 4 + the tensor's rank)
+MAX_DEPTH = 64
 
 
 class ProtocolError(Exception):
@@ -67,6 +69,7 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
         head, tail = body[:size], memoryview(body)[size:]
     else:
         head, tail = body, memoryview(b"")
+    _check_depth(head)
     try:
         doc = json.loads(head)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -101,6 +104,27 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
     return InferRequest(inputs, id=_request_id(doc), outputs=_requested(doc, params),
                         binary_output=bool(params.get("binary_data_output", False)),
                         parameters=params)
+
+
+def _check_depth(head: bytes) -> None:
+    """Refuse JSON nested deeper than MAX_DEPTH before parsing it: json's C decoder recurses
+    per level, and a library that raised the recursion limit (converters do) turns a body of
+    '[' * 10**5 into a stack overflow. Brackets inside strings count too (an over-estimate
+    that only a text of dozens of unclosed brackets reaches)."""
+    raw = np.frombuffer(head, np.uint8)
+    opens = (raw == ord("[")) | (raw == ord("{"))
+    if int(np.count_nonzero(opens)) <= MAX_DEPTH:
+        return
+    closes = (raw == ord("]")) | (raw == ord("}"))
+    depth = 0
+    for start in range(0, len(raw), 1 << 20):  # 1 MiB at a time: bounded temporaries
+        steps = opens[start:start + (1 << 20)].astype(np.int32)
+        steps -= closes[start:start + (1 << 20)]
+        running = np.cumsum(steps) + depth
+        if int(running.max()) > MAX_DEPTH:
+            raise ProtocolError(f"the request's JSON is nested more than {MAX_DEPTH} levels "
+                                "deep (send nested tensors flat, or as binary data)")
+        depth = int(running[-1])
 
 
 def _request_id(doc: Mapping[str, Any]) -> str | None:
