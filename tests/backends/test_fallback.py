@@ -137,7 +137,7 @@ def test_when_none_meets_the_best_measured_prefix_is_kept_not_the_most():
                 "samples": 1000}
 
     record = fallback.find_fewest(ranking, evaluate, BUDGET, 4, before=evaluate([]),
-                                  ranked_by="test", probe="test")
+                                  ranked_by="test", probe="test", every_prefix=4)
     assert not record["met"] and [u["name"] for u in record["kept_float"]] == ["A"]
     assert record["metric_after"]["top1_agreement"] == pytest.approx(0.95)
     assert calls[-1] == {"A"}  # the backend's file holds the build kept

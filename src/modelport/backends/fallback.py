@@ -50,7 +50,8 @@ DEFAULT_MAX_FALLBACK = 8
 HEADROOM = 0.2
 
 
-#: up to this many layers, the best effort (when none meets the budget) measures every prefix
+#: up to this many layers, a backend with cheap trials (ONNX Runtime) measures every prefix
+#: for the best effort when none meets the budget (``find_fewest(every_prefix=...)``)
 BEST_EFFORT_EVERY = 12
 #: calibration sets smaller than this are not split: the validation slice is the whole set
 MIN_SPLIT = 12
@@ -136,12 +137,15 @@ def rank_by_isolation(candidates: Sequence[Unit], isolate: Callable[[Unit], Metr
 
 
 def find_fewest(ranking: Sequence[Unit], evaluate: Evaluate, budget, most: int, *,
-                before: Metrics, ranked_by: str, probe: str) -> dict[str, Any]:
+                before: Metrics, ranked_by: str, probe: str,
+                every_prefix: int = 0) -> dict[str, Any]:
     """The fewest units of ``ranking`` kept float that meet ``budget`` (see the module doc;
     callers pass ``with_headroom`` of the target's budget).
 
     ``before``: the metrics with every unit quantized (it missed the budget). ``evaluate`` is
     called last with the returned float set, so the backend's output file holds that build.
+    ``every_prefix``: when none meets, up to this many layers every prefix is measured for
+    the best effort (cheap trials: ONNX Runtime), else all, half, a quarter, ..., none.
     Returns the manifest record."""
     from modelport.metrics import budget_misses
 
@@ -175,7 +179,7 @@ def find_fewest(ranking: Sequence[Unit], evaluate: Evaluate, budget, most: int, 
         chosen = list(ranking[:hi])
         chosen = _prune(chosen, meets)
     else:
-        chosen = _best_effort(ranking[:most], measure)
+        chosen = _best_effort(ranking[:most], measure, every_prefix)
     final = measure(chosen)
     if last and last[0] != frozenset(u.name for u in chosen):
         evaluate(chosen)  # the backend's file must hold the chosen build
@@ -223,14 +227,14 @@ def not_needed(before: Metrics, most: int, probe: str, budget) -> dict[str, Any]
             "aimed_at": aimed_at(budget), "metric_before": _short(before), "kept_float": []}
 
 
-def _best_effort(top: Sequence[Unit], measure: Callable[[Sequence[Unit]], Metrics]
-                 ) -> list[Unit]:
-    """When even the top ``len(top)`` float miss: of the prefixes (every size up to
-    ``BEST_EFFORT_EVERY``, else all, half, a quarter, ..., none), the one ``closest`` to the
+def _best_effort(top: Sequence[Unit], measure: Callable[[Sequence[Unit]], Metrics],
+                 every_prefix: int = 0) -> list[Unit]:
+    """When even the top ``len(top)`` float miss: of the prefixes (every size when there are
+    at most ``every_prefix``, else all, half, a quarter, ..., none), the one ``closest`` to the
     float graph, the fewest on ties. More float layers are not always closer: measured on
     EfficientNet-Lite0's ORT build (validation cosine), none 0.9960, 2 float layers 0.9981,
     3 float layers 0.9874, 8 float layers 0.9979."""
-    if len(top) <= BEST_EFFORT_EVERY:
+    if len(top) <= every_prefix:
         sizes = list(range(len(top) + 1))
     else:
         sizes, k = [0], len(top)

@@ -78,7 +78,8 @@ def keep_fewest_float(pre: Path, dst: Path, write: Write, judge, task: str, budg
     write(list(exclude), None)  # dst back to the plain build until the search writes it
     record = fallback.find_fewest(
         ranking, evaluate, budget, most, before=before, probe=where,
-        ranked_by="output error with that layer alone quantized (nodes_to_quantize)")
+        ranked_by="output error with that layer alone quantized (nodes_to_quantize)",
+        every_prefix=fallback.BEST_EFFORT_EVERY)  # a trial re-quantizes from cached ranges
     if hopeless is not None:  # decisions alone missed with every layer float: best effort
         record["metric_all_float"] = hopeless["metric_all_float"]
         record["why"] = ("with every layer in float only the decisions miss (cosine within "
