@@ -26,12 +26,16 @@ def check_length(count: int, limit: int | None, *, what: str = "prompt", new_tok
     """Refuse ``count`` input tokens (+ ``new_tokens`` to generate) past the model's ``limit``."""
     if limit is None or count + new_tokens <= limit:
         return
-    if count >= limit or new_tokens == 0:
-        room = max(limit - new_tokens, 0) if new_tokens else limit
+    room = max(limit - new_tokens, 1)
+    if count > limit:
         raise InputError(
             f"the {what} is {count} tokens, longer than the model's context length {limit}"
             + (f" ({new_tokens} more to generate)" if new_tokens else "")
             + f": shorten it to at most {room} tokens (modelport never cuts input silently)")
+    if count == limit:
+        raise InputError(
+            f"the {what} of {count} tokens fills the model's context length {limit}, leaving no "
+            f"room for new tokens: shorten it to at most {room} tokens")
     raise InputError(
         f"the {what} of {count} tokens + {new_tokens} new tokens exceeds the model's context "
         f"length {limit}: lower {flag} to at most {limit - count} or shorten the {what}")
