@@ -236,27 +236,14 @@ def _strip(row: np.ndarray, rules: Any) -> list[int]:
     return out
 
 
-def time_generation(session: Any, model: Any, text: str, runs: int = 3) -> dict[str, Any]:
-    """Batch-1 greedy generation of EVAL_NEW_TOKENS tokens: encoder (+ first token) time, ms
-    per decoder step p50/p99, tokens/s."""
+def time_generation(session: Any, model: Any, text: str) -> dict[str, Any]:
+    """Batch-1 greedy generation of EVAL_NEW_TOKENS tokens (backends.seq2seq_session)."""
+    from modelport.backends.seq2seq_session import time_generation as timed
     from modelport.tasks.text2text import encode_batch
 
     ids, mask = encode_batch(_tokenizer(model), [text], session.rules.pad,
                              model.preprocessing.get("prefix") or "")
-    first, steps, tokens, total = [], [], 0, 0.0
-    for _ in range(runs + 1):
-        t0 = time.perf_counter()
-        out = session.generate(ids, mask, max_new_tokens=EVAL_NEW_TOKENS, num_beams=1)
-        spent = time.perf_counter() - t0
-        if _ == 0:
-            continue  # warm-up
-        first.append(session.timings["encoder_s"])
-        steps += session.timings["steps_s"]
-        tokens, total = tokens + out.shape[1] - 1, total + spent
-    ms = np.asarray(steps) * 1e3 if steps else np.zeros(1)
-    return {"encoder_ms": 1e3 * float(np.median(first)), "ttft_ms": 1e3 * float(np.median(first)),
-            "decode_ms_p50": float(np.percentile(ms, 50)),
-            "decode_ms_p99": float(np.percentile(ms, 99)), "tokens_per_s": tokens / total}
+    return timed(session, ids, mask, new_tokens=EVAL_NEW_TOKENS)
 
 
 def export_target(model: Any, graphs: dict[str, Any], ref: dict[str, Any], target: Any,

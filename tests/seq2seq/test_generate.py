@@ -165,3 +165,16 @@ def test_multi_graph_manifest_validates_against_the_schema(t5_bundles):
 
     with pytest.raises(BundleError, match="outside the bundle"):
         check_manifest(broken, out / "openvino-cpu-fp32")
+
+
+def test_bench_bundle_times_generation(pegasus_bundles):
+    from modelport.bench.device import bench_bundles
+    from modelport.bench.harness import BenchSettings
+
+    _, out, _ = pegasus_bundles
+    report = bench_bundles([out / "onnxruntime-cpu-fp32"],
+                           BenchSettings(batch_sizes=(1,), warmup=1, duration=0.1),
+                           progress=False)
+    row = report["rows"][0]
+    assert row["status"] == "ok" and row["tokens_per_s"] > 0
+    assert 0 < row["decode_ms_p50"] <= row["decode_ms_p99"] and row["ttft_ms"] > 0

@@ -84,6 +84,11 @@ def _bench_one(path: Path, settings: BenchSettings, progress: bool
     pool, refs = bundle.samples()
     if not pool:
         raise BundleError(f"{bundle.path} stores no sample inputs to benchmark with")
+    if m.get("graphs"):  # an encoder-decoder: time generation, not one graph call
+        from modelport.bundle.manifest_graphs import bench_graphs
+
+        row.update(bench_graphs(bundle, pool, settings.threads))
+        return row, info
     pool = fit_arrays(pool, bundle.inputs)
     static = static_batch(bundle.inputs, None)
     if static is not None:  # a static-shape artifact runs only its own batch size

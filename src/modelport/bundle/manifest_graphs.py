@@ -141,3 +141,19 @@ def verify_graphs(bundle: Any, threads: int | None = None) -> dict[str, Any]:
         raise ValidationError(f"{bundle.path}: generated text on this machine differs from the "
                               f"stored outputs: chrF {score:.2f} < {100 * (1 - limit):.2f}")
     return report
+
+
+def bench_graphs(bundle: Any, pool: dict[str, np.ndarray], threads: int | None
+                 ) -> dict[str, Any]:
+    """`bench BUNDLE` on an encoder-decoder: greedy generation of the first stored input."""
+    import time
+
+    from modelport.backends.seq2seq_session import time_generation
+
+    mask = pool["attention_mask"][:1]
+    width = int(mask.sum())
+    t0 = time.perf_counter()
+    with bundle.session(threads=threads) as session:
+        load_s = time.perf_counter() - t0
+        timing = time_generation(session, pool["input_ids"][:1, :width], mask[:, :width])
+    return {"status": "ok", "load_s": load_s, **timing}
