@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--augment", type=int, default=6000)
     s.add_argument("--max-candidates", type=int, default=8)
     s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--threads", type=int, default=None,
+                   help="threads of every timed session, teacher and students alike")
     t = sub.add_parser("time")
     t.add_argument("--recipe", default="minilm-5x")
     t.add_argument("--dir", type=Path, default=None, help="a compressed folder (skip training)")
@@ -49,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("TQDM_DISABLE", "1")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    logging.getLogger("modelport").setLevel(logging.INFO)
     import warnings
 
     warnings.filterwarnings("ignore")
@@ -62,12 +65,14 @@ def main(argv: list[str] | None = None) -> int:
 def run_search(args: argparse.Namespace, command: str) -> int:
     from modelport.bench.fingerprint import fingerprint
     from modelport.cli.common import parse_duration
+    from modelport.passes.goal_measure import Timing
     from modelport.passes.goal_report import markdown
     from modelport.passes.goal_search import SearchSettings, search
 
     settings = SearchSettings(epochs=args.epochs, augment=args.augment,
                               max_time=parse_duration(args.max_time),
-                              max_candidates=args.max_candidates)
+                              max_candidates=args.max_candidates,
+                              timing=Timing(threads=args.threads))
     report = search("builtin:minilm", speed=args.goal, keep=args.keep, target=args.target,
                     out=args.out, force=True, settings=settings, progress=False)
     report["command"], report["commit"] = command, _commit()
@@ -116,10 +121,11 @@ def run_time(args: argparse.Namespace, command: str) -> int:
         with modelport.load(res.bundles[target], threads=args.threads) as session:
             specs = list(session.inputs.values())
             got = next(iter(run_session(session, fit_set(evalset, specs)).values()))
-            teacher_ms, ms = clock.against(session, fit_arrays(pool, specs))
+            timed = clock.against(session, fit_arrays(pool, specs))
         rows.append({"model": f"{manifest['recipe']['name']}" + (" (Q/DQ)" if qat else ""),
-                     "runtime": target, "b1_ms": ms, "teacher_b1_ms": teacher_ms,
-                     "speedup": teacher_ms / ms,
+                     "runtime": target, "b1_ms": timed["latency_ms"], **timed,
+                     "speedup": timed["teacher_ms"] / timed["latency_ms"],
+                     "speedup_p50": timed["teacher_p50_ms"] / timed["p50_ms"],
                      "proxy_eval": similarity_spearman(got.astype("float64"),
                                                        ref.astype("float64"))})
     clock.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
+import time
 from pathlib import Path
 
 log = logging.getLogger("modelport")
@@ -58,6 +60,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--epochs", type=int, default=3, help="distillation epochs per candidate")
     g.add_argument("--max-candidates", type=int, default=6,
                    help="stop after this many measured candidates")
+    g.add_argument("--threads", type=int, default=None,
+                   help="threads of every timed session, the torch teacher's and the "
+                        "students' alike (default: each runtime's own; 1 on a busy machine, "
+                        "where torch's OpenMP threads slow down far more than a runtime's)")
     p.set_defaults(func=cmd_compress)
 
 
@@ -91,6 +97,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 def _search(args: argparse.Namespace) -> int:
     from modelport.errors import BundleExists, UsageError
+    from modelport.passes.goal_measure import Timing
     from modelport.passes.goal_search import SearchSettings, parse_goal, search
 
     if args.recipe is not None:
@@ -102,16 +109,27 @@ def _search(args: argparse.Namespace) -> int:
         raise UsageError("--goal needs --target, the backend the student is timed on "
                          "(e.g. openvino:cpu:int8)")
     for flag, value, low in (("--augment", args.augment, 0), ("--epochs", args.epochs, 1),
-                             ("--max-candidates", args.max_candidates, 1)):
+                             ("--max-candidates", args.max_candidates, 1),
+                             ("--threads", 1 if args.threads is None else args.threads, 1)):
         if value < low:
             raise UsageError(f"{flag} must be at least {low}, got {value}")
     if args.out.exists() and not args.force:
         raise BundleExists(f"'{args.out}' exists already: pass --force to replace it")
     settings = SearchSettings(epochs=args.epochs, augment=args.augment, max_steps=args.max_steps,
-                              max_time=args.max_time, max_candidates=args.max_candidates)
-    report = search(args.model, speed=speed, keep=args.keep, target=args.target, out=args.out,
-                    force=args.force, calib=args.calib, eval=args.eval, settings=settings,
-                    progress=not args.quiet)
+                              max_time=args.max_time, max_candidates=args.max_candidates,
+                              timing=Timing(threads=args.threads))
+    started = time.time()
+    try:
+        report = search(args.model, speed=speed, keep=args.keep, target=args.target,
+                        out=args.out, force=args.force, calib=args.calib, eval=args.eval,
+                        settings=settings, progress=not args.quiet)
+    except KeyboardInterrupt:
+        written = args.out / "search.json"
+        if written.is_file() and written.stat().st_mtime >= started:
+            print(f"interrupted: the best candidate so far is in {args.out} (search.json "
+                  "lists every candidate measured)", file=sys.stderr)
+            return 130
+        raise
     far = report["best_vs_goal"]
     print(f"{report['stopped']}: best candidate {report['best']} runs {far['speed']:.2f}x the "
           f"torch teacher on {args.target} and keeps {far['keep']:.3f} of its "

@@ -107,12 +107,12 @@ class Search:
         self.settings = settings or SearchSettings()
         self.progress = progress
         self.on_candidate = on_candidate
-        self.work = Path(tempfile.mkdtemp(prefix="modelport-search-"))
         self.deadline = (time.monotonic() + self.settings.max_time
                          if self.settings.max_time else None)
         self.env = prepare_search(model, target=target, calib=calib, eval=eval,
                                   settings=self.settings, progress=progress,
                                   should_stop=self.out_of_time)
+        self.work = Path(tempfile.mkdtemp(prefix="modelport-search-"))
         self.state = SearchState(goal=speed, keep=keep, target=target, metric=self.env.metric,
                                  teacher=self.env.teacher_record, data=self.env.data_record)
         self.ruled_out: set[Shape] = set()
