@@ -61,3 +61,16 @@ def test_unreachable_ray_address_fails_in_seconds_naming_it(tmp_path):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot reach the Ray cluster at '127.0.0.1:6399'" in lines[0]
     assert not (tmp_path / "r").exists()
+
+
+def test_a_kind_without_bf16_gets_a_row_for_bf16_and_the_rest_builds():
+    from modelport.sweep.build_task import split_buildable
+    from modelport.sweep.plan import kind_features
+
+    buildable, skipped = split_buildable(("openvino:cpu:fp32", "openvino:cpu:bf16"),
+                                         kind_features("x86_64:avx2"))
+    assert buildable == ["openvino:cpu:fp32"]
+    assert skipped[0]["target"] == "openvino:cpu:bf16" and skipped[0]["status"] == "unavailable"
+    assert "kind avx2 has no bf16 arithmetic" in skipped[0]["reason"]
+    buildable, _ = split_buildable(("openvino:cpu:bf16",), kind_features("x86_64:amx-bf16"))
+    assert buildable == ["openvino:cpu:bf16"]  # built for an AMX device, whatever builds it

@@ -39,7 +39,7 @@ def run_build(job: BuildJob, *, node_id: str | None = None, cpu_kind: str | None
         if job.recipe is not None:
             model = _compress(job, model, work, calib, evalset, progress)
             reference = file_payload(model, Path(model))
-        buildable, skipped = split_buildable(job.targets)
+        buildable, skipped = split_buildable(job.targets, kind_features(job.cpu_kind))
         if not buildable:
             return BuildOutcome(job.key, skipped, {}, reference, node_id, cpu_kind,
                                 seconds=time.perf_counter() - start)
@@ -60,8 +60,11 @@ def run_build(job: BuildJob, *, node_id: str | None = None, cpu_kind: str | None
         shutil.rmtree(work, ignore_errors=True)
 
 
-def split_buildable(targets: tuple[str, ...]) -> tuple[list[str], list[dict[str, Any]]]:
-    """Targets this node can build, and a row for each it cannot (export would refuse them all)."""
+def split_buildable(targets: tuple[str, ...], cpu_features: tuple[str, ...] | None = None
+                    ) -> tuple[list[str], list[dict[str, Any]]]:
+    """Targets this node can build for a CPU with ``cpu_features`` (the devices' kind), and a
+    row for each it cannot (export would refuse them all): bf16 for a kind without bf16 is one
+    such row, the other targets still build."""
     from modelport import registry
     from modelport.bench import statuses
     from modelport.specs import Target
@@ -69,9 +72,15 @@ def split_buildable(targets: tuple[str, ...]) -> tuple[list[str], list[dict[str,
     buildable, skipped = [], []
     for text in targets:
         target = Target.parse(text)
-        avail = registry.get_backend(target.runtime).availability(target)
-        if avail.ok:
+        backend = registry.get_backend(target.runtime)
+        avail = backend.availability(target)
+        refusal = backend.build_refusal(target, cpu_features) if avail.ok else None
+        if avail.ok and not refusal:
             buildable.append(text)
+        elif refusal:
+            skipped.append({"target": text, "precision": str(target.precision),
+                            "status": statuses.UNAVAILABLE, "available": False,
+                            "reason": f"not built for this CPU kind: {refusal}"})
         else:
             skipped.append({"target": text, "precision": str(target.precision),
                             "status": statuses.UNAVAILABLE, "available": False,
