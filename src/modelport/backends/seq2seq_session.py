@@ -1,8 +1,8 @@
 """Seq2SeqSession: generation over the two graphs of an encoder-decoder bundle, on any runtime.
 
-The encoder graph (models.hf.seq2seq) runs once per input batch and returns the first step's
-logits, the self-attention cache after it and the cross-attention cache; every later token is
-one decoder-graph call with both caches. Greedy and beam search follow transformers'
+The encoder graph (models.hf.seq2seq) runs once per input batch and returns the
+cross-attention cache; every token, the first included (with an empty self-attention past),
+is one decoder-graph call with both caches. Greedy and beam search follow transformers'
 ``generate`` (same rules from the folder's generation config, same beam bookkeeping:
 backends.seq2seq_beam), so FP32 bundles give transformers' tokens.
 """
@@ -30,8 +30,8 @@ class Seq2SeqSession(Session):
         self.encoder, self.decoder, self.rules = encoder, decoder, rules
         self.max_source_length = max_source_length
         self.cross_names = [n for n in encoder.outputs if n.startswith("cross.")]
-        self.present_names = [n for n in encoder.outputs if n.startswith("present.")]
-        #: seconds of the last generate(): the encoder call and each decoder step
+        self.present_names = [n for n in decoder.outputs if n.startswith("present.")]
+        #: seconds of the last generate(): the encoder call + first step, each later step
         self.timings: dict[str, Any] = {}
 
     # -- the graphs ---------------------------------------------------------------------
@@ -48,11 +48,15 @@ class Seq2SeqSession(Session):
 
     def encode(self, ids: np.ndarray, mask: np.ndarray
                ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """(first-step logits [b, vocab], self cache as pasts, cross cache)."""
-        start = np.full((ids.shape[0], 1), self.rules.decoder_start_token_id, np.int64)
-        out = self._call(self.encoder, {"input_ids": ids, "attention_mask": mask,
-                                        "decoder_input_ids": start})
-        return out["logits"][:, -1, :], self.pasts(out), {n: out[n] for n in self.cross_names}
+        """The encoder graph, then the first decoder step (empty past): (its logits [b, vocab],
+        the self cache as pasts, the cross cache)."""
+        out = self._call(self.encoder, {"input_ids": ids, "attention_mask": mask})
+        cross = {n: out[n] for n in self.cross_names}
+        empty = {n: np.zeros((*v.shape[:2], 0, v.shape[3]), np.float32)
+                 for n, v in ((n.replace("cross.", "past.", 1), v) for n, v in cross.items())}
+        start = np.full(ids.shape[0], self.rules.decoder_start_token_id, np.int64)
+        logits, past = self.step(start, mask, empty, cross)
+        return logits, past, cross
 
     def step(self, tokens: np.ndarray, mask: np.ndarray, past: Mapping[str, np.ndarray],
              cross: Mapping[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -1,13 +1,12 @@
 """An encoder-decoder checkpoint (T5, BART, Marian, Pegasus, mBART, ...) as two graphs.
 
-- ``encoder`` (input_ids [batch, src], attention_mask [batch, src], decoder_input_ids
-  [batch, 1]) -> logits [batch, 1, vocab] of the first decoder step, ``present.{i}.key/value``
-  (the self-attention cache after that step) and ``cross.{i}.key/value`` [batch, heads, src,
-  head_dim] (the cross-attention cache, computed once here). The first decoder step rides in
-  the encoder graph because the cross-attention cache needs the decoder's projections anyway.
+- ``encoder`` (input_ids [batch, src], attention_mask [batch, src]) ->
+  ``cross.{i}.key/value`` [batch, heads, src, head_dim]: the cross-attention cache, computed
+  once per input.
 - ``decoder`` (decoder_input_ids [batch, 1], attention_mask [batch, src], ``past.{i}.key/value``
   [batch, heads, past, head_dim], ``cross.{i}.key/value``) -> logits [batch, 1, vocab] and
-  ``present.{i}.key/value`` [batch, heads, past + 1, head_dim]: every later step.
+  ``present.{i}.key/value`` [batch, heads, past + 1, head_dim]: every step, the first with an
+  empty past (past = 0), so one decoder graph serves the first and later steps.
 
 The session (``backends.seq2seq_session``) feeds presents back as pasts. Both modules call the
 transformers model itself with an ``EncoderDecoderCache``, so no family's layers are copied.
@@ -48,23 +47,27 @@ def _flat(cache: Any) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
 
 
 class EncoderStep(torch.nn.Module):
-    """The encoder, the cross-attention cache and the first decoder step."""
+    """The encoder and the cross-attention cache (one decoder call on the start token, of
+    which only the cross-attention keys/values are kept: the exporter drops the rest, so the
+    graph holds the encoder and the decoder's cross-attention projections only)."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, start: int) -> None:
         super().__init__()
         self.model = model
+        self.start = start
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                decoder_input_ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+                ) -> tuple[torch.Tensor, ...]:
         from transformers import DynamicCache, EncoderDecoderCache
 
         # no config: it would size the caches by the encoder's layer count (T5's num_layers)
         cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+        start = torch.full((input_ids.shape[0], 1), self.start, dtype=input_ids.dtype)
         out = self.model(input_ids=input_ids, attention_mask=attention_mask,
-                         decoder_input_ids=decoder_input_ids, use_cache=True,
+                         decoder_input_ids=start, use_cache=True,
                          **{cache_kwarg(self.model): cache})
-        own, cross = _flat(out.past_key_values)
-        return (out.logits, *own, *cross)
+        _, cross = _flat(out.past_key_values)
+        return tuple(cross)
 
 
 class DecoderStep(torch.nn.Module):

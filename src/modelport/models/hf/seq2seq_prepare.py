@@ -68,7 +68,7 @@ def graph_specs(layers: int, heads: int, head_dim: int, vocab: int
     source = [TensorSpec("input_ids", "int64", ("batch", "src")),
               TensorSpec("attention_mask", "int64", ("batch", "src"))]
     start = TensorSpec("decoder_input_ids", "int64", ("batch", 1))
-    return {"encoder": ([*source, start], [logits, *present, *cross]),
+    return {"encoder": (source, cross),
             "decoder": ([start, source[1], *past, *cross], [logits, *present])}
 
 
@@ -112,11 +112,12 @@ def prepare_seq2seq(plan: FolderPlan, model: Any) -> PreparedModel:
     past = [n for n in names["decoder"][0] if n.startswith("past.")]
     cross = [n for n in names["decoder"][0] if n.startswith("cross.")]
     d_model = int(getattr(model.config, "d_model", None) or model.config.hidden_size)
-    encoder = Named(EncoderStep(model).eval(), names["encoder"][0], [], [])
+    generation = generation_config(model)
+    encoder = Named(EncoderStep(model, int(generation["decoder_start_token_id"])).eval(),
+                    names["encoder"][0], [], [])
     decoder = Named(DecoderStep(model, layers, d_model).eval(), names["decoder"][0][:2],
                     past, cross)
     path = plan.folder.path
-    generation = generation_config(model)
     limit = source_limit(config)
     prefixes = task_prefixes(config)
     preprocessing = {"task": TASK, "generation_config": "generation_config.json",
@@ -126,24 +127,23 @@ def prepare_seq2seq(plan: FolderPlan, model: Any) -> PreparedModel:
     return PreparedModel(
         name=path.resolve().name, source=f"{path} (Hugging Face folder, {TASK})", task=TASK,
         inputs=specs["encoder"][0], output_names=names["encoder"][1],
-        example_inputs=example_feeds(int(generation["decoder_start_token_id"])),
+        example_inputs=example_feeds(),
         module=Seq2SeqModules(model, encoder, decoder, specs).eval(),
         tokenizer_json=plan.tokenizer_json, max_length=limit or 512,
         metadata={"hf_folder": str(path.resolve()), "hf_task": TASK,
                   "task_detected_from": plan.choice.how,
                   "architectures": plan.folder.architectures,
                   "model_type": plan.folder.model_type,
-                  "graphs": "encoder (+ first decoder step, cross-attention cache), decoder "
-                            "(one step, self-attention cache in/out)",
+                  "graphs": "encoder (cross-attention cache), decoder (one step, "
+                            "self-attention cache in/out; the first step with an empty past)",
                   "generation_not_applied": unsupported(generation)},
         preprocessing=preprocessing,
         bundle_files={"generation_config.json": json.dumps(generation, indent=1).encode()},
     )
 
 
-def example_feeds(start: int, *, batch: int = 2, src: int = 5) -> dict[str, np.ndarray]:
+def example_feeds(*, batch: int = 2, src: int = 5) -> dict[str, np.ndarray]:
     ids = (np.arange(batch * src).reshape(batch, src) % 7 + 3).astype(np.int64)
     mask = np.ones_like(ids)
     mask[1, -1] = 0
-    return {"input_ids": ids, "attention_mask": mask,
-            "decoder_input_ids": np.full((batch, 1), start, np.int64)}
+    return {"input_ids": ids, "attention_mask": mask}
