@@ -74,7 +74,10 @@ def render(plan: dict[str, Any]) -> str:
         f"inputs       {', '.join(spec(s) for s in plan['inputs'])}",
         f"outputs      {', '.join(spec(s) for s in plan['outputs'])}",
     ]
-    if plan["modality"] == "text":
+    if plan["task"] == "text2text-generation":  # refused past the limit, never cut
+        lines.append("text         tokenizer.json in the bundle; an encoder and a decoder graph "
+                     "(docs/encoder-decoder.md)")
+    elif plan["modality"] == "text":
         lines.append(f"text         tokenizer.json in the bundle, truncated to "
                      f"{plan['max_length']} tokens")
     if pre.get("image"):
