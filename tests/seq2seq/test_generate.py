@@ -94,6 +94,7 @@ def test_run_text_prints_decoded_text_with_task_prefix(t5_bundles, tmp_path, cap
     (["--text", "the cat", "--num-beams", "0"], "--num-beams must be >= 1"),
     (["--text", "   "], "input text is empty"),
     (["--text", " ".join(["the cat"] * 30)], "longer than the model's context length 48"),
+    (["--text", "the cat", "--max-new-tokens", "60"], "exceeds the decoder's 48 positions"),
 ])
 def test_bad_input_is_one_line_exit_2(bart_bundles, args, message, capsys):
     from modelport.cli import main

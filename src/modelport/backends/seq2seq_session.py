@@ -90,6 +90,11 @@ class Seq2SeqSession(Session):
         if isinstance(new, bool) or not isinstance(new, (int, np.integer)) or new < 1:
             raise InputError(f"max_new_tokens must be an integer >= 1, got {new!r}")
         max_length = int(new) + 1
+        if self.max_source_length is not None and max_length > self.max_source_length:
+            # BART, Marian, Pegasus: the decoder's position table is as long as the encoder's
+            raise InputError(f"max_new_tokens {new} + the start token exceeds the decoder's "
+                             f"{self.max_source_length} positions: lower --max-new-tokens to at "
+                             f"most {self.max_source_length - 1}")
         t0 = time.perf_counter()
         logits, past, cross = self.encode(ids, mask)
         self.timings = {"encoder_s": time.perf_counter() - t0, "steps_s": []}
