@@ -90,7 +90,9 @@ class SearchState:
     started: float = dataclasses.field(default_factory=time.monotonic)
 
     def best(self) -> dict[str, Any] | None:
-        return min(self.candidates, key=lambda c: (c["shortfall"], -c["speed"]), default=None)
+        """The student nearest to both goals (the teacher only while no student is measured)."""
+        pool = [c for c in self.candidates if c.get("shape")] or self.candidates
+        return min(pool, key=lambda c: (c["shortfall"], -c["speed"]), default=None)
 
 
 class Search:
@@ -140,8 +142,9 @@ class Search:
         env, st = self.env, self.state
         self.say(f"teacher: {env.teacher_ms:.2f} ms at batch 1 in torch FP32; {st.metric} "
                  f"{env.teacher_value:.4f} on {st.data['validation_samples']} validation rows")
-        self._record(self._measure_teacher())
-        if self._done():
+        self._record(self._measure_teacher())  # a reference: only a student ends the search
+        if self.out_of_time():
+            st.stopped = "--max-time reached"
             return
         tried: list[Shape] = []
         retrained = False

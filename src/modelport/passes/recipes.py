@@ -74,6 +74,19 @@ BUILTIN_RECIPES: dict[str, dict[str, Any]] = {
         "passes": [{"prune-structured": {"ratio": 0.5, "heads": 0.5}},
                    {"distill": {"loss": "cosine", "augment": 8000}}],
     },
+    "minilm-5x": {
+        "description": "the outcome of `compress builtin:minilm --goal speed=5x --keep 0.97 "
+                       "--target openvino:cpu:int8` (experiments/compress_goal.py, "
+                       "docs/compression.md): a quarter of the attention heads pruned (Taylor), "
+                       "distilled on embedding + hidden states + attention maps over the "
+                       "calibration sentences and 4000 augmented rows; export it to "
+                       "openvino:cpu:int8",
+        "model": "builtin:minilm",
+        "train": {"epochs": 2, "lr": 2e-4, "batch_size": 32, "patience": 2},
+        "passes": [{"prune-structured": {"ratio": 0.0, "heads": 0.25, "importance": "taylor"}},
+                   {"distill": {"epochs": 2, "lr": 2e-4, "batch_size": 32, "hidden_weight": 1.0,
+                                "attention_weight": 1.0, "augment": 4000}}],
+    },
 }
 
 
