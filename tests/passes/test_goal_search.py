@@ -179,3 +179,20 @@ def test_goal_flag_errors_are_one_line(tiny, tmp_path, capsys):
     assert main(["compress", str(model), "--out", str(out)]) == 2
     assert "--recipe" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_attention_map_is_a_distribution_over_real_tokens():
+    import torch
+
+    from modelport.passes.distill import attention_map
+
+    torch.manual_seed(0)
+    q, k = torch.randn(2, 5, 8), torch.randn(2, 5, 8)  # 2 heads of 4
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    p = attention_map(q, k, 4, mask)
+    assert p.shape == (2, 5, 5)
+    assert torch.allclose(p.sum(-1), torch.ones(2, 5))
+    assert float(p[0, :, 3:].abs().max()) == 0.0  # padding keys get no weight
+    heads = (q.view(2, 5, 2, 4).transpose(1, 2) @ k.view(2, 5, 2, 4).transpose(1, 2)
+             .transpose(-1, -2) / 2.0).softmax(-1).mean(1)
+    assert torch.allclose(p[1], heads[1], atol=1e-6)  # no padding: plain softmax, head mean
