@@ -154,16 +154,21 @@ def test_ctrl_c_writes_the_best_so_far_as_a_complete_folder(tiny, tmp_path):
     assert len(search_report["candidates"]) == 1
 
 
-def test_max_time_stops_and_writes_the_best_so_far(tiny, tmp_path):
-    from modelport.passes.goal_search import search
+def test_max_time_stops_and_writes_the_best_so_far(tiny, tmp_path, capsys):
+    """Through the CLI: --max-time parsed by the shared duration parser, the summary printed."""
+    from modelport.cli import main
 
     model, calib = tiny
     out = tmp_path / "timed"
-    report = search(str(model), speed=1.0, keep=1.01, target=FP32, out=out,
-                    calib=str(calib), settings=_settings(max_time=0.001), progress=False)
+    assert main(["compress", str(model), "--calib", str(calib), "--goal", "speed=1x",
+                 "--keep", "1.01", "--target", FP32, "--out", str(out), "--max-time", "0.001",
+                 "--max-steps", "2", "--json", str(tmp_path / "search.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "--max-time reached" in printed and f"--target {FP32}" in printed
+    report = _complete(out)
     assert report["stopped"] == "--max-time reached"
     assert len(report["candidates"]) == 1  # the teacher's own measurement, then time was up
-    _complete(out)
+    assert json.loads((tmp_path / "search.json").read_text())["best"] == report["best"]
 
 
 def test_goal_flag_errors_are_one_line(tiny, tmp_path, capsys):
