@@ -246,12 +246,12 @@ def plan_targets(targets: Sequence[str | Target], dest: Destination,
         if not avail.ok:
             error = _UNAVAILABLE_ERROR.get(avail.kind, TargetUnavailable)
             raise error(f"cannot build {target}: {avail.reason}")
-        if backend.bundleable and (dest.out / target.slug).exists() and not dest.force:
-            raise BundleExists(f"'{dest.out / target.slug}' exists already: pass --force to "
-                               "replace it")
         refusal = backend.build_refusal(target, options.cpu_features)
         if refusal:  # e.g. bf16 for a CPU without bf16 (this one, or --cpu-features)
             raise TargetUnavailable(f"cannot build {target}: {refusal}")
+        if backend.bundleable and (dest.out / target.slug).exists() and not dest.force:
+            raise BundleExists(f"'{dest.out / target.slug}' exists already: pass --force to "
+                               "replace it")
         plan.append((target, backend))
     return plan
 
