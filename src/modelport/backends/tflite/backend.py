@@ -69,12 +69,32 @@ class TFLiteBackend(Backend):
 
     def build(self, model, target: Target, calib, workdir: Path, options: BuildOptions) -> Artifact:
         require(RUNTIME_MODULE, extra=self.extra, what="TFLite")
+        from modelport.backends.tflite.variants import build_chosen, weighs_variants
+
+        if target.precision == Precision.INT8 and weighs_variants(
+                model.onnx_artifact.path, calib, options.cnn_recipe):
+            artifact = build_chosen(
+                lambda fit, recipe, where: self._build_one(model, target, fit, calib, where,
+                                                           options, recipe),
+                model, calib, workdir)
+        else:
+            artifact = self._build_one(model, target, calib, calib, workdir, options,
+                                       options.cnn_recipe)
+        # an INT8 no form of which meets the budget faster than FP32: the refusal says why
+        note = artifact.info.get("int8_refusal_note")
+        self.budget_hint = f"{note}; {type(self).budget_hint}" if note else type(self).budget_hint
+        return artifact
+
+    def _build_one(self, model, target: Target, fit, calib, workdir: Path, options: BuildOptions,
+                   recipe) -> Artifact:
+        """One build with the CNN recipe ``recipe`` (its statistics from ``fit``; the
+        converter calibrates on ``calib``)."""
         from modelport.backends.tflite.convert import convert
         from modelport.graph_prep.recipe import int8_graph, with_onnx
 
         # the CNN recipe before full-integer conversion; the prepared graph is also the one the
         # conversion is checked against, so a replaced ReLU6 is not a conversion error
-        with int8_graph(model.onnx_artifact.path, calib, options.cnn_recipe,
+        with int8_graph(model.onnx_artifact.path, fit, recipe,
                         when=target.precision == Precision.INT8) as (src, prep):
             artifact = convert(with_onnx(model, src), target, calib, workdir, options.of(self),
                                min_cosine=options.budget_or_default().min_cosine,
@@ -83,9 +103,6 @@ class TFLiteBackend(Backend):
             prep = {"graph_prep": {**prep["graph_prep"], "applied": False, "reason":
                                    "converted from the torch module, not the prepared ONNX"}}
         artifact.info.update(prep)
-        # an INT8 no form of which meets the budget faster than FP32: the refusal says why
-        note = artifact.info.get("int8_refusal_note")
-        self.budget_hint = f"{note}; {type(self).budget_hint}" if note else type(self).budget_hint
         return artifact
 
     def load(self, path: Path, *, target: Target, inputs: list[TensorSpec],
