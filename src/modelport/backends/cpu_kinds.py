@@ -113,6 +113,16 @@ def refuse_bf16(target: Any, cpu_features: Iterable[str] | None) -> str | None:
     return bf16_refusal(host_features() if cpu_features is None else cpu_features)
 
 
+def runnable_here(target: Any, installed: Any) -> Any:
+    """``Backend.runnable`` of a backend with bf16 CPU targets: what ``installed`` (an
+    Availability) says, unless the target is bf16 and this CPU has no bf16 arithmetic."""
+    if installed.ok:
+        refusal = refuse_bf16(target, None)
+        if refusal:
+            return type(installed).unsupported(refusal)
+    return installed
+
+
 def bf16_assumed(cpu_features: Iterable[str] | None) -> dict[str, Any]:
     """Manifest facts of a bf16 build: the one bf16 feature it needs (``cpu_recipes.check_host``
     warns when the bundle is loaded on a CPU without it) and the kind built for."""

@@ -102,14 +102,9 @@ class OpenVINOBackend(Backend):
     def runnable(cls, target: Target) -> Availability:
         """Running a bundle: openvino alone (no nncf, no torch), the device, and bf16
         arithmetic for a bf16 CPU target."""
-        avail = cls._installed(target)
-        if avail.ok:
-            from modelport.backends.cpu_kinds import refuse_bf16
+        from modelport.backends.cpu_kinds import runnable_here
 
-            refusal = refuse_bf16(target, None)
-            if refusal:
-                return Availability.unsupported(refusal)
-        return avail
+        return runnable_here(target, cls._installed(target))
 
     @classmethod
     def _installed(cls, target: Target) -> Availability:

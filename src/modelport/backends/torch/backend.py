@@ -52,14 +52,9 @@ class TorchBackend(Backend):
 
     @classmethod
     def runnable(cls, target: Target) -> Availability:
-        avail = cls.availability(target)
-        if avail.ok:
-            from modelport.backends.cpu_kinds import refuse_bf16
+        from modelport.backends.cpu_kinds import runnable_here
 
-            refusal = refuse_bf16(target, None)
-            if refusal:
-                return Availability.unsupported(refusal)
-        return avail
+        return runnable_here(target, cls.availability(target))
 
     @classmethod
     def runtime_version(cls) -> str:
