@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from modelport.errors import UsageError
-
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -39,24 +37,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_triton_repo)
 
 
-def parse_names(given: list[str]) -> list[tuple[str, str]]:
-    """``NAME=BUNDLE`` flags as (bundle, name) pairs."""
-    out = []
-    for item in given:
-        name, sep, bundle = item.partition("=")
-        if not sep or not name.strip() or not bundle.strip():
-            raise UsageError(f"--name takes NAME=BUNDLE (like --name minilm=out/onnxruntime-cpu-"
-                             f"fp32); got '{item}'")
-        out.append((bundle.strip(), name.strip()))
-    return out
-
-
 def cmd_triton_repo(args: argparse.Namespace) -> int:
+    from modelport.serve.names import bundles_with_names
     from modelport.serve.triton_repo import RepoOptions, write_repo
 
-    named = parse_names(args.name)
-    named_paths = {Path(b).resolve() for b, _ in named}
-    bundles = [*named, *((b, None) for b in args.bundles if Path(b).resolve() not in named_paths)]
+    bundles = bundles_with_names(args.bundles, args.name)
     options = RepoOptions(max_batch=args.max_batch, dynamic_batching=not args.no_dynamic_batching,
                           max_batch_delay_ms=args.max_batch_delay_ms, instances=args.instances)
     plans = write_repo(bundles, args.out, options=options, force=args.force)

@@ -141,20 +141,18 @@ def open_models(paths: Sequence[str | Path], names: Sequence[str], options: Serv
                 ) -> list[ServedModel]:
     """The bundles of `modelport serve BUNDLE... --name NAME=BUNDLE...`: each named after its
     manifest unless --name says otherwise; two models of one name are refused."""
-    named: dict[str, str] = {}
-    for item in names:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise UsageError(f"--name takes NAME=BUNDLE, got '{item}'")
-        check_name(name)
-        named[path] = name
-    all_paths = [*paths, *(p for p in named if p not in {str(q) for q in paths})]
-    if not all_paths:
+    from modelport.serve.names import bundles_with_names
+
+    bundles = bundles_with_names(paths, names)
+    for _, name in bundles:
+        if name is not None:
+            check_name(name)
+    if not bundles:
         raise UsageError("give at least one BUNDLE to serve")
     models: list[ServedModel] = []
     try:
-        for path in all_paths:
-            served = ServedModel.open(path, name=named.get(str(path)),
+        for path, name in bundles:
+            served = ServedModel.open(path, name=name,
                                       instances=options.instances,
                                       threads=options.session_threads())
             models.append(served)

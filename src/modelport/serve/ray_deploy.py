@@ -91,13 +91,9 @@ def bundle_args(paths: Sequence[str | Path], names: Sequence[str]) -> tuple[list
     """The bundles as absolute paths (a replica's working folder is not the driver's), each
     opened and checksummed here first, so a wrong path is one line before anything deploys."""
     from modelport.bundle import open_bundle
+    from modelport.serve.names import parse_name_flags
 
-    named = []
-    for item in names:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise UsageError(f"--name takes NAME=BUNDLE, got '{item}'")
-        named.append(f"{name}={Path(path).resolve()}")
+    named = [f"{name}={Path(path).resolve()}" for path, name in parse_name_flags(names)]
     resolved = [str(Path(p).resolve()) for p in paths]
     for path in [*resolved, *(n.split("=", 1)[1] for n in named)]:
         open_bundle(path)
