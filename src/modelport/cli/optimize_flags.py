@@ -10,20 +10,25 @@ from modelport.cli.common import parse_duration
 from modelport.errors import UsageError
 
 
-def add_optimize_args(p: argparse.ArgumentParser) -> None:
+def add_optimize_args(p: argparse.ArgumentParser, *, helps: dict[str, str] | None = None
+                      ) -> None:
+    """``helps``: flag -> help text where a command searches differently (sweep)."""
     from modelport.optimize.settings import DEFAULT_MAX_TIME, OBJECTIVES
 
+    helps = helps or {}
     p.add_argument("--optimize", default=None, choices=OBJECTIVES,
-                   help="measure candidate recipes for each target on this machine (INT8 forms, "
-                        "the peers' plain recipes, threads, OpenVINO streams and hints, ONNX "
-                        "Runtime graph level and fusions) and ship the fastest within the "
-                        "accuracy budget: latency = p50 at batch 1, throughput = samples/s at "
-                        "batch 32; every candidate's figures go to the manifest and the table, "
-                        "the chosen runtime settings are re-applied at load")
+                   help=helps.get("--optimize") or
+                   "measure candidate recipes for each target on this machine (INT8 forms, "
+                   "the peers' plain recipes, threads, OpenVINO streams and hints, ONNX "
+                   "Runtime graph level and fusions) and ship the fastest within the "
+                   "accuracy budget: latency = p50 at batch 1, throughput = samples/s at "
+                   "batch 32; every candidate's figures go to the manifest and the table, "
+                   "the chosen runtime settings are re-applied at load")
     p.add_argument("--max-time", type=parse_duration, default=None, metavar="DURATION",
-                   help="bound of a search per target, e.g. 10m, 90s, 1h: no new candidate "
-                        "starts after it and the best so far ships (default "
-                        f"{DEFAULT_MAX_TIME / 60:.0f}m)")
+                   help=(helps.get("--max-time") or
+                         "bound of a search per target, e.g. 10m, 90s, 1h: no new candidate "
+                         "starts after it and the best so far ships") +
+                   f" (default {DEFAULT_MAX_TIME / 60:.0f}m)")
     p.add_argument("--no-search-cache", action="store_true",
                    help="--optimize: search again even when this model was searched on this "
                         "kind of CPU before ($MODELPORT_SEARCH_CACHE, else "

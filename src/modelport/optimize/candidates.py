@@ -102,10 +102,16 @@ def proposer(backend: str) -> Callable[[ProposalContext], Proposal] | None:
 def thread_counts(ctx: ProposalContext) -> list[int | None]:
     """None (the runtime's default: every core) and fewer threads: on a shared or small model
     one or half the cores can beat all of them (less synchronisation)."""
-    if ctx.threads:  # the user's --threads: loaded with it, not searched
+    return thread_choices(ctx.threads, ctx.cores)
+
+
+def thread_choices(threads: int | None, cores: int) -> list[int | None]:
+    """``thread_counts`` for a machine with ``cores`` (a sweep's device re-derives them for its
+    own core count: the candidates were proposed on the build node)."""
+    if threads:  # the user's --threads: loaded with it, not searched
         return [None]
     counts: list[int | None] = [None]
-    for n in (ctx.cores // 2, 1):
-        if n >= 1 and n not in counts and n != ctx.cores:
+    for n in (cores // 2, 1):
+        if n >= 1 and n not in counts and n != cores:
             counts.append(n)
     return counts

@@ -14,6 +14,7 @@ measured so far ships (a search cut short is not cached).
 from __future__ import annotations
 
 import copy
+import importlib
 import logging
 import os
 import shutil
@@ -33,6 +34,9 @@ log = logging.getLogger("modelport")
 #: shares of --max-time after which no new recipe is built / no runtime setting is tried: the
 #: rest is for timing what was built (on MiniLM a build takes minutes, a timing round seconds)
 BUILD_SHARE, RUNTIME_SHARE = 0.6, 0.8
+#: ``SearchSettings.candidates_out``: build and check here, time on a sweep's devices (by name:
+#: that module builds on ``_Run``)
+PREBUILD = "modelport.optimize.prebuild:prebuild"
 #: the fidelity figures a candidate's record keeps
 _FIDELITY_KEYS = ("cosine_mean", "cosine_min", "top1_agreement", "accuracy", "accuracy_drop")
 
@@ -73,8 +77,12 @@ def build_or_search(ctx: Any, target: Any, backend: Any, calib: Any, workdir: An
         artifact = _from_cache(ctx, target, backend, calib, workdir, proposal, hit)
         if artifact is not None:
             return artifact
-    return _Run(ctx, target, backend, calib, workdir, lambda session, inputs: check(
-        ctx, session, inputs), settings, pctx, proposal, key).go()
+    run = _Run(ctx, target, backend, calib, workdir, lambda session, inputs: check(
+        ctx, session, inputs), settings, pctx, proposal, key)
+    if settings.candidates_out is not None:  # a sweep: built here, timed on its devices
+        module, _, name = PREBUILD.partition(":")
+        return getattr(importlib.import_module(module), name)(run)
+    return run.go()
 
 
 def proposal_context(ctx: Any, target: Any, settings: SearchSettings) -> ProposalContext:

@@ -30,6 +30,10 @@ class SearchSettings:
     #: a non-default runtime setting (threads, streams, graph level) must beat the default by
     #: this fraction to be chosen: "measure, keep only what wins", not what wins by noise
     margin: float = 0.02
+    #: a folder: build and check every candidate, write each one within budget there as a
+    #: bundle and time none (``modelport sweep --optimize`` times them on its devices:
+    #: ``sweep/search_task.py``); the default recipe is what the export itself ships
+    candidates_out: str | None = None
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:

@@ -45,7 +45,8 @@ def run_build(job: BuildJob, *, node_id: str | None = None, cpu_kind: str | None
                                 seconds=time.perf_counter() - start)
         # built for the devices' CPU kind, not the build node's: the INT8 recipe follows it
         options = BuildOptions(cpu_features=kind_features(job.cpu_kind),
-                               budget=Budget(output_kind=job.output_kind))
+                               budget=Budget(output_kind=job.output_kind),
+                               search=_search(job, work / "candidates"))
         result = modelport.export(model, buildable, out=work / "bundles", calib=calib,
                                   eval=evalset, bench=None, progress=progress, keep_going=True,
                                   allow_accuracy_drop=True, options=options)
@@ -55,7 +56,8 @@ def run_build(job: BuildJob, *, node_id: str | None = None, cpu_kind: str | None
             data = archive.read_bytes()
             blobs[target] = BundleBlob(target, archive.name, sha256(data), data)
         return BuildOutcome(job.key, [_plain(r) for r in result.rows] + skipped, blobs, reference,
-                            node_id, cpu_kind, seconds=time.perf_counter() - start)
+                            node_id, cpu_kind, seconds=time.perf_counter() - start,
+                            candidates=_candidates(result.bundles, work))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -86,6 +88,30 @@ def split_buildable(targets: tuple[str, ...], cpu_features: tuple[str, ...] | No
                             "status": statuses.UNAVAILABLE, "available": False,
                             "reason": f"cannot be built on the build node: {avail.reason}"})
     return buildable, skipped
+
+
+def _search(job: BuildJob, out: Path):
+    """--optimize: the candidates are built and checked here, bundled, timed on the devices."""
+    if not job.search:
+        return None
+    from modelport.optimize import SearchSettings
+
+    return SearchSettings(**job.search, candidates_out=str(out))
+
+
+def _candidates(bundles: dict[str, Path], work: Path) -> dict[str, list[BundleBlob]]:
+    """Each searched target's candidate bundles within budget, packed (none for a target
+    whose search came from the search cache: it is built with the cached choice)."""
+    from modelport.bundle import pack_bundle
+
+    out: dict[str, list[BundleBlob]] = {}
+    for target, path in bundles.items():
+        folder = work / "candidates" / Path(path).name
+        for cand in sorted(folder.iterdir()) if folder.is_dir() else ():
+            archive = pack_bundle(cand, work / "packed" / f"{path.name}-{cand.name}.tar.gz")
+            data = archive.read_bytes()
+            out.setdefault(target, []).append(BundleBlob(target, archive.name, sha256(data), data))
+    return out
 
 
 def _compress(job: BuildJob, model: str, work: Path, calib: str | None, evalset: str | None,

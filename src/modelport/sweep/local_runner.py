@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from modelport.sweep import device_tasks, steps
+from modelport.sweep import device_tasks, search_steps, steps
 from modelport.sweep.build_task import run_build
 from modelport.sweep.cache import BuildCache
 from modelport.sweep.outcomes import BenchOutcome, BuildOutcome
@@ -26,6 +26,8 @@ def run_local(spec: SweepSpec, *, device: str, cache: BuildCache, progress: Prog
         outcome = cache.get(job.key)
         if outcome is None:
             outcome = _build(job, info.cpu_kind)
+            if search_steps.wants_search(outcome):  # --optimize: the candidates timed here
+                _search(outcome, info, job, progress, spec)
             cache.put(outcome)
         progress.done("build", job.label, "cached" if outcome.cached else
                       ("ok" if outcome.error is None else f"failed: {outcome.error}"),
@@ -47,6 +49,21 @@ def run_local(spec: SweepSpec, *, device: str, cache: BuildCache, progress: Prog
             _time(results, progress, device, job, outcome, target, cache,
                   lambda blob=blob: device_tasks.bench_blob(device, blob, spec.settings))
     return [info], jobs, results
+
+
+def _search(outcome: BuildOutcome, info: DeviceInfo, job: BuildJob, progress: Progress,
+            spec: SweepSpec) -> None:
+    from modelport.sweep.search_task import search_blobs
+
+    progress.add(1)
+    got, failure = None, None
+    try:
+        got = search_blobs(info.name, *search_steps.search_args(outcome),
+                           threads=spec.settings.get("threads"))
+    except Exception as exc:  # noqa: BLE001 - the default recipes ship, the rows say why
+        failure = f"{type(exc).__name__}: {exc}"
+    lines = search_steps.apply_search(outcome, got, info.name, failure)
+    progress.done("search", job.label, "; ".join(lines), device=info.name)
 
 
 def _build(job: BuildJob, kind: str) -> BuildOutcome:

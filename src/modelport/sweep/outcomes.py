@@ -32,6 +32,9 @@ class BuildOutcome:
     error: str | None = None  # the whole build failed (e.g. the model does not load)
     seconds: float | None = None
     cached: bool = False
+    #: --optimize: target -> its candidate bundles within budget, to be timed on a device of
+    #: the build's CPU kind (sweep/search_task.py); empty once the winners replaced ``bundles``
+    candidates: dict[str, list[BundleBlob]] = field(default_factory=dict)
 
     def row(self, target: str) -> dict[str, Any] | None:
         return next((r for r in self.rows if r.get("target") == target), None)

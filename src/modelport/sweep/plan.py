@@ -48,6 +48,8 @@ class SweepSpec:
     #: FP32 targets built only so each INT8/FP16/BF16 row has its runtime's FP32 to be judged
     #: against on every device (speed_verdict.comparison_targets); included in ``targets``
     compare_only: tuple[str, ...] = ()
+    #: --optimize: SearchSettings fields (objective, max_time, cache); None: no search
+    search: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ class BuildJob:
     eval: Payload | None
     key: str  # content hash of everything above + versions: the build cache key
     output_kind: str | None = None  # metrics.Budget.output_kind (part of the key when set)
+    search: dict[str, Any] | None = None  # --optimize (part of the key when set)
 
     @property
     def label(self) -> str:
@@ -75,7 +78,8 @@ def plan_builds(spec: SweepSpec, kinds: list[str]) -> list[BuildJob]:
         for recipe in spec.recipes:
             for kind in sorted(set(kinds)):
                 jobs.append(BuildJob(model, recipe, spec.targets, kind, spec.calib, spec.eval,
-                                     build_key(model, recipe, spec, kind), spec.output_kind))
+                                     build_key(model, recipe, spec, kind), spec.output_kind,
+                                     spec.search))
     return jobs
 
 
@@ -89,4 +93,6 @@ def build_key(model: Payload, recipe: Payload | None, spec: SweepSpec, kind: str
               "eval": spec.eval.digest if spec.eval else None, "cpu_kind": kind}
     if spec.output_kind is not None:  # the verdict (and so the rows) depend on it
         inputs["output_kind"] = spec.output_kind
+    if spec.search is not None:  # candidates timed on the devices, the winners shipped
+        inputs["search"] = spec.search
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:24]

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from modelport.errors import UsageError
-from modelport.sweep import device_tasks, ray_cluster, reference_task, steps
+from modelport.sweep import device_tasks, ray_cluster, reference_task, search_steps, steps
 from modelport.sweep.build_task import run_build
 from modelport.sweep.cache import BuildCache
 from modelport.sweep.outcomes import BuildOutcome
@@ -52,6 +52,7 @@ class _RaySweep:
         self.probe_fn = ray.remote(device_tasks.probe)
         self.build_fn = ray.remote(run_build)
         self.bench_fn = ray.remote(device_tasks.bench_blob)
+        self.search_fn = None  # --optimize: made when a build has candidates
         # torch gets a worker of its own: a reused worker would carry torch's memory into the
         # peak RSS of every bundle timed after it
         self.reference_fn = ray.remote(max_calls=1)(reference_task.bench_reference)
@@ -128,7 +129,8 @@ class _RaySweep:
         except Exception as exc:  # noqa: BLE001 - the build's error or node loss: a row
             outcome = BuildOutcome(job.key, [], error=_reason(self.ray, exc, build=True))
         else:
-            self.cache.put(outcome)
+            if not search_steps.wants_search(outcome):  # else cached once the winners are in
+                self.cache.put(outcome)
         self._built(job, outcome)
 
     def _built(self, job: BuildJob, outcome: BuildOutcome) -> None:
@@ -136,9 +138,44 @@ class _RaySweep:
             "ok" if outcome.error is None else f"failed: {outcome.error}")
         self.progress.done("build", job.label, status, node=outcome.node_id, key=job.key,
                            cpu_kind=job.cpu_kind, bundles=len(outcome.bundles))
+        if search_steps.wants_search(outcome) and self._submit_search(job, outcome):
+            return  # the benches follow the search
         for device in self.devices.values():
             if device.cpu_kind == job.cpu_kind:
                 self._submit_benches(device, job, outcome)
+
+    # -- --optimize: the candidates timed on one device of the build's kind --------------------
+    def _submit_search(self, job: BuildJob, outcome: BuildOutcome) -> bool:
+        from modelport.sweep.search_task import search_blobs
+
+        device = search_steps.searcher(list(self.devices.values()), job.cpu_kind)
+        if device is None:
+            search_steps.apply_search(outcome, None, "any device", "no live device of its kind")
+            return False
+        self.search_fn = self.search_fn or self.ray.remote(search_blobs)
+        self.progress.add(1)
+        ref = self.search_fn.options(**self._device_options(device)).remote(
+            device.name, *search_steps.search_args(outcome),
+            threads=self.spec.settings.get("threads"))
+        self.pending[ref] = ("search", device.name, job, outcome)
+        return True
+
+    def _search_done(self, ref: Any, device: str, job: BuildJob, outcome: BuildOutcome,
+                     failure: str | None = None) -> None:
+        got = None
+        if failure is None:
+            try:
+                got = self.ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - the default recipes ship, rows say why
+                failure = _reason(self.ray, exc)
+        lines = search_steps.apply_search(outcome, got, device, failure)
+        if failure is None:
+            self.cache.put(outcome)
+        self.progress.done("search", job.label, "; ".join(lines), device=device,
+                           node=(got or {}).get("node_id"))
+        for info in self.devices.values():
+            if info.cpu_kind == job.cpu_kind:
+                self._submit_benches(info, job, outcome)
 
     # -- benches ------------------------------------------------------------------------------
     def _submit_benches(self, device: DeviceInfo, job: BuildJob, outcome: BuildOutcome) -> None:
@@ -155,15 +192,19 @@ class _RaySweep:
             work.append((target, self.bench_fn, (device.name, self._blob_ref(job, target, outcome),
                                                  self.spec.settings)))
         self.progress.add(len(work))
-        options = {"num_cpus": device.cpus, "resources": {f"device:{device.name}": 1},
-                   "max_retries": 0,
-                   "scheduling_strategy": ray_cluster.pinned(self.ray, device.node_id)}
+        options = self._device_options(device)
         for target, fn, args in work:
             if device.lost:
                 self._row(device.name, job, outcome, target, None, steps.NODE_LOST)
                 continue
             self.pending[fn.options(**options).remote(*args)] = ("bench", device.name, job,
                                                                   outcome, target)
+
+    def _device_options(self, device: DeviceInfo) -> dict[str, Any]:
+        """Alone on the device's node: its resource, all its CPUs, pinned there."""
+        return {"num_cpus": device.cpus, "resources": {f"device:{device.name}": 1},
+                "max_retries": 0,
+                "scheduling_strategy": ray_cluster.pinned(self.ray, device.node_id)}
 
     def _blob_ref(self, job: BuildJob, target: str, outcome: BuildOutcome) -> Any:
         """One copy of each bundle in the object store, however many devices time it."""
@@ -214,6 +255,8 @@ class _RaySweep:
                 what = self.pending.pop(ref)
                 if what[0] == "build":
                     self._build_done(ref, what[1])
+                elif what[0] == "search":
+                    self._search_done(ref, *what[1:])
                 else:
                     self._bench_done(ref, *what[1:])
             if time.monotonic() - checked >= 1.0:
@@ -233,7 +276,11 @@ class _RaySweep:
             log.warning("device '%s' lost its node %s: its rows are marked '%s'", device.name,
                         (device.node_id or "?")[:8], steps.NODE_LOST)
         for ref, what in list(self.pending.items()):
-            if what[0] == "bench" and what[1] == device.name:
+            if what[0] == "search" and what[1] == device.name:
+                self.pending.pop(ref)
+                _cancel(self.ray, ref)
+                self._search_done(ref, *what[1:], failure=steps.NODE_LOST)
+            elif what[0] == "bench" and what[1] == device.name:
                 self.pending.pop(ref)
                 _cancel(self.ray, ref)
                 self._row(device.name, what[2], what[3], what[4], None, steps.NODE_LOST)

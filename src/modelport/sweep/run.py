@@ -35,10 +35,13 @@ def sweep(
     quiet: bool = False,
     plot: bool = True,
     output_kind: str | None = None,
+    search: Any = None,
 ) -> dict[str, Any]:
     """Build every (model, recipe) once per CPU kind, time every bundle on every device.
     ``output_kind`` (logits / embedding / regression): what the models' outputs are, for the
-    budget verdict (metrics.Budget.output_kind)."""
+    budget verdict (metrics.Budget.output_kind). ``search`` (optimize.SearchSettings,
+    ``--optimize``): each target's candidate recipes built on the build node, timed on a device
+    of each CPU kind, the winner shipped to that kind's devices (sweep/search_steps.py)."""
     from modelport.bench.report_doc import machine_label
     from modelport.sweep.cache import BuildCache
     from modelport.sweep.progress import Progress
@@ -54,7 +57,7 @@ def sweep(
 
         check_reachable(ray_address)
     devices = list(dict.fromkeys(devices))
-    spec = make_spec(models, targets, recipes, calib, eval, settings, output_kind)
+    spec = make_spec(models, targets, recipes, calib, eval, settings, output_kind, search)
     report_dir = Path(report_dir)
     if report_dir.exists() and not report_dir.is_dir():
         raise UsageError(f"--report '{report_dir}' is a file: give a directory")
@@ -81,12 +84,13 @@ def sweep(
 
 def make_spec(models: Sequence[str], targets: Sequence[str], recipes: Sequence[str],
               calib: str | None, eval: str | None, settings: dict[str, Any],
-              output_kind: str | None = None) -> SweepSpec:
+              output_kind: str | None = None, search: Any = None) -> SweepSpec:
     """Parse targets and pack every input once, before anything is scheduled."""
     from modelport.metrics import Budget
     from modelport.specs import Target
 
     Budget(output_kind=output_kind)  # a bad kind fails now, not on a build node
+    search_fields = _search_fields(search)  # a bad --optimize fails now, too
 
     if not models:
         raise UsageError("give at least one MODEL")
@@ -104,7 +108,19 @@ def make_spec(models: Sequence[str], targets: Sequence[str], recipes: Sequence[s
         recipes=tuple(_recipe(r) for r in recipes) or (None,),
         targets=tuple(parsed + added),
         calib=_data(calib), eval=_data(eval), settings=dict(settings), output_kind=output_kind,
-        compare_only=tuple(added))
+        compare_only=tuple(added), search=search_fields)
+
+
+def _search_fields(search: Any) -> dict[str, Any] | None:
+    """SearchSettings (or its fields as a dict) -> the fields a build node rebuilds it from."""
+    if search is None:
+        return None
+    from dataclasses import asdict
+
+    from modelport.optimize import SearchSettings
+
+    checked = search if isinstance(search, SearchSettings) else SearchSettings(**dict(search))
+    return {k: v for k, v in asdict(checked).items() if k != "candidates_out"}
 
 
 def _recipe(recipe: str) -> Payload:
@@ -130,6 +146,12 @@ def write_report_atomic(report: dict[str, Any], out: Path, *, plot: bool = True)
     tmp = Path(tempfile.mkdtemp(prefix=".report.tmp-", dir=out))
     try:
         written = write_report(report, tmp, plot=plot)
+        from modelport.sweep.search_report import search_markdown
+
+        searches = search_markdown(report)  # --optimize: each device's choice per target
+        if searches and "md" in written:
+            with open(written["md"], "a", encoding="utf-8") as fh:
+                fh.write(searches)
         for key in sorted(written, key=lambda k: k == "json"):  # report.json last
             written[key].replace(out / written[key].name)
     finally:

@@ -50,6 +50,8 @@ def device_row(outcome: BuildOutcome, target: str, row: dict[str, Any],
     """A timed row plus what the build knew: build time, and a budget miss stays visible."""
     built = outcome.row(target) or {}
     row = {**row, "build_s": built.get("build_s"), "bundle": bundle}
+    if built.get("search"):  # --optimize: the candidates, their figures and the choice
+        row["search"] = built["search"]
     if row.get("status") == statuses.OK and built.get("status") == statuses.BELOW_BUDGET:
         row.update(status=statuses.BELOW_BUDGET, reason=built.get("reason"))
     return row
