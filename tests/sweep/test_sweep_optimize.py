@@ -23,7 +23,7 @@ def optimized(cluster, tmp_path_factory):
     of one CPU kind: one build, one timing (on alpha, the first of the kind)."""
     root = tmp_path_factory.mktemp("optimize")
     report, events = root / "report", root / "events.jsonl"
-    done = cluster.run(sweep_argv(report, "--optimize", "latency", "--max-time", "6s",
+    done = cluster.run(sweep_argv(report, "--optimize", "latency", "--max-time", "4s",
                                   "--no-search-cache", targets=INT8, events=events),
                        timeout=300, env={"MODELPORT_SEARCH_CACHE": str(root / "search")})
     assert done.returncode == 0, done.stderr[-3000:]
@@ -48,6 +48,8 @@ def test_each_device_gets_the_winner_of_the_recorded_candidates(optimized):
             chosen = [c for c in runtime if c["chosen"]]
             assert len(chosen) == 1 and chosen[0]["runtime"] == search["runtime_settings"]
             defaults = next(c for c in runtime if c["runtime"] == {})
+            # each setting was checked on the device, on the bundle's samples
+            assert all(c["fidelity_on"] == "bundle samples" for c in runtime if c["kept"])
             if chosen[0] is not defaults:  # a setting ships only when it beat the defaults
                 assert chosen[0]["p50_ms"] < defaults["p50_ms"] * (1 - search["margin"])
     assert len(rows[("alpha", INT8)]["search"]["candidates"]) >= 3  # the peers' among them

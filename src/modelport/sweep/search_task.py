@@ -28,6 +28,8 @@ from modelport.sweep.payload import sha256
 
 #: stage 1 (recipes) ends at this share of --max-time, the rest is for the runtime settings
 RECIPE_SHARE = 0.8
+#: the fidelity figures a runtime setting's record keeps (as optimize/search.py's)
+FIDELITY_KEYS = ("cosine_mean", "cosine_min", "top1_agreement", "accuracy", "accuracy_drop")
 
 
 def search_blobs(device: str, candidates: dict[str, list[BundleBlob]],
@@ -74,8 +76,8 @@ def search_target(device: str, blobs: list[BundleBlob], record: dict[str, Any],
         record["candidates"] += extra
         record.update(chosen=winner, runtime_settings=runtime.to_dict(), pending=False,
                       timed_on=device, note="", cut_short=record.get("cut_short") or timer.cut,
-                      seconds=round(record.get("build_seconds", 0) + time.perf_counter()
-                                    - start, 1))
+                      # --max-time bounds the builds and, separately, this timing
+                      seconds=round(time.perf_counter() - start, 1))
         blob = _winner_blob(bundles[winner], record, runtime, extra, main, work)
         return blob, record
     finally:
@@ -138,7 +140,11 @@ class _Timer:
             except Exception as exc:  # noqa: BLE001 - a setting the runtime refuses is a row
                 rec.update(kept=False, why=f"failed to run: {exc}")
                 continue
-            misses = budget_misses(_fidelity(session, bundle), budget)
+            metrics = _fidelity(session, bundle)
+            if metrics:  # what this setting gives, on the bundle's samples (a hint changes it)
+                rec.update(fidelity={k: metrics[k] for k in FIDELITY_KEYS if k in metrics},
+                           fidelity_on="bundle samples")
+            misses = budget_misses(metrics, budget)
             if misses:
                 session.close()
                 rec.update(kept=False, why="outside the accuracy budget: " + "; ".join(misses))
