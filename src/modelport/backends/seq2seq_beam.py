@@ -33,8 +33,9 @@ def log_softmax(x: np.ndarray) -> np.ndarray:
 
 def beam_search(sess: Any, logits: np.ndarray, past: dict[str, np.ndarray],
                 cross: dict[str, np.ndarray], mask: np.ndarray, max_length: int,
-                beams: int) -> np.ndarray:
-    """Best hypothesis per input: int64 [batch, n], the decoder start token first."""
+                beams: int, prompt: np.ndarray | None = None) -> np.ndarray:
+    """Best hypothesis per input: int64 [batch, n], the decoder prompt first (``prompt``
+    [batch, P], default the start token; ``max_length`` counts it)."""
     import time
 
     rules = sess.rules
@@ -52,7 +53,10 @@ def beam_search(sess: Any, logits: np.ndarray, past: dict[str, np.ndarray],
     fill = (rules.pad_token_id or eos[0]) if eos else -1
     penalty, early = rules.length_penalty, rules.early_stopping
     running = np.full((batch, beams, max_length), fill, np.int64)
-    running[:, :, 0] = rules.decoder_start_token_id
+    if prompt is None:
+        prompt = np.full((batch, 1), rules.decoder_start_token_id, np.int64)
+    start = prompt.shape[1]
+    running[:, :, :start] = prompt[:, None, :]
     sequences = running.copy()
     run_scores = np.zeros((batch, beams), np.float32)
     run_scores[:, 1:] = NEG
@@ -60,11 +64,11 @@ def beam_search(sess: Any, logits: np.ndarray, past: dict[str, np.ndarray],
     finished = np.zeros((batch, beams), bool)
     lengths = np.zeros((batch, beams), np.int64)  # generated tokens of each finished hypothesis
     unsatisfied = np.ones((batch, 1), bool)
-    cur = 1
+    cur = start
     while True:
         vocab = logits.shape[-1]
         logp = rules.apply(log_softmax(logits), running[:, :, :cur].reshape(batch * beams, cur),
-                           max_length)
+                           max_length, start)
         logp = (logp.reshape(batch, beams, vocab) + run_scores[:, :, None]).reshape(batch, -1)
         idx = _topk(logp, keep)
         topk_lp = np.take_along_axis(logp, idx, axis=1)
@@ -80,7 +84,7 @@ def beam_search(sess: Any, logits: np.ndarray, past: dict[str, np.ndarray],
         came_from = np.take_along_axis(source, nxt, axis=1)
         # finished hypotheses: kept when better than the ones already kept
         just = hits & top_mask[None, :]
-        done_lp = topk_lp / np.float32(float(cur) ** penalty)
+        done_lp = topk_lp / np.float32(float(cur + 1 - start) ** penalty)
         full = finished.all(-1, keepdims=True) & (early is True)
         done_lp = done_lp + full * NEG + (~unsatisfied) * NEG + (~just) * NEG
         merged = np.concatenate([beam_scores, done_lp.astype(np.float32)], axis=1)
@@ -89,9 +93,10 @@ def beam_search(sess: Any, logits: np.ndarray, past: dict[str, np.ndarray],
         beam_scores = np.take_along_axis(merged, pick, axis=1)
         finished = np.take_along_axis(np.concatenate([finished, just], axis=1), pick, axis=1)
         lengths = np.take_along_axis(
-            np.concatenate([lengths, np.full((batch, keep), cur)], axis=1), pick, axis=1)
+            np.concatenate([lengths, np.full((batch, keep), cur + 1 - start)], axis=1), pick,
+            axis=1)
         cur += 1
-        best_len = (max_length - 1) if (early == "never" and penalty > 0.0) else (cur - 1)
+        best_len = (max_length - start) if (early == "never" and penalty > 0.0) else (cur - start)
         best = run_scores[:, :1] / np.float32(float(best_len) ** penalty)
         worst = np.where(finished, beam_scores.min(axis=1, keepdims=True), NEG)
         unsatisfied = unsatisfied & (best > worst).any(axis=-1, keepdims=True)
@@ -103,4 +108,4 @@ def beam_search(sess: Any, logits: np.ndarray, past: dict[str, np.ndarray],
         t0 = time.perf_counter()
         logits, past = sess.step(running[:, :, cur - 1].reshape(-1), mask, past, cross)
         sess.timings["steps_s"].append(time.perf_counter() - t0)
-    return sequences[:, 0, :1 + int(lengths[:, 0].max())]
+    return sequences[:, 0, :start + int(lengths[:, 0].max())]

@@ -70,8 +70,11 @@ class GenerationRules:
             return int(self.pad_token_id)
         return self.eos_token_id[0] if self.eos_token_id else 0
 
-    def apply(self, scores: np.ndarray, sequences: np.ndarray, max_length: int) -> np.ndarray:
-        """``scores`` [rows, vocab] with the rules of step ``sequences.shape[1]`` applied."""
+    def apply(self, scores: np.ndarray, sequences: np.ndarray, max_length: int,
+              begin: int = 1) -> np.ndarray:
+        """``scores`` [rows, vocab] with the rules of step ``sequences.shape[1]`` applied;
+        ``begin``: the length of the decoder prompt (1: the start token; Whisper's
+        start/language/task tokens: more), where begin_suppress_tokens and forced_bos apply."""
         cur = sequences.shape[1]
         vocab = scores.shape[-1]
 
@@ -84,13 +87,13 @@ class GenerationRules:
             ban(self.eos_token_id)
         ban(self.suppress_tokens)
         ban(self.bad_token_ids)
-        if cur == 1:
+        if cur == begin:
             ban(self.begin_suppress_tokens)
         if self.no_repeat_ngram_size and cur + 1 >= self.no_repeat_ngram_size:
             for row, seq in enumerate(sequences):
                 for token in banned_ngram_tokens(seq.tolist(), self.no_repeat_ngram_size):
                     scores[row, token] = -np.inf
-        if cur == 1 and self.forced_bos_token_id is not None:
+        if cur == begin and self.forced_bos_token_id is not None:
             force(scores, [int(self.forced_bos_token_id)])
         if cur == max_length - 1 and self.forced_eos_token_id:
             force(scores, self.forced_eos_token_id)

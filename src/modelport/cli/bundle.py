@@ -90,10 +90,18 @@ def add_run_inputs(p: argparse.ArgumentParser) -> None:
     opt.add_argument("--top-k", type=int, default=3,
                      help="labels shown per input (classifiers), tokens per mask (fill-mask)")
     opt.add_argument("--max-new-tokens", type=int, default=32, metavar="N",
-                     help="text generation: at most N new tokens (stops at the model's eos)")
+                     help="text generation: at most N new tokens (stops at the model's eos; "
+                          "Whisper: per 30 s window)")
     opt.add_argument("--num-beams", type=int, default=None, metavar="N",
-                     help="text2text generation: beam search with N beams (1: greedy; default "
-                          "the model's generation config)")
+                     help="text2text generation, Whisper: beam search with N beams (1: "
+                          "greedy; default the model's generation config)")
+    opt.add_argument("--language", default=None, metavar="LANG",
+                     help="Whisper: the spoken language (en, de, english, ...; default the "
+                          "model's generation config, else detected per clip)")
+    opt.add_argument("--task", dest="speech_task", choices=("transcribe", "translate"),
+                     default=None, help="Whisper: transcribe in the spoken language or "
+                                        "translate to English (default the model's "
+                                        "generation config)")
     opt.add_argument("--temperature", type=float, default=None,
                      help="text generation: sample at this temperature (default greedy)")
     opt.add_argument("--seed", type=int, default=0, help="text generation: sampling seed")
@@ -117,7 +125,8 @@ def run_inputs(args: argparse.Namespace):
                      feeds=args.input, labels=labels, threshold=args.threshold,
                      save_mask=args.save_mask, top_k=args.top_k,
                      max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                     num_beams=args.num_beams,
+                     num_beams=args.num_beams, language=args.language,
+                     speech_task=args.speech_task,
                      seed=args.seed)
 
 

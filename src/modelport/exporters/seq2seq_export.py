@@ -45,9 +45,11 @@ def export_graphs(model: Any, workdir: Path, *, opset: int | None = None
         heads, dim = cross[0].shape[1], cross[0].shape[3]
         # a past of 2 tokens: the exporter must see a non-empty past it could specialize on
         past = [torch.randn(cross[0].shape[0], heads, 2, dim) for _ in modules.decoder.past]
-    start = torch.zeros((feeds["input_ids"].shape[0], 1), dtype=torch.long)
+    start = torch.zeros((cross[0].shape[0], 1), dtype=torch.long)
+    # the decoder's inputs between the token and the caches (text models: attention_mask)
+    middle = tuple(feeds[n] for n in modules.decoder.fixed[1:])
     args = {"encoder": tuple(feeds[s.name] for s in modules.specs["encoder"][0]),
-            "decoder": (start, feeds["attention_mask"], past, cross)}
+            "decoder": (start, *middle, past, cross)}
     external = sum(p.numel() * p.element_size()
                    for p in modules.model.parameters()) > EXTERNAL_DATA_THRESHOLD
     artifacts = {}
@@ -92,10 +94,12 @@ def validate_graphs(model: Any, artifacts: dict[str, OnnxArtifact]) -> dict[str,
                             for a in artifacts.values()), rules)
     ref = Seq2SeqSession(*(TorchSession(getattr(modules, n), *modules.specs[n])
                            for n in ("encoder", "decoder")), rules)
-    ids, mask = model.example_inputs["input_ids"], model.example_inputs["attention_mask"]
+    feeds = model.example_inputs
+    batch = next(iter(feeds.values())).shape[0]
+    mask = feeds.get("attention_mask", np.ones((batch, 1), np.int64))
     worst = 0.0
     with torch.inference_mode():
-        got, want = onnx.encode(ids, mask), ref.encode(ids, mask)
+        got, want = onnx.start(feeds, mask), ref.start(feeds, mask)
         for _ in range(3):
             worst = max(worst, float(np.abs(got[0] - want[0]).max()),
                         *(float(np.abs(got[1][k] - want[1][k]).max()) for k in got[1]),

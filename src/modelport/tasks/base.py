@@ -74,6 +74,8 @@ class RunInputs:
     top_k: int = 3
     max_new_tokens: int = 32
     num_beams: int | None = None  # text2text-generation: beams (1 greedy; None: the model's)
+    language: str | None = None  # Whisper: the spoken language (None: the model's default)
+    speech_task: str | None = None  # Whisper: "transcribe" or "translate" (None: the model's)
     temperature: float | None = None
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)

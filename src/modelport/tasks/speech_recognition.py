@@ -61,9 +61,24 @@ class SpeechRecognition(Task):
     metric_name = "wer"
     metric = staticmethod(wer_metric)
 
+    def check_more(self, bundle: Any, given: RunInputs) -> None:
+        from modelport.tasks.whisper_asr import check_whisper, is_whisper_bundle
+
+        if is_whisper_bundle(preprocessing(bundle)):
+            check_whisper(given)
+        elif given.language is not None or given.speech_task is not None:
+            from modelport.errors import UsageError
+
+            raise UsageError(f"--language/--task apply to Whisper bundles; {bundle.path} is a "
+                             "CTC model (it transcribes the language it was trained on)")
+
     def predict(self, bundle: Any, session: Any, given: RunInputs) -> Answer:
         if given.feeds is not None:
             return super().predict(bundle, session, given)
+        from modelport.tasks.whisper_asr import is_whisper_bundle, transcribe_whisper
+
+        if is_whisper_bundle(preprocessing(bundle)):  # encoder-decoder: generate
+            return Transcripts(self.name, *transcribe_whisper(session, given))
         from modelport.errors import UsageError
         from modelport.tasks.ctc import transcribe
 

@@ -13,7 +13,7 @@ from typing import Any
 from modelport.models.hf.adapter import Adapter, read_adapter
 from modelport.models.hf.folder import ADAPTER_CONFIG, CONFIG, Folder, read_folder
 from modelport.models.hf.sentence_pooling import SentencePipeline, read_pipeline
-from modelport.models.hf.task import TaskChoice, choose_task
+from modelport.models.hf.task import SPEECH_SEQ2SEQ_AUTO, TaskChoice, choose_task
 from modelport.models.hf.text_heads import TEXT_HEADS
 from modelport.models.hf.vision_plan import VISION_TASKS
 from modelport.specs import TensorSpec
@@ -71,6 +71,12 @@ def plan_folder(path: Path, *, task: str | None = None, trust_pickle: bool = Fal
         pre["id2label"] = labels or {str(i): f"LABEL_{i}" for i in range(num_labels)}
         pre["multi_label"] = config.get("problem_type") == "multi_label_classification"
     hidden = int(config.get("hidden_size") or config.get("dim") or 0) or "hidden"
+    if choice.auto_class == SPEECH_SEQ2SEQ_AUTO:  # Whisper: encoder + decoder graphs
+        from modelport.models.hf.whisper_plan import plan_whisper
+
+        inputs, output, tok_json, length = plan_whisper(folder, pre)
+        return FolderPlan(folder, choice, inputs, output, pre, tokenizer_json=tok_json,
+                          max_length=length, adapter=adapter)
     if choice.modality == "audio":  # input_values: models.hf.audio_plan
         from modelport.models.hf.audio_plan import plan_audio
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from modelport.errors import ModelLoadError
 from modelport.models.hf.describe import FolderPlan, plan_folder
+from modelport.models.hf.task import SPEECH_SEQ2SEQ_AUTO
 from modelport.models.hf.text_heads import TEXT_HEADS
 from modelport.models.hf.vision_plan import VISION_TASKS
 from modelport.models.prepared import PreparedModel
@@ -37,6 +38,13 @@ def prepare(path: Path, *, task: str | None = None, trust_pickle: bool = False) 
         from modelport.models.hf.seq2seq_prepare import prepare_seq2seq
 
         prepared = prepare_seq2seq(plan, model)
+        if plan.adapter is not None:
+            prepared.metadata["peft_adapter"] = plan.adapter.record()
+        return prepared
+    if plan.choice.auto_class == SPEECH_SEQ2SEQ_AUTO:  # Whisper: models.hf.whisper_prepare
+        from modelport.models.hf.whisper_prepare import prepare_whisper
+
+        prepared = prepare_whisper(plan, model)
         if plan.adapter is not None:
             prepared.metadata["peft_adapter"] = plan.adapter.record()
         return prepared

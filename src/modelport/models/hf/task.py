@@ -60,6 +60,11 @@ ZERO_SHOT_MODEL_TYPES = ("clip", "siglip")
 SEQ2SEQ_MODEL_TYPES = ("t5", "mt5", "umt5", "longt5", "bart", "mbart", "marian", "pegasus",
                        "m2m_100", "nllb-moe", "blenderbot", "blenderbot-small", "plbart", "led")
 
+#: encoder-decoder speech families exported for automatic-speech-recognition with their
+#: generating decoder (models.hf.whisper_plan), loaded with this Auto class
+SPEECH_SEQ2SEQ_MODEL_TYPES = ("whisper",)
+SPEECH_SEQ2SEQ_AUTO = "AutoModelForSpeechSeq2Seq"
+
 FALLBACK = ("or export it from Python with a file.py:factory that returns "
             "(model, example_inputs)")
 
@@ -69,6 +74,7 @@ class TaskChoice:
     task: str  # one of TASKS
     modality: str  # "text" | "image" | "audio"
     how: str  # why this task: "--task", "modules.json", "architectures: BertModel", ...
+    auto: str = ""  # the Auto class when not the task's own (Whisper: SPEECH_SEQ2SEQ_AUTO)
 
     @property
     def fidelity_kind(self) -> str:
@@ -76,7 +82,7 @@ class TaskChoice:
 
     @property
     def auto_class(self) -> str:
-        return AUTO_CLASSES[self.task]
+        return self.auto or AUTO_CLASSES[self.task]
 
 
 def choose_task(folder: Folder, task: str | None) -> TaskChoice:
@@ -88,6 +94,9 @@ def choose_task(folder: Folder, task: str | None) -> TaskChoice:
             raise ModelLoadError(
                 f"unknown --task '{task}'{hint}; supported: {', '.join(TASKS)}, {FALLBACK}"
             )
+        if task == "automatic-speech-recognition" and \
+                folder.model_type in SPEECH_SEQ2SEQ_MODEL_TYPES:
+            return TaskChoice(task, "audio", "--task", SPEECH_SEQ2SEQ_AUTO)
         return TaskChoice(task, modality(folder, task), "--task")
     if folder.modules and any("sentence_transformers" in str(m.get("type", ""))
                               for m in folder.modules):
@@ -100,6 +109,10 @@ def choose_task(folder: Folder, task: str | None) -> TaskChoice:
         if folder.model_type in SEQ2SEQ_MODEL_TYPES and arch.endswith(
                 ("ForConditionalGeneration", "MTModel", "Model")):
             return TaskChoice("text2text-generation", "text", f"architectures: {arch}")
+        if folder.model_type in SPEECH_SEQ2SEQ_MODEL_TYPES and arch.endswith(
+                "ForConditionalGeneration"):
+            return TaskChoice("automatic-speech-recognition", "audio",
+                              f"architectures: {arch}", SPEECH_SEQ2SEQ_AUTO)
         for suffix, found in SUFFIX_TASKS:
             if arch.endswith(suffix):
                 found = audio_task(folder, found)

@@ -1,0 +1,261 @@
+"""export() for Whisper (automatic-speech-recognition with an encoder-decoder): two graphs per
+target, as for text2text-generation (seq2seq_steps), judged on transcripts.
+
+plan -> export both graphs (exporters.seq2seq_export, checked against torch) -> transformers'
+greedy ``generate`` on the evaluation audio (``--eval DIR`` of audio files, else synthetic
+clips; each cut to its first 30 s window) -> for each target: build the encoder at FP32 and
+the decoder at the target's precision (seq2seq_steps.build_graphs: int8wo / int4 pack the
+decoder's MatMuls) -> generate with the WhisperSession -> judge (FP32: every token sequence
+equal to transformers'; weight-only: word error rate of the transcripts vs torch's within
+budget) -> time -> one bundle with both graphs (bundle.manifest_graphs).
+export_steps.export dispatches here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modelport.bench import statuses
+from modelport.errors import AccuracyBudgetExceeded, UnknownTarget, UsageError
+from modelport.specs import Precision
+
+log = logging.getLogger("modelport")
+
+TASK = "automatic-speech-recognition"
+RUNTIMES = ("onnxruntime", "openvino")
+PRECISIONS = (Precision.FP32, Precision.INT8WO, Precision.INT4)
+#: weight-only budget: the largest word-error-rate increase vs torch's transcripts (a
+#: fraction: 0.05 = 5 WER points); --max-accuracy-drop overrides it
+DEFAULT_MAX_WER = {Precision.INT8WO: 0.05, Precision.INT4: 0.15}
+EVAL_CLIPS = 4
+EVAL_NEW_TOKENS = 20
+SAMPLE_CLIPS = 2
+
+
+def is_whisper(model: Any) -> bool:
+    pre = getattr(model, "preprocessing", None) or {}
+    return (pre.get("audio") or {}).get("kind") == "whisper" and \
+        pre.get("generation_config") is not None
+
+
+def check_targets(targets: list[Any]) -> None:
+    from modelport.seq2seq_steps import REFUSED
+
+    for target in targets:
+        if target.runtime in REFUSED:
+            raise UnknownTarget(f"{target}: Whisper (encoder-decoder) targets are not "
+                                f"supported on {target.runtime}: {REFUSED[target.runtime]}; "
+                                "use onnxruntime:cpu:* or openvino:cpu:*")
+        if target.runtime not in RUNTIMES or target.precision not in PRECISIONS:
+            raise UnknownTarget(f"{target}: Whisper bundles are built for "
+                                f"{', '.join(RUNTIMES)} at fp32, int8wo or int4 (weight-only "
+                                "on the decoder's MatMuls)")
+
+
+def eval_audio(model: Any, given: Any) -> tuple[list[str], np.ndarray, str]:
+    """(clip names, input_features of each clip's first 30 s window, source)."""
+    from modelport.tasks.whisper_features import input_features
+
+    params = model.preprocessing["audio"]
+    rate = int(params["sampling_rate"])
+    if given is not None:
+        from modelport.tasks.audio import audio_files, read_audio
+
+        path = Path(given)
+        if not path.is_dir():
+            raise UsageError(f"--eval '{path}' is not a folder: give a folder of audio files "
+                             "(.wav, .flac, .ogg) for a Whisper model")
+        files = audio_files(path)
+        clips = [read_audio(f, rate) for f in files]
+        names, source = [f.name for f in files], str(path)
+    else:
+        from modelport.models.hf.audio_prepare import synthetic_clips
+
+        clips = synthetic_clips(rate, EVAL_CLIPS, seed=7, seconds=2.0)
+        names = [f"synthetic {i}" for i in range(len(clips))]
+        source = "synthetic clips (tone sweeps + noise; give --eval DIR for speech)"
+    return names, input_features(clips, params), source
+
+
+def budget_of(target: Any, budget: Any) -> float:
+    from modelport.metrics import Budget
+
+    if target.precision == Precision.FP32:
+        return 0.0
+    given = getattr(budget, "max_accuracy_drop", None)
+    if budget is not None and given != Budget().max_accuracy_drop:
+        return float(given)
+    return DEFAULT_MAX_WER[target.precision]
+
+
+def generated(row: np.ndarray, start: int, rules: Any) -> list[int]:
+    """The generated tokens of a row past the prompt, up to (without) eos / padding, as
+    transformers' Whisper generate returns them."""
+    out = []
+    for t in row.tolist()[start:]:
+        if t in rules.eos_token_id or t == rules.pad:
+            break
+        out.append(t)
+    return out
+
+
+def torch_reference(model: Any, names: list[str], features: np.ndarray) -> dict[str, Any]:
+    """transformers' greedy generate on the features: generated tokens and their text."""
+    import torch
+
+    hf = model.module.model
+    with torch.inference_mode():
+        out = hf.generate(torch.from_numpy(features), do_sample=False, num_beams=1,
+                          max_new_tokens=EVAL_NEW_TOKENS).numpy()
+    rules = _rules(model)
+    tokens = [[t for t in row.tolist() if t != rules.pad and t not in rules.eos_token_id]
+              for row in out]
+    decoded = [_tokenizer(model).decode(t, skip_special_tokens=True).strip() for t in tokens]
+    digest = hashlib.sha256(features.tobytes()).hexdigest()
+    return {"texts": names, "tokens": tokens, "decoded": decoded, "features": features,
+            "source": "evaluation audio", "sha256": digest}
+
+
+def _tokenizer(model: Any) -> Any:
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(model.tokenizer_json))
+
+
+def _generation(model: Any) -> dict[str, Any]:
+    import json
+
+    return json.loads(model.bundle_files["generation_config.json"])
+
+
+def _rules(model: Any) -> Any:
+    from modelport.backends.seq2seq_logits import GenerationRules
+
+    return GenerationRules.from_dict(_generation(model))
+
+
+def load_session(model: Any, built: dict[str, Any], graphs: dict[str, Any], target: Any,
+                 backend: Any, threads: int | None) -> Any:
+    from modelport.backends.seq2seq_session import load_graphs
+    from modelport.backends.whisper_session import WhisperSession
+
+    config, pre = _generation(model), model.preprocessing
+
+    def make(encoder: Any, decoder: Any) -> WhisperSession:
+        return WhisperSession(encoder, decoder, _rules(model), config, pre["audio"],
+                              model.tokenizer_json, int(pre.get("max_target_positions") or 448))
+
+    return load_graphs(backend, target, {n: (built[n].main_path, graphs[n].inputs,
+                                             graphs[n].outputs, built[n].session_options)
+                                         for n in ("encoder", "decoder")},
+                       _rules(model), None, threads, make=make)
+
+
+def check(session: Any, ref: dict[str, Any]) -> dict[str, Any]:
+    """Greedy tokens of ``session`` vs torch's: the share of clips with equal tokens, and the
+    word error rate of the transcripts against torch's (accuracy points: 1 - WER)."""
+    from modelport.tasks.base import as_points
+    from modelport.tasks.wer import word_error_rate
+
+    out = session.generate_features(ref["features"], max_new_tokens=EVAL_NEW_TOKENS,
+                                    num_beams=1)
+    tokens = [generated(row, session.prompt_length, session.rules) for row in out]
+    decoded = [session.tokenizer.decode(t, skip_special_tokens=True).strip() for t in tokens]
+    equal = sum(int(a == b) for a, b in zip(tokens, ref["tokens"], strict=True))
+    wer = word_error_rate(ref["decoded"], decoded)
+    return as_points(1.0 - wer, wer=wer, token_match=equal / len(tokens),
+                     sequences=len(tokens))
+
+
+def export_whisper(model: Any, plan: list[tuple[Any, Any]], dest: Any, evalset: Any,
+                   options: Any, bench: Any, opset: int | None, result_type: Any) -> Any:
+    """Every target of ``plan`` as a two-graph bundle (see the module docstring)."""
+    from modelport.exporters.seq2seq_export import export_graphs
+
+    check_targets([t for t, _ in plan])
+    names, features, source = eval_audio(model, evalset)
+    workdir = Path(tempfile.mkdtemp(prefix="modelport-whisper-"))
+    try:
+        log.info("exporting %s to ONNX (encoder + decoder) ...", model.name)
+        graphs = export_graphs(model, workdir / "onnx", opset=opset)
+        model.onnx_artifact = graphs["decoder"]
+        ref = torch_reference(model, names, features)
+        ref["source"] = source
+        rows = [{"target": "torch:cpu:fp32", "precision": "fp32", "reference": True,
+                 "status": statuses.REFERENCE,
+                 "fidelity": {"wer": 0.0, "token_match": 1.0, "accuracy": 1.0,
+                              "accuracy_drop": 0.0}}]
+        bundles: dict[str, Path] = {}
+        for target, backend in plan:
+            row, bundle = export_target(model, graphs, ref, target, backend, dest, options,
+                                        bench, workdir)
+            rows.append(row)
+            if bundle is not None:
+                bundles[str(target)] = bundle
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    failures = [r["failure"] for r in rows if r.get("failure")]
+    result = result_type(rows, bundles, failures, task=TASK)
+    if failures:
+        error = AccuracyBudgetExceeded("; ".join(failures))
+        error.result = result
+        raise error
+    return result
+
+
+def export_target(model: Any, graphs: dict[str, Any], ref: dict[str, Any], target: Any,
+                  backend: Any, dest: Any, options: Any, bench: Any, workdir: Path
+                  ) -> tuple[dict[str, Any], Path | None]:
+    from modelport.seq2seq_steps import build_graphs
+
+    tdir = workdir / target.slug
+    log.info("building %s ...", target)
+    start = time.perf_counter()
+    built = build_graphs(model, graphs, target, backend, options, tdir)
+    size = sum((tdir / n / f).stat().st_size for n, a in built.items() for f in a.files)
+    row: dict[str, Any] = {"target": str(target), "precision": str(target.precision),
+                           "size_mb": size / 1e6, "build_s": time.perf_counter() - start}
+    with load_session(model, built, graphs, target, backend, options.threads) as session:
+        metrics = check(session, ref)
+        limit = budget_of(target, options.budget_or_default())
+        metrics["max_wer_increase"] = limit
+        row["fidelity"] = metrics
+        row["judged_by"] = "tokens" if target.precision == Precision.FP32 else "WER"
+        passed = (metrics["token_match"] == 1.0 if target.precision == Precision.FP32
+                  else metrics["accuracy_drop"] <= limit + 1e-9)
+        row["status"] = statuses.OK if passed else statuses.BELOW_BUDGET
+        if not passed:
+            why = (f"{metrics['token_match']:.0%} of greedy outputs equal transformers'"
+                   if target.precision == Precision.FP32 else
+                   f"WER {100 * metrics['wer']:.2f} vs torch's transcripts (> "
+                   f"{100 * limit:.2f} points)")
+            row["failure"] = f"{target}: {why}"
+            log.warning(row["failure"])
+            if not dest.allow_drop:
+                return row, None
+            row.pop("failure")  # kept with --allow-accuracy-drop, recorded as a miss
+        if bench is not None:
+            from modelport.backends.whisper_session import time_whisper
+
+            row.update(time_whisper(session, ref["features"][:1]))
+        from modelport.bundle.manifest_graphs import write_graphs_bundle
+
+        features = ref["features"][:SAMPLE_CLIPS]
+        samples = {"in.input_features": features,
+                   "ref.tokens": session.generate_features(features, num_beams=1,
+                                                           max_new_tokens=EVAL_NEW_TOKENS)}
+        root = dest.below_budget if not passed and dest.below_budget is not None else dest.out
+        bundle = write_graphs_bundle(root / target.slug, model, target, backend, built,
+                                     graphs, ref, metrics, passed, row, dest, options, session,
+                                     samples=samples)
+    row["bundle"] = str(bundle)
+    log.info("wrote %s", bundle)
+    return row, bundle
