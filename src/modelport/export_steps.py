@@ -48,6 +48,7 @@ from modelport.optimize.search import build_or_search
 from modelport.seq2seq_steps import export_seq2seq, is_seq2seq
 from modelport.shapes import fit_arrays, fit_set, static_batch
 from modelport.specs import WEIGHT_ONLY, Precision, Target, TensorSpec
+from modelport.whisper_steps import export_whisper, is_whisper
 
 log = logging.getLogger("modelport")
 
@@ -154,6 +155,9 @@ def export(
                                         timed=bench is not None)
     # a copy: the export sets onnx_artifact to files in its own temp dir
     prepared = replace(model) if isinstance(model, PreparedModel) else resolve_model(model)
+    if is_whisper(prepared):  # log-mel encoder + decoder graphs, judged by WER: whisper_steps
+        return export_whisper(prepared, [(t, b) for t, b in plan if t not in added], dest,
+                              eval, options, bench, opset, ExportResult)
     if is_seq2seq(prepared):  # an encoder and a decoder graph: seq2seq_steps
         return export_seq2seq(prepared, [(t, b) for t, b in plan if t not in added], dest,
                               eval, options, bench, opset, ExportResult)

@@ -19,6 +19,10 @@ from modelport.backends.base import Session
 from modelport.backends.seq2seq_logits import GenerationRules
 from modelport.errors import InputError, ModelportError
 
+#: ``preprocessing.audio.kind`` -> "module:function" giving load_graphs' ``make`` for bundles
+#: whose encoder takes audio features (imported when used)
+SESSION_MAKERS = {"whisper": "modelport.backends.whisper_session:whisper_maker"}
+
 
 class Seq2SeqSession(Session):
     """``generate(input_ids, attention_mask)`` -> decoder tokens [batch, n] (start token first,
@@ -50,18 +54,31 @@ class Seq2SeqSession(Session):
                ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
         """The encoder graph, then the first decoder step (empty past): (its logits [b, vocab],
         the self cache as pasts, the cross cache)."""
-        out = self._call(self.encoder, {"input_ids": ids, "attention_mask": mask})
+        return self.start({"input_ids": ids, "attention_mask": mask}, mask)
+
+    def start(self, feeds: Mapping[str, np.ndarray], mask: np.ndarray,
+              prompt: np.ndarray | None = None
+              ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """The encoder graph on ``feeds``, then the decoder over ``prompt`` [batch, P] (default:
+        the start token) one token a step, the first with an empty past: (the last logits, the
+        self cache as pasts, the cross cache). ``mask`` [batch, ...] is fed to a decoder that
+        takes ``attention_mask`` (text models; Whisper's decoder takes none)."""
+        out = self._call(self.encoder, feeds)
         cross = {n: out[n] for n in self.cross_names}
-        empty = {n: np.zeros((*v.shape[:2], 0, v.shape[3]), np.float32)
-                 for n, v in ((n.replace("cross.", "past.", 1), v) for n, v in cross.items())}
-        start = np.full(ids.shape[0], self.rules.decoder_start_token_id, np.int64)
-        logits, past = self.step(start, mask, empty, cross)
+        past = {n: np.zeros((*v.shape[:2], 0, v.shape[3]), np.float32)
+                for n, v in ((n.replace("cross.", "past.", 1), v) for n, v in cross.items())}
+        if prompt is None:
+            prompt = np.full((mask.shape[0], 1), self.rules.decoder_start_token_id, np.int64)
+        for k in range(prompt.shape[1]):
+            logits, past = self.step(prompt[:, k], mask, past, cross)
         return logits, past, cross
 
     def step(self, tokens: np.ndarray, mask: np.ndarray, past: Mapping[str, np.ndarray],
              cross: Mapping[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        out = self._call(self.decoder, {"decoder_input_ids": tokens.astype(np.int64)[:, None],
-                                        "attention_mask": mask, **past, **cross})
+        feeds = {"decoder_input_ids": tokens.astype(np.int64)[:, None], **past, **cross}
+        if "attention_mask" in self.decoder.inputs:
+            feeds["attention_mask"] = mask
+        out = self._call(self.decoder, feeds)
         return out["logits"][:, -1, :], self.pasts(out)
 
     def pasts(self, out: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -81,15 +98,8 @@ class Seq2SeqSession(Session):
         """Greedy (``num_beams`` 1) or beam search; a batch is right-padded with ``attention_mask``
         0 on the padding, as tokenizers give it. Defaults come from the generation config."""
         ids, mask = self.check_input(input_ids, attention_mask)
-        rules = self.rules
-        beams = rules.num_beams if num_beams is None else num_beams
-        if isinstance(beams, bool) or not isinstance(beams, (int, np.integer)) or beams < 1:
-            raise InputError(f"num_beams must be an integer >= 1, got {beams!r}")
-        new = max_new_tokens if max_new_tokens is not None else (
-            rules.max_new_tokens or max(rules.max_length - 1, 1))
-        if isinstance(new, bool) or not isinstance(new, (int, np.integer)) or new < 1:
-            raise InputError(f"max_new_tokens must be an integer >= 1, got {new!r}")
-        max_length = int(new) + 1
+        beams, new = self.generation_args(max_new_tokens, num_beams)
+        max_length = new + 1
         if self.max_source_length is not None and max_length > self.max_source_length:
             # BART, Marian, Pegasus: the decoder's position table is as long as the encoder's
             raise InputError(f"max_new_tokens {new} + the start token exceeds the decoder's "
@@ -98,19 +108,41 @@ class Seq2SeqSession(Session):
         t0 = time.perf_counter()
         logits, past, cross = self.encode(ids, mask)
         self.timings = {"encoder_s": time.perf_counter() - t0, "steps_s": []}
+        prompt = np.full((ids.shape[0], 1), self.rules.decoder_start_token_id, np.int64)
+        return self.decode(logits, past, cross, mask, prompt, max_length, beams)
+
+    def generation_args(self, max_new_tokens: Any, num_beams: Any) -> tuple[int, int]:
+        """(beams, new tokens), the generation config's when not given; InputError if bad."""
+        rules = self.rules
+        beams = rules.num_beams if num_beams is None else num_beams
+        if isinstance(beams, bool) or not isinstance(beams, (int, np.integer)) or beams < 1:
+            raise InputError(f"num_beams must be an integer >= 1, got {beams!r}")
+        new = max_new_tokens if max_new_tokens is not None else (
+            rules.max_new_tokens or max(rules.max_length - 1, 1))
+        if isinstance(new, bool) or not isinstance(new, (int, np.integer)) or new < 1:
+            raise InputError(f"max_new_tokens must be an integer >= 1, got {new!r}")
+        return int(beams), int(new)
+
+    def decode(self, logits: np.ndarray, past: dict[str, np.ndarray],
+               cross: dict[str, np.ndarray], mask: np.ndarray, prompt: np.ndarray,
+               max_length: int, beams: int) -> np.ndarray:
+        """Greedy or beam search on from the logits after ``prompt`` [batch, P]: the tokens
+        [batch, n], the prompt first; ``max_length`` counts the prompt."""
         if beams == 1:
-            return self._greedy(logits, past, cross, mask, max_length)
+            return self._greedy(logits, past, cross, mask, prompt, max_length)
         from modelport.backends.seq2seq_beam import beam_search
 
-        return beam_search(self, logits, past, cross, mask, max_length, int(beams))
+        return beam_search(self, logits, past, cross, mask, max_length, beams, prompt)
 
     def _greedy(self, logits: np.ndarray, past: dict[str, np.ndarray],
-                cross: dict[str, np.ndarray], mask: np.ndarray, max_length: int) -> np.ndarray:
+                cross: dict[str, np.ndarray], mask: np.ndarray, prompt: np.ndarray,
+                max_length: int) -> np.ndarray:
         rules = self.rules
-        seqs = np.full((mask.shape[0], 1), rules.decoder_start_token_id, np.int64)
+        seqs = prompt.astype(np.int64)
+        begin = seqs.shape[1]
         done = np.zeros(mask.shape[0], bool)
         while True:
-            scores = rules.apply(logits.astype(np.float32).copy(), seqs, max_length)
+            scores = rules.apply(logits.astype(np.float32).copy(), seqs, max_length, begin)
             nxt = np.where(done, rules.pad, scores.argmax(-1)).astype(np.int64)
             seqs = np.concatenate([seqs, nxt[:, None]], axis=1)
             done |= np.isin(nxt, rules.eos_token_id)
@@ -162,8 +194,9 @@ def time_generation(session: Seq2SeqSession, ids: np.ndarray, mask: np.ndarray, 
 
 def load_graphs(backend: Any, target: Any, graphs: Mapping[str, tuple[Any, list, list, dict]],
                 rules: GenerationRules, max_source_length: int | None,
-                threads: int | None, **options: Any) -> Seq2SeqSession:
-    """graphs: name -> (path, inputs, outputs, session options) of "encoder" and "decoder"."""
+                threads: int | None, *, make: Any = None, **options: Any) -> Seq2SeqSession:
+    """graphs: name -> (path, inputs, outputs, session options) of "encoder" and "decoder";
+    ``make(encoder, decoder)`` builds the session (default: a Seq2SeqSession)."""
     sessions = {}
     try:
         for name in ("encoder", "decoder"):
@@ -174,12 +207,15 @@ def load_graphs(backend: Any, target: Any, graphs: Mapping[str, tuple[Any, list,
         for opened in sessions.values():
             opened.close()
         raise
+    if make is not None:
+        return make(sessions["encoder"], sessions["decoder"])
     return Seq2SeqSession(sessions["encoder"], sessions["decoder"], rules,
                           max_source_length=max_source_length)
 
 
 def seq2seq_session(bundle: Any, threads: int | None = None, **options: Any) -> Seq2SeqSession:
-    """Both graphs of a text2text-generation bundle, loaded with the bundle's runtime."""
+    """Both graphs of an encoder-decoder bundle (text2text-generation, Whisper), loaded with
+    the bundle's runtime."""
     import json
 
     from modelport import registry
@@ -193,5 +229,11 @@ def seq2seq_session(bundle: Any, threads: int | None = None, **options: Any) -> 
               for name, g in bundle.manifest["graphs"].items()}
     pre = bundle.manifest.get("preprocessing") or {}
     config = json.loads((bundle.path / pre["generation_config"]).read_text("utf-8"))
+    kind = (pre.get("audio") or {}).get("kind")
+    if kind in SESSION_MAKERS:  # Whisper: a log-mel encoder, its own session
+        import importlib
+
+        module, _, name = SESSION_MAKERS[kind].partition(":")
+        options["make"] = getattr(importlib.import_module(module), name)(bundle, config, pre)
     return load_graphs(backend, target, graphs, GenerationRules.from_dict(config),
                        pre.get("max_source_length"), threads, bundle=bundle, **options)

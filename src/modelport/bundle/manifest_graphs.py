@@ -31,7 +31,10 @@ def _jsonable(value: Any) -> bool:
 def write_graphs_bundle(out: Path, model: Any, target: Any, backend: Any,
                         built: dict[str, Any], graphs: dict[str, Any], ref: dict[str, Any],
                         metrics: dict[str, Any], passed: bool, row: dict[str, Any],
-                        dest: Any, options: Any, session: Any) -> Path:
+                        dest: Any, options: Any, session: Any,
+                        samples: dict[str, np.ndarray] | None = None) -> Path:
+    """``samples``: the stored inputs and tokens (default: the first evaluation texts and the
+    session's greedy tokens on them)."""
     import shutil
     import tempfile
 
@@ -54,14 +57,15 @@ def write_graphs_bundle(out: Path, model: Any, target: Any, backend: Any,
                 "session_options": {k: v for k, v in art.session_options.items()
                                     if _jsonable(v)},
             }
-        from tokenizers import Tokenizer
+        if samples is None:
+            from tokenizers import Tokenizer
 
-        tok = Tokenizer.from_file(str(model.tokenizer_json))
-        tok.no_truncation()
-        ids, mask = encode_batch(tok, ref["texts"][:SAMPLE_TEXTS], session.rules.pad,
-                                 model.preprocessing.get("prefix") or "")
-        tokens = session.generate(ids, mask, max_new_tokens=20, num_beams=1)
-        samples = {"in.input_ids": ids, "in.attention_mask": mask, "ref.tokens": tokens}
+            tok = Tokenizer.from_file(str(model.tokenizer_json))
+            tok.no_truncation()
+            ids, mask = encode_batch(tok, ref["texts"][:SAMPLE_TEXTS], session.rules.pad,
+                                     model.preprocessing.get("prefix") or "")
+            tokens = session.generate(ids, mask, max_new_tokens=20, num_beams=1)
+            samples = {"in.input_ids": ids, "in.attention_mask": mask, "ref.tokens": tokens}
         manifest = graphs_manifest(model, target, backend, entries, graphs, ref, metrics,
                                    passed, row, dest, options)
         return write_bundle(out, manifest=manifest, artifact_dir=staging, artifact_files=files,
@@ -103,7 +107,7 @@ def graphs_manifest(model: Any, target: Any, backend: Any, entries: dict[str, An
                    "validation": decoder.validation},
         "calibration": None,
         "evaluation": {"sha256": hashlib.sha256(texts).hexdigest(), "samples": len(ref["texts"]),
-                       "source": "evaluation texts (one input a line)"},
+                       "source": ref.get("source", "evaluation texts (one input a line)")},
         "accuracy": {"reference": "torch:cpu:fp32 (transformers generate, greedy)",
                      "metrics": metrics, "budget": options.budget_or_default().to_dict(),
                      "judged_by": row.get("judged_by"), "passed": passed,
@@ -128,13 +132,19 @@ def verify_graphs(bundle: Any, threads: int | None = None) -> dict[str, Any]:
         report["outputs_checked"] = False
         return report
     with bundle.session(threads=threads) as session:
-        got = session.generate(feeds["input_ids"], feeds["attention_mask"],
-                               max_new_tokens=max(int(refs["tokens"].shape[1]) - 1, 1),
-                               num_beams=1)
+        if "input_features" in feeds:  # Whisper: the stored windows' features
+            got = session.generate_features(feeds["input_features"], max_new_tokens=max(
+                int(refs["tokens"].shape[1]) - session.default_prompt_length(), 1),
+                num_beams=1)
+        else:
+            got = session.generate(feeds["input_ids"], feeds["attention_mask"],
+                                   max_new_tokens=max(int(refs["tokens"].shape[1]) - 1, 1),
+                                   num_beams=1)
     tok = tokenizer_of(bundle)
     score = chrf(decode_batch(tok, got), decode_batch(tok, refs["tokens"]))
     metrics = (bundle.manifest.get("accuracy") or {}).get("metrics") or {}
-    limit = max(float(metrics.get("max_chrf_drop") or 0.0), 0.01)
+    limit = max(float(metrics.get("max_chrf_drop") or metrics.get("max_wer_increase") or 0.0),
+                0.01)
     same = got.shape == refs["tokens"].shape and bool(np.array_equal(got, refs["tokens"]))
     report.update(outputs_checked=True, metrics={"chrf": score, "tokens_equal": same})
     if score < 100.0 * (1.0 - limit) - 1e-9:
@@ -150,10 +160,15 @@ def bench_graphs(bundle: Any, pool: dict[str, np.ndarray], threads: int | None
 
     from modelport.backends.seq2seq_session import time_generation
 
-    mask = pool["attention_mask"][:1]
+    mask = pool.get("attention_mask", np.ones((1, 1), np.int64))[:1]
     width = int(mask.sum())
     t0 = time.perf_counter()
     with bundle.session(threads=threads) as session:
         load_s = time.perf_counter() - t0
-        timing = time_generation(session, pool["input_ids"][:1, :width], mask[:, :width])
+        if "input_features" in pool:  # Whisper: one 30 s window
+            from modelport.backends.whisper_session import time_whisper
+
+            timing = time_whisper(session, pool["input_features"][:1])
+        else:
+            timing = time_generation(session, pool["input_ids"][:1, :width], mask[:, :width])
     return {"status": "ok", "load_s": load_s, **timing}
