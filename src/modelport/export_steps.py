@@ -383,7 +383,8 @@ def check_step(ctx: ExportContext, session: Session, inputs: list[TensorSpec]) -
     artifact's static shapes, if any); perplexity on the evaluation lines for LMs."""
     if ctx.lm is not None:
         return lm_check(ctx.lm, session)
-    got = run_session(session, fit_set(ctx.evalset, inputs), batch_size=static_batch(inputs, 32))
+    got = run_session(session, fit_set(ctx.evalset, inputs), batch_size=static_batch(inputs, 32),
+                      static=static_batch(inputs, None) is not None)
     return fidelity_of(ctx, got)
 
 

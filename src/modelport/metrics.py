@@ -46,12 +46,20 @@ class Budget:
         return {k: v for k, v in asdict(self).items() if k != "output_kind"}
 
 
-def run_session(session, data, *, batch_size: int = 32) -> dict[str, np.ndarray]:
-    """Outputs of ``session`` over a CalibrationSet, concatenated in sample order."""
+def run_session(session, data, *, batch_size: int = 32,
+                static: bool = False) -> dict[str, np.ndarray]:
+    """Outputs of ``session`` over a CalibrationSet, concatenated in sample order.
+    ``static``: the session takes exactly ``batch_size`` rows (a static-shape artifact): a
+    short last batch is filled with copies of its last row, whose outputs are dropped."""
     chunks: dict[str, list[np.ndarray]] = {}
     for feeds in data.batches(batch_size):
+        rows = len(next(iter(feeds.values())))
+        if static and rows < batch_size:
+            feeds = {k: np.concatenate([v, np.repeat(v[-1:], batch_size - rows, axis=0)])
+                     for k, v in feeds.items()}
         for name, value in session.infer(feeds).items():
-            chunks.setdefault(name, []).append(np.asarray(value))
+            value = np.asarray(value)
+            chunks.setdefault(name, []).append(value[:rows] if static else value)
     return {k: concat_batches(v) for k, v in chunks.items()}
 
 

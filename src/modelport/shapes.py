@@ -1,7 +1,10 @@
-"""Fitting feeds to an artifact's shapes: the one place that pads or crops to static sizes.
+"""Static shapes: the one place that reads ``--shape``, fixes a graph's dynamic axes, and pads
+or crops feeds to static sizes.
 
-Static-shape artifacts (TFLite, a fixed TensorRT profile) take exactly their own sizes; every
-caller (export, verify, compare, run, the device bench) fits data through these helpers.
+Static-shape artifacts (TFLite, a fixed TensorRT profile, an ONNX Runtime or OpenVINO build
+with ``--shape``) take exactly their own sizes; every caller (export, verify, compare, run, the
+device bench) fits data through these helpers, and a session refuses any other size with the
+one wording of ``TensorSpec.problem_with`` (it names the static shape).
 """
 
 from __future__ import annotations
@@ -10,13 +13,98 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from modelport.errors import CalibrationDataError
+from modelport.errors import CalibrationDataError, UsageError
 
 if TYPE_CHECKING:
     from modelport.calibration_data import CalibrationSet
     from modelport.specs import TensorSpec
 
 
+# -- --shape NAME=DIMS ---------------------------------------------------------------------------
+#: the help of ``--shape``, one flag declared by every backend that reads it
+SHAPE_HELP = ("fix an input's shape (repeatable), e.g. input_ids=1x128: axes sharing a name "
+              "follow. TFLite files are always static (default batch 1, text seq 128); ONNX "
+              "Runtime and OpenVINO bundles become static-shape when it is given (inputs of "
+              "another shape are padded or refused), with --optimize the static "
+              "specialization is a candidate beside the dynamic artifact")
+def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    """``NAME=1x128`` -> ("NAME", (1, 128)); one ``--shape``."""
+    name, sep, dims = str(text).partition("=")
+    try:
+        shape = tuple(int(d) for d in dims.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if not sep or not name or not shape or any(d < 1 for d in shape):
+        raise UsageError(f"--shape takes NAME=DIMS like input_ids=1x128, got '{text}'")
+    return name, shape
+
+
+def parse_shapes(items: list[str]) -> dict[str, tuple[int, ...]]:
+    return dict(parse_shape(s) for s in items)
+
+
+def fix_shapes(specs: list[TensorSpec], given: dict[str, Any], defaults: dict[str, int], *,
+               needs: str) -> list[TensorSpec]:
+    """``specs`` with every dynamic axis fixed: the ``--shape`` of an input first, then by the
+    axis' name (a dynamic axis fixed for one input is fixed for every input that shares its
+    name: ``--shape input_ids=1x128`` fixes ``attention_mask`` too), then ``defaults`` (axis
+    name -> size). An axis still dynamic is a UsageError that says ``needs`` and the flag."""
+    from modelport.specs import TensorSpec
+
+    given = {k: tuple(int(d) for d in v) for k, v in (given or {}).items()}
+    unknown = sorted(set(given) - {s.name for s in specs})
+    if unknown:
+        raise UsageError(f"--shape names unknown input(s) {unknown}; the model takes "
+                         f"{', '.join(s.describe() for s in specs)}")
+    sizes = dict(defaults)
+    for spec in specs:
+        if spec.name in given:
+            for want, got in zip(spec.shape, given[spec.name], strict=False):
+                if isinstance(want, str):
+                    sizes[want] = got  # --shape wins over the defaults
+    out = []
+    for spec in specs:
+        if spec.name in given:
+            shape = given[spec.name]
+            if len(shape) != len(spec.shape) or any(
+                    isinstance(w, int) and w != g for w, g in zip(spec.shape, shape, strict=True)):
+                raise UsageError(f"--shape {spec.name}={'x'.join(map(str, shape))} does not fit "
+                                 f"{spec.describe()}")
+        else:
+            missing = list(dict.fromkeys(d for d in spec.shape
+                                         if isinstance(d, str) and d not in sizes))
+            if missing:
+                raise UsageError(
+                    f"input '{spec.name}' has dynamic axes {missing} and {needs}: pass --shape "
+                    f"{spec.name}=" + "x".join(str(d) if isinstance(d, int) else "N"
+                                               for d in spec.shape))
+            shape = tuple(d if isinstance(d, int) else sizes[d] for d in spec.shape)
+        out.append(TensorSpec(spec.name, spec.dtype, tuple(shape), spec.value_range))
+    return out
+
+
+def axis_sizes(dynamic: list[TensorSpec], fixed: list[TensorSpec] | dict[str, Any]
+               ) -> dict[str, int]:
+    """Dynamic axis name -> the size ``fixed`` gives it (``fixed``: specs, or input name ->
+    dims as a manifest stores them)."""
+    dims = {s.name: s.shape for s in fixed} if isinstance(fixed, list) else fixed
+    out: dict[str, int] = {}
+    for spec in dynamic:
+        for want, got in zip(spec.shape, dims.get(spec.name, ()), strict=False):
+            if isinstance(want, str):
+                out[want] = int(got)
+    return out
+
+
+def specialize(specs: list[TensorSpec], sizes: dict[str, int]) -> list[TensorSpec]:
+    """``specs`` (outputs, say) with the dynamic axes ``sizes`` names made static."""
+    from modelport.specs import TensorSpec
+
+    return [TensorSpec(s.name, s.dtype, tuple(sizes.get(d, d) if isinstance(d, str) else d
+                                              for d in s.shape), s.value_range) for s in specs]
+
+
+# -- fitting data to static sizes ----------------------------------------------------------------
 def static_batch(inputs: list[TensorSpec] | None, default: Any) -> Any:
     """The artifact's fixed batch size, or ``default`` when axis 0 is dynamic (or unknown)."""
     if not inputs:

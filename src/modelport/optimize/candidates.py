@@ -32,16 +32,38 @@ class Runtime:
     inference_precision: str | None = None
     #: ONNX Runtime graph optimization level: all / extended / basic (None: all)
     graph_optimization_level: str | None = None
+    #: ``--shape``: inputs fixed at these dims before the runtime optimizes the graph, as
+    #: (name, dims) pairs (a mapping is accepted; ``to_dict`` gives name -> dims); None: dynamic
+    shapes: tuple | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.shapes, Mapping):
+            object.__setattr__(self, "shapes", tuple(
+                (str(k), tuple(int(d) for d in v)) for k, v in self.shapes.items()))
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if v is not None}
+        out = {k: v for k, v in vars(self).items() if v is not None}
+        if self.shapes:
+            out["shapes"] = {k: list(v) for k, v in self.shapes}
+        return out
 
     def describe(self) -> str:
         parts = {"threads": "threads {}", "streams": "streams {}",
-                 "inference_precision": "hint {}", "graph_optimization_level": "graph {}"}
-        text = ", ".join(parts[k].format("auto" if (k == "streams" and v == 0) else v)
+                 "inference_precision": "hint {}", "graph_optimization_level": "graph {}",
+                 "shapes": "static {}"}
+        text = ", ".join(parts[k].format("auto" if (k == "streams" and v == 0) else
+                                         _dims(v) if k == "shapes" else v)
                          for k, v in self.to_dict().items())
         return text or "defaults"
+
+
+def _dims(shapes: Mapping[str, list[int]]) -> str:
+    """{"input_ids": [1, 128], "attention_mask": [1, 128]} -> "1x128" (one shape for all),
+    else "input_ids=1x128 pixel_values=1x3x224x224"."""
+    texts = {k: "x".join(map(str, v)) for k, v in shapes.items()}
+    if len(set(texts.values())) == 1:
+        return next(iter(texts.values()))
+    return " ".join(f"{k}={v}" for k, v in texts.items())
 
 
 #: a peer tool's build: (backend, model, target, calib, workdir, options) -> Artifact
@@ -83,12 +105,18 @@ class ProposalContext:
     #: the user's --threads (then threads are not searched)
     threads: int | None
     cores: int
+    #: the inputs at the shapes the user fixed (``--shape``), None when none was given: a
+    #: backend that can specialize to them returns them in ``Proposal.shapes``
+    shapes: list | None = None
 
 
 @dataclass
 class Proposal:
     recipes: list[Recipe]
     runtimes: list[Runtime]
+    #: static input specs: the stage-1 winner loaded static at them is a candidate beside
+    #: the dynamic one (optimize/static_stage.py); None: no such stage
+    shapes: list | None = None
 
 
 def proposer(backend: str) -> Callable[[ProposalContext], Proposal] | None:

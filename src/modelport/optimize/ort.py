@@ -55,7 +55,7 @@ def propose(ctx: ProposalContext) -> Proposal:
             recipes.append(Recipe("dynamic INT8", {"int8_mode": "dynamic"}))
     runtimes = [Runtime(threads=t) for t in thread_counts(ctx)]
     runtimes += [Runtime(graph_optimization_level=g) for g in GRAPH_LEVELS]
-    return Proposal(recipes, runtimes)
+    return Proposal(recipes, runtimes, shapes=ctx.shapes)  # --shape: a static candidate
 
 
 # -- peers' plain recipes and graph rewrites (builds of their own) -------------------------------

@@ -59,4 +59,9 @@ def search_table(target: str, search: dict[str, Any]) -> str:
 
 
 def _runtime(settings: dict[str, Any]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in settings.items())
+    from modelport.optimize.candidates import Runtime
+
+    try:
+        return Runtime(**settings).describe()
+    except TypeError:  # a setting this version does not know
+        return ", ".join(f"{k} {v}" for k, v in settings.items())

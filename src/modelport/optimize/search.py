@@ -20,12 +20,13 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from modelport.backends import static_shapes
 from modelport.errors import BuildError, ModelportError
 from modelport.metrics import budget_misses, judged_by
-from modelport.optimize import cache
+from modelport.optimize import cache, static_stage
 from modelport.optimize.candidates import Proposal, ProposalContext, Recipe, Runtime, proposer
 from modelport.optimize.settings import SearchSettings
 
@@ -70,6 +71,7 @@ def build_or_search(ctx: Any, target: Any, backend: Any, calib: Any, workdir: An
         artifact.info["search"] = {"objective": settings.objective, "skipped": why_not}
         return artifact
     pctx = proposal_context(ctx, target, settings)
+    pctx.shapes = static_shapes.requested(ctx.model, ctx.options.of(backend))  # --shape
     proposal = propose(pctx)
     key = cache.search_key(_facts(ctx, target, backend, pctx, settings))
     hit = cache.lookup(key) if settings.cache else None
@@ -136,7 +138,10 @@ class _Run:
         self.start = time.perf_counter()
         self.deadline = self.start + settings.max_time
         self.cut_short = False
-        self.batch = settings.batch
+        from modelport.shapes import static_batch
+
+        # --shape: every candidate is timed at the fixed shapes, so at their batch
+        self.batch = static_batch(getattr(proposal, "shapes", None), settings.batch)
 
     # -- the two stages ---------------------------------------------------------------------
     def go(self) -> Any:
@@ -164,6 +169,7 @@ class _Run:
             if cand is not winner:
                 cand.session.close()
                 cand.session = None
+        candidates += static_stage.stage(self, winner, RUNTIME_SHARE)  # --shape: static?
         runtimes = self._runtimes(winner)
         candidates += runtimes
         self._close(runtimes)
@@ -202,15 +208,16 @@ class _Run:
         """Stage 2: the winner's artifact loaded with each runtime setting, timed against
         the same artifact with the defaults."""
         base = Candidate(f"{winner.name}, runtime defaults", "runtime", winner.recipe,
-                         Runtime(), winner.artifact, winner.session,
+                         winner.runtime, winner.artifact, winner.session,
                          {**winner.record, "name": f"{winner.name}, runtime defaults",
-                          "stage": "runtime", "runtime": {}})
+                          "stage": "runtime", "runtime": winner.runtime.to_dict()})
         out = [base]
         if self._out_of_time(RUNTIME_SHARE):  # no stage 2: the winner ships with the defaults
             out = []
         for rt in self.proposal.runtimes:
             if rt == Runtime():
                 continue
+            rt = replace(rt, shapes=winner.runtime.shapes)  # the shape stage's choice
             cand = Candidate(f"{winner.name}, {rt.describe()}", "runtime", winner.recipe, rt,
                              winner.artifact)
             cand.record = _describe(cand)
@@ -240,6 +247,7 @@ class _Run:
     def _build(self, recipe: Recipe, tdir) -> Any:
         options = copy.copy(self.ctx.options)
         user = self.ctx.options.of(self.backend).changed()
+        user.pop("shapes", None)  # built dynamic: --shape is applied at load (static_stage)
         options.backends = {**self.ctx.options.backends,
                             self.backend.name: {**user, **recipe.options}}
         if recipe.build is not None:
@@ -251,7 +259,8 @@ class _Run:
         """Load, check against the budget; the session stays open when it is within."""
         try:
             cand.session = self._load(cand.artifact, cand.runtime)
-            metrics = self.check(cand.session, self._inputs(cand.artifact))
+            # the session's own inputs: static when it was loaded with --shape's dims
+            metrics = self.check(cand.session, list(cand.session.inputs.values()))
         except Exception as exc:  # noqa: BLE001 - a setting the runtime refuses is a row
             if cand.session is not None:
                 cand.session.close()
@@ -299,8 +308,8 @@ class _Run:
         duration = max(min(self.settings.duration, left / (1.5 * rounds * len(cands))),
                        min(self.settings.duration, 0.1))
         sessions, settings, pools = {}, {}, {}
-        for c in cands:
-            inputs = self._inputs(c.artifact)
+        for c in cands:  # at the shapes the user fixed, if any (static_stage.py)
+            inputs = getattr(self.proposal, "shapes", None) or self._inputs(c.artifact)
             batch = static_batch(inputs, self.batch)
             streams = getattr(c.session, "streams", None)
             sessions[c.name] = c.session
@@ -362,7 +371,7 @@ class _Run:
                 shutil.rmtree(c.artifact.workdir, ignore_errors=True)
         record = self.record(winner, runtime, candidates, note)
         artifact = winner.artifact
-        apply_runtime(artifact, runtime)
+        apply_runtime(artifact, runtime, self.ctx.model)
         if chosen is not None and chosen.record.get("inference_precision"):
             artifact.info["inference_precision_effective"] = chosen.record["inference_precision"]
         artifact.info["search"] = record
@@ -380,6 +389,8 @@ class _Run:
                 "seconds": round(time.perf_counter() - self.start, 1),
                 "cut_short": self.cut_short, "cached": False,
                 "chosen": winner.name, "runtime_settings": runtime.to_dict(),
+                **({"shapes": static_shapes.as_setting(self.proposal.shapes)}
+                   if getattr(self.proposal, "shapes", None) else {}),
                 "note": note, "candidates": [c.record for c in candidates]}
 
     def _conflict(self, recipe: Recipe) -> str | None:
@@ -400,10 +411,13 @@ class _Run:
                 c.session = None
 
 
-def apply_runtime(artifact: Any, runtime: Runtime) -> None:
-    """Store ``runtime`` in the artifact: its manifest facts and the load arguments."""
+def apply_runtime(artifact: Any, runtime: Runtime, model: Any = None) -> None:
+    """Store ``runtime`` in the artifact: its manifest facts and the load arguments (static
+    shapes: the artifact's inputs and outputs too, from ``model``'s)."""
     artifact.info["runtime_settings"] = runtime.to_dict()
     artifact.session_options["runtime_settings"] = runtime.to_dict()
+    if runtime.shapes and model is not None:
+        static_shapes.specialize_artifact(artifact, model, runtime.to_dict()["shapes"])
     if runtime.inference_precision:
         artifact.session_options["inference_precision"] = runtime.inference_precision
         artifact.info["inference_precision_hint"] = runtime.inference_precision
@@ -422,7 +436,7 @@ def _from_cache(ctx, target, backend, calib, workdir, proposal: Proposal,
                   None, proposal, "")
     artifact = runner._build(recipe, workdir)
     runtime = Runtime(**(hit.get("runtime_settings") or {}))
-    apply_runtime(artifact, runtime)
+    apply_runtime(artifact, runtime, ctx.model)
     artifact.info["search"] = {**hit, "cached": True}
     return artifact
 

@@ -30,6 +30,9 @@ from modelport.backends.onnxruntime.options import OnnxRuntimeOptions
 from modelport.errors import ModelLoadError, ModelportError, UnsupportedOp
 from modelport.specs import Precision, Target, TensorSpec
 
+#: precisions whose KV-cache LM graph is fused first (lm_graph.py)
+LM_FUSED = (Precision.FP32, Precision.INT4, Precision.INT8WO)
+
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
@@ -52,9 +55,24 @@ class OnnxRuntimeBackend(Backend):
         return importlib.metadata.version("onnxruntime")
 
     def build(self, model, target: Target, calib, workdir: Path, options: BuildOptions) -> Artifact:
+        """The graph for ``target``; with ``--shape``, static at those shapes (applied at load:
+        backends/static_shapes.py)."""
+        from modelport.backends import static_shapes
+
+        fixed = static_shapes.requested(model, options.of(self))  # a bad --shape: before work
+        artifact = self._build(model, target, calib, workdir, options)
+        return static_shapes.specialize_artifact(artifact, model, static_shapes.as_setting(
+            fixed)) if fixed else artifact
+
+    def _build(self, model, target: Target, calib, workdir: Path, options: BuildOptions
+               ) -> Artifact:
         require("onnxruntime", extra=self.extra, what="ONNX Runtime")
         onnx_path: Path = model.onnx_artifact.path
         dst = workdir / "model.onnx"
+        if target.precision in LM_FUSED and getattr(model, "task", None) == "text-generation":
+            from modelport.backends.onnxruntime.lm_graph import build_lm  # fused norms
+
+            return build_lm(onnx_path, workdir, target.precision, options.of(self))
         if target.precision == Precision.FP32:
             shutil.copyfile(onnx_path, dst)
             files = ["model.onnx"]
@@ -90,15 +108,19 @@ class OnnxRuntimeBackend(Backend):
 
         saved = runtime_settings(options)  # what --optimize chose, re-applied
         return OnnxRuntimeSession(path, inputs, outputs, threads=threads or saved.get("threads"),
-                                  graph_optimization_level=saved.get("graph_optimization_level"))
+                                  graph_optimization_level=saved.get("graph_optimization_level"),
+                                  shapes=saved.get("shapes"))
 
 
 class OnnxRuntimeSession(Session):
     def __init__(self, path: Path, inputs: list[TensorSpec], outputs: list[TensorSpec], *,
-                 threads: int | None = None, graph_optimization_level: str | None = None) -> None:
+                 threads: int | None = None, graph_optimization_level: str | None = None,
+                 shapes: Mapping[str, Any] | None = None) -> None:
         import onnxruntime as ort
 
-        super().__init__(inputs, outputs)
+        from modelport.backends.static_shapes import free_dimension_overrides, static_inputs
+
+        super().__init__(static_inputs(inputs, shapes), outputs)
         opts = ort.SessionOptions()
         self.graph_optimization_level = graph_optimization_level or "all"
         opts.graph_optimization_level = getattr(
@@ -109,6 +131,10 @@ class OnnxRuntimeSession(Session):
         # errors come back as exceptions (said in one line below); ORT's own log would repeat them
         opts.log_severity_level = 4
         self.threads = threads
+        #: --shape: input name -> dims, fixed before ORT optimizes the graph (None: dynamic)
+        self.static_shapes = dict(shapes) if shapes else None
+        for axis, size in (free_dimension_overrides(path, shapes) if shapes else {}).items():
+            opts.add_free_dimension_override_by_name(axis, size)
         self._session = create_session(path, opts)
         self._output_names = list(self.outputs)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from modelport.backends.options import BackendOptions, comma_list, option
+from modelport.shapes import SHAPE_HELP, parse_shapes
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
@@ -15,6 +16,9 @@ class OnnxRuntimeOptions(BackendOptions):
         help="ONNX Runtime INT8 flavour (default: measured per model kind: dynamic for "
              "attention graphs, static QDQ otherwise)",
         flag="--int8-mode", choices=("static", "dynamic"))
+    #: static input shapes (--shape, shared with TFLite): applied at load (runtime settings)
+    shapes: dict | None = option(  # noqa: RUF009 - option() is a dataclasses.field
+        flag="--shape", repeat=True, parse=parse_shapes, metavar="NAME=DIMS", help=SHAPE_HELP)
     calib_method: str | None = option(
         help="static INT8 calibration (ONNX Runtime minmax; TensorRT percentile)",
         flag="--calib-method", choices=CALIBRATION_METHODS)
@@ -38,5 +42,6 @@ class OnnxRuntimeOptions(BackendOptions):
                     "default symmetric)")
     accuracy_level: int | None = option(
         minimum=0, maximum=4, help="INT4/INT8WO weight-only: MatMulNBits accuracy_level, the "
-                                   "activation precision of the kernel (0 unset, 1 fp32, 2 fp16,"
-                                   " 3 bf16, 4 int8; default 0 = fp32 activations)")
+                                   "activation precision of the kernel (0 unset = fp32, 1 fp32, "
+                                   "2 fp16, 3 bf16, 4 int8; default 4: int8 activations, as "
+                                   "onnxruntime-genai's builder on CPU)")

@@ -127,6 +127,17 @@ class OpenVINOBackend(Backend):
         return importlib.metadata.version("openvino")
 
     def build(self, model, target: Target, calib, workdir: Path, options: BuildOptions) -> Artifact:
+        """The IR for ``target``; with ``--shape``, static at those shapes (reshaped at load:
+        backends/static_shapes.py)."""
+        from modelport.backends import static_shapes
+
+        fixed = static_shapes.requested(model, options.of(self))  # a bad --shape: before work
+        artifact = self._build(model, target, calib, workdir, options)
+        return static_shapes.specialize_artifact(artifact, model, static_shapes.as_setting(
+            fixed)) if fixed else artifact
+
+    def _build(self, model, target: Target, calib, workdir: Path, options: BuildOptions
+               ) -> Artifact:
         require("openvino", extra=self.extra, what="building OpenVINO IR")
         import openvino as ov
 
@@ -196,7 +207,8 @@ class OpenVINOBackend(Backend):
         return OpenVINOSession(path, inputs, outputs, device=ov_device(target),
                                inference_precision=_check_hint(hint),
                                threads=threads or saved.get("threads"),
-                               streams=options.get("streams", saved.get("streams")))
+                               streams=options.get("streams", saved.get("streams")),
+                               shapes=saved.get("shapes"))
 
 
 class OpenVINOSession(Session):
@@ -208,14 +220,20 @@ class OpenVINOSession(Session):
 
     def __init__(self, path: Path, inputs: list[TensorSpec], outputs: list[TensorSpec], *,
                  device: str = "CPU", inference_precision: str = "f32",
-                 threads: int | None = None, streams: int | None = None) -> None:
+                 threads: int | None = None, streams: int | None = None,
+                 shapes: Mapping[str, Any] | None = None) -> None:
         import openvino as ov
 
-        super().__init__(inputs, outputs)
+        from modelport.backends.static_shapes import reshaped_ov_model, static_inputs
+
+        super().__init__(static_inputs(inputs, shapes), outputs)
         self.threads = threads
         self.streams = streams
+        #: --shape: input name -> dims, the IR reshaped to them before compiling (None: dynamic)
+        self.static_shapes = dict(shapes) if shapes else None
         self._compiled = ov.Core().compile_model(
-            str(path), device, compile_config(inference_precision, threads=threads, streams=streams)
+            reshaped_ov_model(path, shapes) if shapes else str(path), device,
+            compile_config(inference_precision, threads=threads, streams=streams)
         )
         self.inference_precision = _type_name(
             self._compiled.get_property("INFERENCE_PRECISION_HINT"))

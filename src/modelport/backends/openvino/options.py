@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from modelport.backends.options import BackendOptions, option
+from modelport.shapes import SHAPE_HELP, parse_shapes
 
 AC_METRICS = ("cosine", "accuracy", "top1")
 #: which ops NNCF may quantize (openvino/quantize.py ``ignored_scope``); weights-only: int8
@@ -33,6 +34,9 @@ class OpenVINOOptions(BackendOptions):
         choices=AC_METRICS, help="accuracy control metric (default: the one the budget "
                                  "judges by: accuracy for labelled classifiers, top1 (top-1 "
                                  "agreement) for classifiers without labels, cosine otherwise)")
+    #: static input shapes (--shape, shared with TFLite): applied at load (runtime settings)
+    shapes: dict | None = option(  # noqa: RUF009 - option() is a dataclasses.field
+        flag="--shape", repeat=True, parse=parse_shapes, metavar="NAME=DIMS", help=SHAPE_HELP)
     max_fallback: int | None = option(
         minimum=0, help="OpenVINO INT8: most layers kept in float (NNCF ignored_scope), fewest "
                         "first, when INT8 misses the budget on a calibration slice (ranked by "

@@ -43,40 +43,13 @@ CONVERSION_RTOL = 1e-3
 def static_specs(model, options: TFLiteOptions) -> list[TensorSpec]:
     """The ONNX inputs with every dynamic axis fixed: ``--shape`` first, then batch 1 and the
     model's benchmark dims (text: seq = bench_dims['seq'], 128 for the built-in MiniLM)."""
-    given: dict[str, tuple[int, ...]] = dict(options.shapes or {})
-    specs = model.onnx_artifact.inputs
-    unknown = sorted(set(given) - {s.name for s in specs})
-    if unknown:
-        raise UsageError(f"--shape names unknown input(s) {unknown}; the model takes "
-                         f"{', '.join(s.describe() for s in specs)}")
+    from modelport.shapes import fix_shapes
+
     defaults = {"batch": 1, **{k: int(v) for k, v in (model.bench_dims or {}).items()}}
     if "seq" not in defaults and model.tokenizer_json is not None:
         defaults["seq"] = model.max_length
-    # a dynamic axis fixed for one input is fixed for every input that shares its name
-    for spec in specs:
-        if spec.name in given:
-            for want, got in zip(spec.shape, given[spec.name], strict=False):
-                if isinstance(want, str):
-                    defaults[want] = got  # --shape wins over batch 1 / the bench length
-    out = []
-    for spec in specs:
-        if spec.name in given:
-            shape = given[spec.name]
-            if len(shape) != len(spec.shape) or any(
-                    isinstance(w, int) and w != g for w, g in zip(spec.shape, shape, strict=True)):
-                raise UsageError(f"--shape {spec.name}={'x'.join(map(str, shape))} does not fit "
-                                 f"{spec.describe()}")
-        else:
-            missing = [d for d in spec.shape if isinstance(d, str) and d not in defaults]
-            if missing:
-                raise UsageError(
-                    f"input '{spec.name}' has dynamic axes {missing} and TFLite needs static "
-                    f"shapes: pass --shape {spec.name}=" + "x".join(
-                        str(d) if isinstance(d, int) else "N" for d in spec.shape)
-                )
-            shape = tuple(d if isinstance(d, int) else defaults[d] for d in spec.shape)
-        out.append(TensorSpec(spec.name, spec.dtype, tuple(shape)))
-    return out
+    return fix_shapes(model.onnx_artifact.inputs, dict(options.shapes or {}), defaults,
+                      needs="TFLite needs static shapes")
 
 
 def static_output_specs(model, batch: int | None, reference: list[np.ndarray]) -> list[TensorSpec]:

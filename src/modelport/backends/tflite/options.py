@@ -5,28 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from modelport.backends.options import BackendOptions, comma_list, option
-from modelport.errors import UsageError
+from modelport.shapes import SHAPE_HELP, parse_shape, parse_shapes  # noqa: F401 - re-exported
 
 IO_CHOICES = ("float", "int8")
 #: TFLite INT8 forms: every op int8 (microcontrollers); int8 weights with activations
 #: quantized at run time; int16 activations with int8 weights
 INT8_MODES = ("full-integer", "dynamic-range", "16x8")
-
-
-def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
-    """``NAME=1x128`` -> ("NAME", (1, 128)); one ``--shape``."""
-    name, sep, dims = str(text).partition("=")
-    try:
-        shape = tuple(int(d) for d in dims.lower().split("x"))
-    except ValueError:
-        shape = ()
-    if not sep or not name or not shape or any(d < 1 for d in shape):
-        raise UsageError(f"--shape takes NAME=DIMS like input_ids=1x128, got '{text}'")
-    return name, shape
-
-
-def parse_shapes(items: list[str]) -> dict[str, tuple[int, ...]]:
-    return dict(parse_shape(s) for s in items)
 
 
 def _upper_list(text: str) -> tuple[str, ...]:
@@ -37,8 +21,7 @@ def _upper_list(text: str) -> tuple[str, ...]:
 class TFLiteOptions(BackendOptions):
     shapes: dict | None = option(  # noqa: RUF009 - option() is a dataclasses.field
         flag="--shape", repeat=True, parse=parse_shapes, metavar="NAME=DIMS",
-        help="static shape for TFLite (repeatable), e.g. input_ids=1x128 (default: batch 1, "
-             "text seq 128)")
+        help=SHAPE_HELP)
     io: str | None = option(
         flag="--io", choices=IO_CHOICES,
         help="TFLite INT8 input/output type (default float; int8 for microcontrollers: "

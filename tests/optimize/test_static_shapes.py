@@ -1,0 +1,125 @@
+"""--shape on ONNX Runtime and OpenVINO: the bundle declares and loads static input dims, its
+outputs equal the dynamic build's, an input of another shape is a one-line error naming the
+bundle's shape; with --optimize the static specialization is a recorded candidate and the
+choice's settings are re-applied at load. A tiny MLP fixed at batch 4 (the evaluation split
+has 15 rows: the last batch is short). No assertion on a time or on which load won."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import modelport
+from modelport.backends.base import BuildOptions
+from modelport.errors import InputError, UsageError
+from modelport.optimize import SearchSettings
+from modelport.shapes import fix_shapes
+from modelport.specs import TensorSpec
+from tests.conftest import run_cli
+from tests.support.catalog_support import write_feeds, write_mlp_factory
+
+pytestmark = [pytest.mark.onnxruntime, pytest.mark.openvino]
+
+ORT, OV, ORT_INT8 = "onnxruntime:cpu:fp32", "openvino:cpu:fp32", "onnxruntime:cpu:int8"
+SHAPE = {"features": (4, 12)}
+FIXED = {"onnxruntime": {"shapes": SHAPE}, "openvino": {"shapes": SHAPE}}
+
+
+@pytest.fixture(scope="module")
+def mlp(tmp_path_factory):
+    pytest.importorskip("openvino")
+    root = tmp_path_factory.mktemp("static")
+    return (str(write_mlp_factory(root / "mlp.py")) + ":make",
+            write_feeds(root / "calib", 32, seed=1), write_feeds(root / "eval", 15, seed=2), root)
+
+
+def _export(mlp, targets, out, backends=None, search=None):
+    model, calib, evals, _ = mlp
+    return modelport.export(model, targets, out=out, calib=calib, eval=evals, bench=None,
+                            progress=False, force=True,
+                            options=BuildOptions(backends=backends or {}, search=search))
+
+
+@pytest.fixture(scope="module")
+def built(mlp, tmp_path_factory):
+    """(dynamic, static) FP32 bundles of both backends."""
+    dynamic = _export(mlp, [ORT, OV], tmp_path_factory.mktemp("dynamic"))
+    static = _export(mlp, [ORT, OV], tmp_path_factory.mktemp("fixed"), FIXED)
+    return dynamic, static
+
+
+def _manifest(bundle) -> dict:
+    return json.loads((bundle / "manifest.json").read_text())
+
+
+def _runtime_dims(session) -> list[int]:
+    if hasattr(session, "_compiled"):  # OpenVINO: the compiled model's input
+        return [int(d) for d in session._compiled.input(0).get_partial_shape().to_shape()]
+    return session._session.get_inputs()[0].shape  # ONNX Runtime, after the overrides
+
+
+@pytest.mark.parametrize("target", [ORT, OV])
+def test_static_bundle_loads_static_and_matches_the_dynamic_build(built, target):
+    dynamic, static = (r.bundles[target] for r in built)
+    manifest = _manifest(static)
+    assert manifest["inputs"][0]["shape"] == [4, 12] and manifest["outputs"][0]["shape"] == [4, 3]
+    assert manifest["build"]["static_shapes"] == {"features": [4, 12]}
+    assert manifest["build"]["runtime_settings"]["shapes"] == {"features": [4, 12]}
+    assert _manifest(dynamic)["inputs"][0]["shape"] == ["batch", 12]  # no --shape: unchanged
+    feed = {"features": np.random.default_rng(3).standard_normal((4, 12)).astype(np.float32)}
+    with modelport.load(static) as s, modelport.load(dynamic) as d:
+        assert s.inputs["features"].shape == (4, 12) and _runtime_dims(s) == [4, 12]
+        got, want = s.infer(feed), d.infer(feed)
+        assert got.keys() == want.keys()
+        for k in got:
+            np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-5)
+        with pytest.raises(InputError, match=r"dimension 0 must be 4 \(static shape \[4, 12\]\)"):
+            s.infer({"features": feed["features"][:2]})
+
+
+def test_wrong_shape_in_run_is_one_line_naming_the_shape(built, tmp_path):
+    np.savez(tmp_path / "x.npz", features=np.zeros((2, 12), np.float32))
+    proc = run_cli("run", str(built[1].bundles[ORT]), "--input", str(tmp_path / "x.npz"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "error: input 'features' dimension 0 must be 4 (static shape [4, 12]), got 2"]
+
+
+def test_optimize_records_the_static_candidate_and_reapplies_the_choice(mlp, tmp_path):
+    search = SearchSettings(duration=0.02, rounds=2, cache=False)
+    result = _export(mlp, [ORT_INT8], tmp_path, FIXED, search)
+    manifest = _manifest(result.bundles[ORT_INT8])
+    record = manifest["build"]["search"]
+    assert record["shapes"] == {"features": [4, 12]} and record["batch"] == 4
+    shape_rows = [c for c in record["candidates"] if c["stage"] == "shape"]
+    assert len(shape_rows) == 2 and sum(c["chosen"] for c in shape_rows) == 1
+    dynamic, static = shape_rows
+    assert dynamic["runtime"] == {} and static["runtime"] == {"shapes": {"features": [4, 12]}}
+    assert static["kept"] and static["fidelity"]["cosine_mean"] > 0.99
+    assert all(c["batch"] == 4 for c in record["candidates"] if c.get("kept"))
+    chose_static = static["chosen"]
+    settings = manifest["build"]["runtime_settings"]
+    assert ("shapes" in settings) == chose_static == (manifest["inputs"][0]["shape"] == [4, 12])
+    # stage 2 tries its settings on top of the shape stage's choice
+    runtime = [c for c in record["candidates"] if c["stage"] == "runtime"]
+    assert runtime and all(("shapes" in c["runtime"]) == chose_static for c in runtime)
+    with modelport.load(result.bundles[ORT_INT8]) as session:
+        assert session.static_shapes == settings.get("shapes")
+        assert session.graph_optimization_level == settings.get("graph_optimization_level",
+                                                                "all")
+
+
+def test_fix_shapes_follows_axis_names_and_names_what_is_missing():
+    specs = [TensorSpec("input_ids", "int64", ("batch", "seq")),
+             TensorSpec("attention_mask", "int64", ("batch", "seq")),
+             TensorSpec("pixel_values", "float32", ("batch", 3, "side", "side"))]
+    fixed = fix_shapes(specs, {"input_ids": (2, 64), "pixel_values": (2, 3, 32, 32)}, {},
+                       needs="it needs")
+    assert [s.shape for s in fixed] == [(2, 64), (2, 64), (2, 3, 32, 32)]
+    with pytest.raises(UsageError, match=r"input 'pixel_values' has dynamic axes \['side'\] "
+                                         r"and it needs: pass --shape pixel_values=Nx3xNxN"):
+        fix_shapes(specs, {"input_ids": (2, 64)}, {}, needs="it needs")
+    with pytest.raises(UsageError, match="does not fit"):
+        fix_shapes(specs, {"input_ids": (2, 64), "pixel_values": (2, 4, 32, 32)}, {}, needs="")
