@@ -41,12 +41,20 @@ def summary(report: dict[str, Any]) -> str:
                                   .items()) or "defaults",
             "p50_ms": won.get("p50_ms"), "throughput": won.get("throughput"),
             "candidates": f"{kept} of {recipes} within budget",
-            "timed_on": s.get("timed_on") or ("cache" if s.get("cached") else
-                                              s.get("note") or "-")})
+            "timed_on": _timed_on(s)})
     if not cells:
         return ""
     return (f"recipe search (--optimize {searched_rows(report)[0]['search']['objective']}), "
             "the winner per device:\n" + render(cells, COLUMNS))
+
+
+def _timed_on(search: dict[str, Any]) -> str:
+    """The device that timed the candidates; the search cache's record when it came from
+    there (the device of the search that chose it); the note when none did."""
+    if search.get("cached"):
+        return "search cache" + (f" (timed on {search['timed_on']})"
+                                 if search.get("timed_on") else "")
+    return search.get("timed_on") or search.get("note") or "-"
 
 
 def details(report: dict[str, Any]) -> list[str]:
