@@ -159,6 +159,10 @@ def test_weight_only_decoder_is_judged_by_word_error_rate(whisper):
     within = fid["wer"] <= 0.05 + 1e-9
     assert (row["status"] == "ok") == within
     assert (out / "onnxruntime-cpu-int8wo" / "manifest.json").is_file() == within
+    from modelport.bench.export_table import columns_for, fidelity_text
+
+    assert fidelity_text(fid).startswith("WER ")
+    assert ("fidelity_text", "WER vs torch", str) in columns_for(rows)
 
 
 @pytest.mark.parametrize("case", ["missing", "unreadable", "empty", "beams", "language"])

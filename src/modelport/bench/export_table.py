@@ -17,6 +17,8 @@ def fidelity_text(f: dict[str, Any] | None) -> str:
         return "-"
     if "perplexity" in f:  # language models
         return f"ppl {f['perplexity']:.3f} ({100 * f.get('perplexity_increase', 0.0):+.2f}%)"
+    if "wer" in f and "token_match" in f:  # Whisper: transcripts vs torch's
+        return f"WER {100 * f['wer']:.2f} ({100 * f['token_match']:.0f}% equal)"
     if "accuracy" in f:
         name = next((short for key, short in TASK_METRIC_CELLS.items() if key in f), "acc")
         return f"{name} {100 * f['accuracy']:.2f}% ({-100 * f['accuracy_drop']:+.2f})"
@@ -87,6 +89,9 @@ def columns_for(rows: list[dict[str, Any]]) -> list[tuple[str, str, Any]]:
         return LM_COLUMNS
     if any("chrf" in (r.get("fidelity") or {}) for r in rows):
         return SEQ2SEQ_COLUMNS
+    if any({"wer", "token_match"} <= set(r.get("fidelity") or {}) for r in rows):  # Whisper
+        return [("fidelity_text", "WER vs torch", str) if c[0] == "fidelity_text" else c
+                for c in SEQ2SEQ_COLUMNS]
     at = [key for key, _, _ in EXPORT_COLUMNS].index("fidelity_text") + 1
     extra = [DECISIONS_COLUMN] if any("top1_agreement" in (r.get("fidelity") or {})
                                       for r in rows) else []

@@ -136,13 +136,18 @@ def describe_audio(pre: Mapping[str, Any]) -> list[str]:
     """`modelport inspect` lines for an audio model's preprocessing (and CTC vocabulary)."""
     audio = pre["audio"]
     steps = [f"mono, resampled to {audio['sampling_rate']} Hz"]
-    if audio.get("kind") == "fbank":
+    if audio.get("kind") == "whisper":
+        steps.append(f"log-mel {audio['feature_size']} bins x {audio['nb_max_frames']} frames "
+                     f"({audio['chunk_length']} s windows; longer audio in consecutive windows)")
+    elif audio.get("kind") == "fbank":
         steps.append(f"log-mel fbank {audio['num_mel_bins']} bins x {audio['max_length']} frames")
         if audio.get("do_normalize"):
             steps.append(f"(x - {audio['mean']:g}) / (2 * {audio['std']:g})")
     elif audio.get("do_normalize"):
         steps.append("zero mean, unit variance per clip")
-    lines = [f"audio        {', '.join(steps)} ({audio.get('feature_extractor', '')})"]
+    source = audio.get("feature_extractor") or ("WhisperFeatureExtractor"
+                                                if audio.get("kind") == "whisper" else "")
+    lines = [f"audio        {', '.join(steps)} ({source})"]
     ctc = pre.get("ctc")
     if ctc:
         lines.append(f"ctc          greedy: {len(ctc['vocab'])} tokens, blank "
