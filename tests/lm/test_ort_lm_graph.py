@@ -1,0 +1,49 @@
+"""ONNX Runtime LM bundles: the KV-cache graph is fused before it ships (fewer nodes per decode
+step), weight-only MatMulNBits run int8 activations by default (accuracy_level 4); the fp32
+fused graph still generates what transformers generates (test_generate.py)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.onnxruntime]
+
+
+def _ops(bundle: Path) -> Counter:
+    import onnx
+
+    graph = onnx.load(str(bundle / "model.onnx"), load_external_data=False).graph
+    return Counter(node.op_type for node in graph.node)
+
+
+def test_fp32_lm_graph_has_fused_norms(qwen2_export):
+    _, result, error = qwen2_export
+    assert error is None
+    bundle = result.bundles["onnxruntime:cpu:fp32"]
+    build = json.loads((bundle / "manifest.json").read_text())["build"]
+    fusions = build["lm_fusions"]
+    assert fusions["fused"] and fusions["nodes"] < fusions["nodes_before"]
+    ops = _ops(bundle)
+    # 2 layers x 2 RMSNorms + the final one: none left as Pow/ReduceMean chains
+    assert ops["SkipSimplifiedLayerNormalization"] + ops["SimplifiedLayerNormalization"] >= 5
+    assert ops["ReduceMean"] == 0
+    assert fusions["nodes"] == sum(ops.values())
+
+
+def test_weight_only_defaults_to_int8_activations(tiny_lm_export):
+    _, result, error = tiny_lm_export
+    assert error is None
+    for precision in ("int4", "int8wo"):
+        bundle = result.bundles[f"onnxruntime:cpu:{precision}"]
+        build = json.loads((bundle / "manifest.json").read_text())["build"]
+        assert build["accuracy_level"] == 4 and build["lm_fusions"]["fused"]
+        import onnx
+
+        graph = onnx.load(str(bundle / "model.onnx"), load_external_data=False).graph
+        levels = {a.i for n in graph.node if n.op_type == "MatMulNBits"
+                  for a in n.attribute if a.name == "accuracy_level"}
+        assert levels == {4}
