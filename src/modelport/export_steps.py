@@ -160,7 +160,7 @@ def export(
                               eval, options, bench, opset, ExportResult)
     if is_seq2seq(prepared):  # an encoder and a decoder graph: seq2seq_steps
         return export_seq2seq(prepared, [(t, b) for t, b in plan if t not in added], dest,
-                              eval, options, bench, opset, ExportResult)
+                              eval, options, bench, opset, ExportResult, calib=calib)
     apply_output_kind(prepared, options.budget_or_default())  # Budget.output_kind
     calib_set, eval_set = plan_export_data(prepared, [t for t, _ in plan], calib, eval)
 

@@ -15,7 +15,6 @@ import numpy as np
 
 from modelport.backends.base import Session
 from modelport.backends.lm_session import LMSession, prefill_feeds
-from modelport.errors import UnknownTarget
 from modelport.metrics_lm import perplexity
 
 log = logging.getLogger("modelport")
@@ -56,43 +55,37 @@ def is_lm(model: Any) -> bool:
     return getattr(model, "task", None) == TASK
 
 
+def lm_refusal(target: Any) -> str | None:
+    """Why a runtime cannot run a KV-cache LM (None: it can)."""
+    why = REFUSED.get(target.runtime)
+    return None if why is None else (f"not supported on {target.runtime}: {why}; use "
+                                     "onnxruntime:cpu:* or openvino:cpu:*")
+
+
 def check_lm_targets(targets: list[Any]) -> None:
     """Refuse, before any work, runtimes that cannot run a KV-cache LM (one line with why)."""
-    for target in targets:
-        if target.runtime in REFUSED:
-            raise UnknownTarget(f"{target}: language-model targets are not supported on "
-                                f"{target.runtime}: {REFUSED[target.runtime]}; use "
-                                "onnxruntime:cpu:* or openvino:cpu:*")
+    from modelport.target_scope import refuse
 
-
-def applicable_lm_targets(targets: list[Any]) -> tuple[list[Any], list[dict[str, Any]]]:
-    """(the targets that can run a KV-cache LM, report rows for the others with the reason):
-    what ``bench MODEL --targets all`` (or a device) means for a language model."""
-    from modelport.bench import statuses
-
-    kept = [t for t in targets if t.runtime not in REFUSED]
-    skipped = [{"target": str(t), "precision": str(t.precision), "status": statuses.UNAVAILABLE,
-                "available": False,
-                "reason": f"not for language models: {REFUSED[t.runtime]}"}
-               for t in targets if t.runtime in REFUSED]
-    if skipped:
-        log.warning("skipped %d target(s) that do not apply to a language model: %s (%s)",
-                    len(skipped), ", ".join(r["target"] for r in skipped),
-                    "; ".join(f"{rt}: {why}" for rt, why in REFUSED.items()
-                              if any(r["target"].startswith(rt + ":") for r in skipped)))
-    return kept, skipped
+    refuse(targets, lm_refusal, "language-model targets are")
 
 
 def bench_lm_targets(model: Any, spec: Any, wanted: list[Any]
                      ) -> tuple[list[Any], list[dict[str, Any]]]:
-    """``bench MODEL``: for a language model, ``--targets all`` or a device (``cpu``) keeps the
-    targets that apply and reports the others as skipped; targets named one by one are kept
-    (the export refuses an inapplicable one with the reason)."""
+    """``bench MODEL``: for a language model or an encoder-decoder, ``--targets all`` or a
+    device (``cpu``) keeps the targets that apply and reports the others as skipped; targets
+    named one by one are kept (the export refuses an inapplicable one with the reason)."""
+    from modelport.seq2seq_steps import is_seq2seq, seq2seq_refusal
+    from modelport.target_scope import split
+
     names = [spec] if isinstance(spec, str) else list(spec)
     tokens = [x.strip() for name in names for x in str(name).split(",") if x.strip()]
-    if not is_lm(model) or all(":" in token for token in tokens):
+    if all(":" in token for token in tokens):
         return wanted, []
-    return applicable_lm_targets(wanted)
+    if is_lm(model):
+        return split(wanted, lm_refusal, "language models")
+    if is_seq2seq(model):
+        return split(wanted, seq2seq_refusal, "encoder-decoder models")
+    return wanted, []
 
 
 def plan_export_data(model: Any, targets: list[Any], calib: Any, evalset: Any) -> tuple[Any, Any]:

@@ -1,10 +1,12 @@
 """export() for encoder-decoder models (text2text-generation): two graphs per target.
 
 plan -> export both graphs (exporters.seq2seq_export) -> torch's greedy outputs on the
-evaluation texts -> for each target: build the encoder (FP32) and the decoder (the target's
-precision: int8wo / int4 pack the decoder's MatMuls) -> generate with both -> judge (FP32:
-every sequence equal to transformers'; weight-only: chrF vs torch within budget) -> time ->
-one bundle with both graphs (bundle.manifest_graphs). export_steps.export dispatches here.
+evaluation texts -> for each target: build each graph at its precision (GRAPH_PRECISIONS:
+int8wo / int4 pack the decoder's MatMuls; int8 is W+A INT8 of the encoder, calibrated on
+texts apart from the evaluation ones, with the int8wo decoder) -> generate with both -> judge
+(FP32: every sequence equal to transformers'; the others: chrF vs torch within budget) ->
+time (bench.lm_harness) -> one bundle with both graphs (bundle.manifest_graphs).
+export_steps.export dispatches here.
 """
 
 from __future__ import annotations
@@ -20,14 +22,23 @@ from typing import Any
 import numpy as np
 
 from modelport.bench import statuses
-from modelport.errors import AccuracyBudgetExceeded, UnknownTarget
+from modelport.errors import AccuracyBudgetExceeded
 from modelport.specs import Precision
 
 log = logging.getLogger("modelport")
 
 TASK = "text2text-generation"
 RUNTIMES = ("onnxruntime", "openvino")
-PRECISIONS = (Precision.FP32, Precision.INT8WO, Precision.INT4)
+#: target precision -> (encoder graph, decoder graph): the decoder runs once per token and
+#: holds the LM head, so weight-only packing is what speeds it up; the encoder runs once per
+#: input on a whole sentence, where W+A INT8 (ORT quantize_dynamic/static, NNCF) pays
+GRAPH_PRECISIONS = {
+    Precision.FP32: (Precision.FP32, Precision.FP32),
+    Precision.INT8WO: (Precision.FP32, Precision.INT8WO),
+    Precision.INT4: (Precision.FP32, Precision.INT4),
+    Precision.INT8: (Precision.INT8, Precision.INT8WO),
+}
+PRECISIONS = tuple(GRAPH_PRECISIONS)
 REFUSED = {
     "tflite": "TFLite takes static shapes; a decoder whose self-attention cache grows by one "
               "token per step needs a stateful or fixed-window graph that modelport does not "
@@ -37,8 +48,10 @@ REFUSED = {
     "torch": "torch is the reference here, not a bundle target",
 }
 #: weight-only budget: the largest chrF drop vs torch (a fraction: 0.05 = 5 chrF points)
-DEFAULT_MAX_CHRF_DROP = {Precision.INT8WO: 0.05, Precision.INT4: 0.15}
+DEFAULT_MAX_CHRF_DROP = {Precision.INT8WO: 0.05, Precision.INT4: 0.15, Precision.INT8: 0.05}
 EVAL_TEXTS = 12
+#: calibration texts of the INT8 encoder (the shipped sentences before the evaluation ones)
+CALIB_TEXTS = 64
 EVAL_NEW_TOKENS = 20
 BATCH = 4
 
@@ -47,21 +60,27 @@ def is_seq2seq(model: Any) -> bool:
     return getattr(model, "task", None) == TASK
 
 
+def seq2seq_refusal(target: Any) -> str | None:
+    """Why ``target`` cannot take an encoder-decoder (None: it can)."""
+    if target.runtime in REFUSED:
+        return (f"not supported on {target.runtime}: {REFUSED[target.runtime]}; use "
+                "onnxruntime:cpu:* or openvino:cpu:*")
+    if target.runtime not in RUNTIMES or target.precision not in PRECISIONS:
+        return (f"built for {', '.join(RUNTIMES)} at fp32, int8wo or int4 (weight-only on the "
+                "decoder's MatMuls) or int8 (W+A INT8 encoder, int8wo decoder)")
+    return None
+
+
 def check_targets(targets: list[Any]) -> None:
-    for target in targets:
-        if target.runtime in REFUSED:
-            raise UnknownTarget(f"{target}: encoder-decoder targets are not supported on "
-                                f"{target.runtime}: {REFUSED[target.runtime]}; use "
-                                "onnxruntime:cpu:* or openvino:cpu:*")
-        if target.runtime not in RUNTIMES or target.precision not in PRECISIONS:
-            raise UnknownTarget(f"{target}: encoder-decoder bundles are built for "
-                                f"{', '.join(RUNTIMES)} at fp32, int8wo or int4 (weight-only "
-                                "on the decoder's MatMuls)")
+    from modelport.target_scope import refuse
+
+    refuse(targets, seq2seq_refusal, "encoder-decoder targets are")
 
 
-def eval_texts(model: Any, given: Any) -> list[str]:
-    """One input a line of ``given`` (a text file), else the last shipped sentences; lines
-    longer than the encoder's limit are skipped."""
+def eval_texts(model: Any, given: Any, default: list[str] | None = None,
+               flag: str = "--eval") -> list[str]:
+    """One input a line of ``given`` (a text file), else ``default`` (the last shipped
+    sentences); lines longer than the encoder's limit are skipped."""
     from tokenizers import Tokenizer
 
     from modelport.errors import UsageError
@@ -69,9 +88,11 @@ def eval_texts(model: Any, given: Any) -> list[str]:
     if given is not None:
         path = Path(given)
         if not path.is_file():
-            raise UsageError(f"--eval '{path}' is not a file: give a text file, one input a "
+            raise UsageError(f"{flag} '{path}' is not a file: give a text file, one input a "
                              "line")
         lines = [ln.strip() for ln in path.read_text("utf-8").splitlines() if ln.strip()]
+    elif default is not None:
+        lines = default
     else:
         from modelport.models.data import sentences
 
@@ -82,8 +103,9 @@ def eval_texts(model: Any, given: Any) -> list[str]:
     limit = model.preprocessing.get("max_source_length")
     kept = [t for t in lines if limit is None or len(tok.encode(prefix + t).ids) <= limit]
     if not kept:
-        raise UsageError("no evaluation text fits the encoder's "
-                         f"{limit} positions: give shorter lines with --eval")
+        raise UsageError(f"no {'calibration' if flag == '--calib' else 'evaluation'} text "
+                         f"fits the encoder's {limit} positions: give shorter lines with "
+                         f"{flag}")
     return kept
 
 
@@ -101,13 +123,16 @@ def budget_of(target: Any, budget: Any) -> float:
 
 
 def export_seq2seq(model: Any, plan: list[tuple[Any, Any]], dest: Any, evalset: Any,
-                   options: Any, bench: Any, opset: int | None, result_type: Any) -> Any:
+                   options: Any, bench: Any, opset: int | None, result_type: Any, *,
+                   calib: Any = None) -> Any:
     """Every target of ``plan`` as a two-graph bundle (see the module docstring); returns
     ``result_type(rows, bundles, failures, task=...)`` (export_steps.ExportResult)."""
     from modelport.exporters.seq2seq_export import export_graphs
 
     check_targets([t for t, _ in plan])
     texts = eval_texts(model, evalset)
+    calib = (calibration(model, calib, texts)
+             if any(t.precision == Precision.INT8 for t, _ in plan) else None)
     workdir = Path(tempfile.mkdtemp(prefix="modelport-seq2seq-"))
     try:
         log.info("exporting %s to ONNX (encoder + decoder) ...", model.name)
@@ -124,7 +149,7 @@ def export_seq2seq(model: Any, plan: list[tuple[Any, Any]], dest: Any, evalset: 
         bundles: dict[str, Path] = {}
         for target, backend in plan:
             row, bundle = export_target(model, graphs, ref, target, backend, dest, options,
-                                        bench, workdir)
+                                        bench, workdir, calib)
             rows.append(row)
             if bundle is not None:
                 bundles[str(target)] = bundle
@@ -177,20 +202,64 @@ def _rules(model: Any) -> Any:
     return GenerationRules.from_dict(json.loads(model.bundle_files["generation_config.json"]))
 
 
+def calibration(model: Any, given: Any, texts: list[str]) -> Any:
+    """The INT8 encoder's calibration feeds (batch 1 each): ``--calib`` (a text file, one input
+    a line, or a CalibrationSet of encoder feeds), else the first CALIB_TEXTS shipped sentences
+    that are not evaluation texts; lines over the encoder's limit are skipped."""
+    from modelport.calibration_data import CalibrationSet
+    from modelport.tasks.text2text import encode_batch
+
+    if isinstance(given, CalibrationSet):
+        return given
+    if given is not None:
+        lines, source = eval_texts(model, given, flag="--calib"), str(given)
+    else:
+        from modelport.models.data import sentences
+
+        lines = [t for t in sentences()[:-EVAL_TEXTS] if t not in texts][:CALIB_TEXTS]
+        lines = eval_texts(model, None, lines, flag="--calib")
+        source = "shipped sentences (not the evaluation texts)"
+    # one right-padded batch split in rows: every sample has the same width, so the float
+    # fallback can stack the graph's outputs, and padding is calibrated as batches have it
+    ids, mask = encode_batch(_tokenizer(model), lines, _rules(model).pad,
+                             model.preprocessing.get("prefix") or "")
+    return CalibrationSet([{"input_ids": ids[i:i + 1], "attention_mask": mask[i:i + 1]}
+                           for i in range(len(lines))], texts=lines, source=source)
+
+
 def build_graphs(model: Any, graphs: dict[str, Any], target: Any, backend: Any,
-                 options: Any, tdir: Path) -> dict[str, Any]:
-    """Each graph built by the target's backend: the encoder at FP32, the decoder at the
-    target's precision."""
+                 options: Any, tdir: Path, calib: Any = None) -> dict[str, Any]:
+    """Each graph built by the target's backend at its precision (GRAPH_PRECISIONS); the
+    precision is recorded in the graph's build facts (the manifest's ``graphs.*.precision``)."""
     from modelport.specs import Target
 
     built = {}
-    for name, artifact in graphs.items():
-        precision = target.precision if name == "decoder" else Precision.FP32
+    for name, precision in zip(("encoder", "decoder"), GRAPH_PRECISIONS[target.precision],
+                               strict=True):
         part = Target(target.runtime, target.device, precision)
         (tdir / name).mkdir(parents=True)
-        shim = SimpleNamespace(onnx_artifact=artifact, name=f"{model.name} {name}")
-        built[name] = backend.build(shim, part, None, tdir / name, options)
+        # W+A INT8's float fallback judges the graph's outputs (the cross cache) by cosine,
+        # as for features; the target's verdict is chrF on the generated text
+        shim = SimpleNamespace(onnx_artifact=graphs[name], name=f"{model.name} {name}",
+                               task="feature-extraction")
+        int8 = precision == Precision.INT8
+        built[name] = backend.build(shim, part, calib if int8 else None, tdir / name,
+                                    _as_transformer(options, backend) if int8 else options)
+        built[name].info["precision"] = str(precision)
     return built
+
+
+def _as_transformer(options: Any, backend: Any) -> Any:
+    """The encoder is a transformer: a quantizer that takes a model type (NNCF's) is told so
+    unless the user chose one (OpenVINO reads the encoder's attention as one fused
+    ScaledDotProductAttention op, which the MatMul-based attention test does not see)."""
+    import dataclasses
+
+    own = options.of(backend)
+    if not hasattr(own, "model_type") or own.model_type is not None:
+        return options
+    return dataclasses.replace(options, backends={
+        **options.backends, backend.name: dataclasses.replace(own, model_type="transformer")})
 
 
 def load_session(model: Any, built: dict[str, Any], graphs: dict[str, Any], target: Any,
@@ -247,15 +316,19 @@ def time_generation(session: Any, model: Any, text: str) -> dict[str, Any]:
 
 
 def export_target(model: Any, graphs: dict[str, Any], ref: dict[str, Any], target: Any,
-                  backend: Any, dest: Any, options: Any, bench: Any, workdir: Path
-                  ) -> tuple[dict[str, Any], Path | None]:
+                  backend: Any, dest: Any, options: Any, bench: Any, workdir: Path,
+                  calib: Any = None) -> tuple[dict[str, Any], Path | None]:
     tdir = workdir / target.slug
     log.info("building %s ...", target)
     start = time.perf_counter()
-    built = build_graphs(model, graphs, target, backend, options, tdir)
+    built = build_graphs(model, graphs, target, backend, options, tdir, calib)
     size = sum((tdir / n / f).stat().st_size for n, a in built.items() for f in a.files)
     row: dict[str, Any] = {"target": str(target), "precision": str(target.precision),
-                           "size_mb": size / 1e6, "build_s": time.perf_counter() - start}
+                           "size_mb": size / 1e6, "build_s": time.perf_counter() - start,
+                           "graphs": {n: a.info["precision"] for n, a in built.items()}}
+    from modelport.bench.memory import reset_peak
+
+    reset_peak()  # this target's load + generation peak (the row's peak_rss_mb)
     with load_session(model, built, graphs, target, backend, options.threads) as session:
         metrics = check(model, session, ref)
         limit = budget_of(target, options.budget_or_default())

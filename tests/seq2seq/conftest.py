@@ -50,7 +50,8 @@ def bart_bundles(seq2seq_root):
 @pytest.fixture(scope="session")
 def marian_bundles(seq2seq_root):
     return export_family(seq2seq_root, "marian",
-                         [*FP32, "onnxruntime:cpu:int8wo", "openvino:cpu:int4"])
+                         [*FP32, "onnxruntime:cpu:int8wo", "openvino:cpu:int4",
+                          "onnxruntime:cpu:int8", "openvino:cpu:int8"])
 
 
 @pytest.fixture(scope="session")

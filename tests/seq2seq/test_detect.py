@@ -33,7 +33,7 @@ def test_bert_model_stays_feature_extraction():
 
 @pytest.mark.parametrize("target, says", [
     ("tflite:cpu:fp32", "static shapes"), ("tensorrt:cuda:fp32", "TensorRT-LLM"),
-    ("onnxruntime:cpu:int8", "fp32, int8wo or int4"),
+    ("openvino:cpu:bf16", "fp32, int8wo or int4"),
 ])
 def test_unsupported_targets_refused_with_the_reason(target, says):
     from modelport.errors import UnknownTarget

@@ -171,25 +171,14 @@ class Seq2SeqSession(Session):
 
 def time_generation(session: Seq2SeqSession, ids: np.ndarray, mask: np.ndarray, *,
                     new_tokens: int = 20, runs: int = 3) -> dict[str, float]:
-    """Greedy generation of one input, timed: encoder (+ first step) ms (= time to the first
-    token), ms per decoder step p50/p99, tokens/s; the median of ``runs`` after a warm-up."""
-    first: list[float] = []
-    steps: list[float] = []
-    tokens, total = 0, 0.0
-    for run in range(runs + 1):
-        t0 = time.perf_counter()
-        out = session.generate(ids, mask, max_new_tokens=new_tokens, num_beams=1)
-        spent = time.perf_counter() - t0
-        if run == 0:
-            continue  # warm-up
-        first.append(session.timings["encoder_s"])
-        steps += session.timings["steps_s"]
-        tokens, total = tokens + out.shape[1] - 1, total + spent
-    ms = np.asarray(steps) * 1e3 if steps else np.zeros(1)
-    encoder = 1e3 * float(np.median(first))
-    return {"encoder_ms": encoder, "ttft_ms": encoder,
-            "decode_ms_p50": float(np.percentile(ms, 50)),
-            "decode_ms_p99": float(np.percentile(ms, 99)), "tokens_per_s": tokens / total}
+    """Batch-1 greedy decoding of one input, timed by the token-latency harness
+    (bench.lm_harness.benchmark_seq2seq): encoder ms, TTFT (encoder + first step), ms per
+    decoder step p50/p99 over ``new_tokens`` steps x ``runs`` rounds after a warm-up round,
+    tokens/s, peak memory; the row's columns."""
+    from modelport.bench.lm_harness import LMBenchSettings, benchmark_seq2seq
+
+    settings = LMBenchSettings(decode_steps=new_tokens, rounds=runs)
+    return benchmark_seq2seq(session, ids, mask, settings).fields()
 
 
 def load_graphs(backend: Any, target: Any, graphs: Mapping[str, tuple[Any, list, list, dict]],

@@ -71,10 +71,12 @@ SEQ2SEQ_COLUMNS = [
     ("precision", "prec", str),
     ("size_mb", "size MB", fmt_num(1)),
     ("fidelity_text", "chrF vs torch", str),
-    ("encoder_ms", "encoder+1st ms", fmt_num(2)),
+    ("encoder_ms", "encoder ms", fmt_num(2)),
+    ("ttft_ms", "TTFT ms", fmt_num(2)),
     ("decode_ms_p50", "ms/step p50", fmt_num(2)),
     ("decode_ms_p99", "p99", fmt_num(2)),
     ("tokens_per_s", "tokens/s", fmt_num(1)),
+    ("peak_rss_mb", "peak MB", fmt_num(0)),
     ("status", "status", str),
 ]
 

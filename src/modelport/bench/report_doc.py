@@ -30,6 +30,7 @@ ROW_FIELDS = (
     "peak_rss_mb", "stats", "bundle",
     # language models (null for other rows); optional in the schema, so older reports still load
     "ttft_ms", "decode_ms_p50", "decode_ms_p99", "tokens_per_s", "perplexity",
+    "encoder_ms",  # encoder-decoders (bench.lm_harness.benchmark_seq2seq)
 )
 
 

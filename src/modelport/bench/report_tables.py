@@ -11,6 +11,10 @@ def fidelity_cell(f: dict[str, Any] | None) -> str:
     """Accuracy (and drop) when labels were known, else top-1 agreement, else mean cosine."""
     if not f:
         return "-"
+    if "chrf" in f:  # encoder-decoders: chrF vs torch's greedy text
+        from modelport.bench.export_table import fidelity_text
+
+        return fidelity_text(f)
     if "accuracy" in f:
         drop = f.get("accuracy_drop")
         return f"acc {100 * f['accuracy']:.2f}%" + (f" ({-100 * drop:+.2f})" if drop is not None
@@ -53,6 +57,14 @@ LM_COLUMNS: list[Column] = [
 ]
 
 
+#: an encoder-decoder's columns (rows with an encoder time): the LM columns with the encoder
+#: graph's own time before the TTFT (encoder + first decoder step)
+SEQ2SEQ_COLUMNS: list[Column] = [
+    *LM_COLUMNS[:3], ("fidelity_cell", "chrF vs torch", str),
+    ("encoder_ms", "encoder ms", fmt_num(2)), *LM_COLUMNS[4:],
+]
+
+
 def is_lm_report(report: dict[str, Any]) -> bool:
     return any(r.get("ttft_ms") is not None or "perplexity" in (r.get("fidelity") or {})
                for r in report["rows"])
@@ -62,6 +74,8 @@ def columns(report: dict[str, Any]) -> list[Column]:
     cols: list[Column] = []
     if len(report["runs"]) > 1:
         cols.append(("machine", "machine", str))
+    if any(r.get("encoder_ms") is not None for r in report["rows"]):
+        return cols + SEQ2SEQ_COLUMNS  # generation timing (bench.lm_harness.benchmark_seq2seq)
     if is_lm_report(report):  # token latency instead of batch latency (bench.lm_harness)
         return cols + LM_COLUMNS
     lat, thr = _batches(report)

@@ -51,6 +51,8 @@ def write_graphs_bundle(out: Path, model: Any, target: Any, backend: Any,
                 files.append(f"{name}/{f}")
             entries[name] = {
                 "file": f"{name}/{art.main}",
+                # seq2seq_steps.GRAPH_PRECISIONS: int8 = W+A INT8 encoder + int8wo decoder
+                "precision": art.info.get("precision"),
                 "inputs": [s.to_dict() for s in graphs[name].inputs],
                 "outputs": [s.to_dict() for s in graphs[name].outputs],
                 "build": {k: v for k, v in art.info.items() if _jsonable(v)},
@@ -86,7 +88,7 @@ def graphs_manifest(model: Any, target: Any, backend: Any, entries: dict[str, An
     preprocessing.setdefault("max_length", model.max_length)
     texts = "\n".join(ref["texts"]).encode()
     timing = {k: row[k] for k in ("encoder_ms", "ttft_ms", "decode_ms_p50", "decode_ms_p99",
-                                  "tokens_per_s") if k in row}
+                                  "tokens_per_s", "peak_rss_mb") if k in row}
     return {
         "model": {"name": model.name, "source": model.source, "task": model.task,
                   "output_kind": None, "task_from": "declared",
@@ -159,9 +161,11 @@ def bench_graphs(bundle: Any, pool: dict[str, np.ndarray], threads: int | None
     import time
 
     from modelport.backends.seq2seq_session import time_generation
+    from modelport.bench.memory import reset_peak
 
     mask = pool.get("attention_mask", np.ones((1, 1), np.int64))[:1]
     width = int(mask.sum())
+    reset_peak()  # this bundle's load + generation peak
     t0 = time.perf_counter()
     with bundle.session(threads=threads) as session:
         load_s = time.perf_counter() - t0
