@@ -11,9 +11,6 @@ machine the absolute times move, only the ratios within one run mean anything.
 
 from __future__ import annotations
 
-import json
-import logging
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -27,27 +24,14 @@ TARGETS = ["onnxruntime:cpu:fp32", "onnxruntime:cpu:int8", "onnxruntime:cpu:int8
 
 def main() -> int:
     sys.path.insert(0, str(ROOT / "experiments"))
-    from stamp import stamp
+    from stamp import export_rows, publish, quiet_logging, watch_load
 
-    import modelport
     from modelport.bench.export_table import export_markdown
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for name in ("nncf", "onnx_ir"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    load_before = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory() as tmp:
-        result = modelport.export("builtin:tiny-lm", TARGETS, out=Path(tmp), progress=False)
-    load_after = os.getloadavg()[0]
-    OUT.mkdir(exist_ok=True)
-    (OUT / "lm.json").write_text(json.dumps({"rows": result.rows, "load_avg": [
-        load_before, load_after]}, indent=1, default=str))
-    table = export_markdown(result.rows)
-    note = (f"{stamp()} · load average {load_before:.1f} before / {load_after:.1f} after "
-            "(a 2-core machine shared with other engineers' jobs)")
-    (OUT / "lm.md").write_text(f"{table}\n\n{note}\n")
-    print(table)
-    print(note)
+    quiet_logging()
+    with watch_load() as loads, tempfile.TemporaryDirectory() as tmp:
+        rows = export_rows("builtin:tiny-lm", TARGETS, Path(tmp))
+    publish(OUT, "lm", export_markdown(rows), {"rows": rows}, loads)
     return 0
 
 
