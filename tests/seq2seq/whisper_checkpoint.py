@@ -43,7 +43,10 @@ def write_tokenizer(folder: Path, multilingual: bool) -> dict[str, int]:
     return {s: tok.token_to_id(s) for s in specials(multilingual)}
 
 
-def write_checkpoint(folder: Path, *, multilingual: bool = True, seed: int = 0) -> Path:
+def write_checkpoint(folder: Path, *, multilingual: bool = True, seed: int = 0,
+                     dims: dict | None = None, wide: bool = True) -> Path:
+    """``dims``: WhisperConfig sizes replacing the tiny ones (experiments/whisper_bench.py);
+    ``wide``: weights drawn wider than transformers' init (outputs that depend on the input)."""
     import torch
     import transformers as tf
 
@@ -57,15 +60,17 @@ def write_checkpoint(folder: Path, *, multilingual: bool = True, seed: int = 0) 
         decoder_ffn_dim=64, max_source_positions=1500, max_target_positions=64,
         pad_token_id=eos, bos_token_id=eos, eos_token_id=eos, decoder_start_token_id=sot,
         begin_suppress_tokens=[ids["<|endoftext|>"]], suppress_tokens=[])
+    for key, value in (dims or {}).items():
+        setattr(config, key, value)
     torch.manual_seed(seed)
     model = tf.WhisperForConditionalGeneration(config).eval()
     with torch.no_grad():  # wider weights: outputs that depend on the input
         for p in model.parameters():
-            if p.dim() == 2:
+            if wide and p.dim() == 2:
                 p.normal_(0.0, 0.5)
     model.save_pretrained(str(folder))
     gen = {"decoder_start_token_id": sot, "eos_token_id": eos, "pad_token_id": eos,
-           "bos_token_id": eos, "max_length": 64,
+           "bos_token_id": eos, "max_length": config.max_target_positions,
            "begin_suppress_tokens": [eos],
            "suppress_tokens": [ids["<|startoflm|>"], ids["<|startofprev|>"], 7, 11],
            "no_timestamps_token_id": ids["<|notimestamps|>"], "is_multilingual": multilingual}

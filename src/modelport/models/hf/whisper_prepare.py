@@ -30,16 +30,21 @@ WHISPER_KEYS = ("forced_decoder_ids", "lang_to_id", "task_to_id", "is_multilingu
 
 
 class WhisperEncoderStep(EncoderStep):
-    """input_features -> the cross-attention cache (encoder + the decoder's cross projections)."""
+    """input_features -> the cross-attention cache: the encoder, then each decoder layer's
+    cross-attention key/value projections of its states, shaped as the attention caches them.
+    (Calling the whole model on the start token, as the text models' EncoderStep does, would
+    tie the decoder's token embedding into the graph through the batch size the attention
+    reads from the decoder's states: an 80 MB table for whisper-tiny.)"""
 
     def forward(self, input_features: torch.Tensor) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
-        from transformers import DynamicCache, EncoderDecoderCache
-
-        cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
-        start = torch.full((input_features.shape[0], 1), self.start, dtype=torch.long)
-        out = self.model(input_features=input_features, decoder_input_ids=start, use_cache=True,
-                         **{cache_kwarg(self.model): cache})
-        _, cross = _flat(out.past_key_values)
+        states = self.model.get_encoder()(input_features=input_features).last_hidden_state
+        shape = (states.shape[0], -1)
+        cross = []
+        for layer in self.model.get_decoder().layers:
+            attn = layer.encoder_attn
+            for proj in (attn.k_proj, attn.v_proj):
+                cross.append(proj(states).view(*shape, attn.num_heads, attn.head_dim)
+                             .transpose(1, 2).contiguous())
         return tuple(cross)
 
 
