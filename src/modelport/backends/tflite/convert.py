@@ -213,7 +213,7 @@ def _int8_trials(model, graph: _Graph, target, calib, specs, out_specs, options,
 
         fp32 = Target(target.runtime, target.device, Precision.FP32)
         probe = [crop_or_pad(f, specs) for f in calib.take(PROBE_SAMPLES).batches(specs[0].shape[0])]
-        references = [_onnx_reference(model, f) for f in probe]
+        references = onnx_references(model, probe)
         info = full_integer_or_16x8(
             build, lambda path: to_tflite(graph.saved_model, graph.input_dtypes, fp32, None, specs,
                                           options, "float", path),
@@ -225,10 +225,10 @@ def _int8_trials(model, graph: _Graph, target, calib, specs, out_specs, options,
         return {**build(modes[0]), "int8_mode_chosen_by": why}
     feeds, refs = [example], [reference]
     if calib is not None:
-        for feed in calib.take(min(len(calib), TRIAL_FEEDS_MAX)).batches(specs[0].shape[0]):
-            fitted = crop_or_pad(feed, specs)
-            feeds.append(fitted)
-            refs.append(_onnx_reference(model, fitted))
+        more = [crop_or_pad(feed, specs) for feed in
+                calib.take(min(len(calib), TRIAL_FEEDS_MAX)).batches(specs[0].shape[0])]
+        feeds += more
+        refs += onnx_references(model, more)
     trials = []
     for mode in modes:
         try:
@@ -372,6 +372,11 @@ def _fallback(model, target, calib, workdir, options, specs, example, reference,
 # -- helpers -----------------------------------------------------------------------------------
 def _onnx_reference(model, example: dict[str, np.ndarray]) -> list[np.ndarray]:
     """ONNX Runtime on the validated ONNX at the static shape: what the .tflite must match."""
+    return onnx_references(model, [example])[0]
+
+
+def onnx_references(model, examples: list[dict[str, np.ndarray]]) -> list[list[np.ndarray]]:
+    """``_onnx_reference`` of each example, from one ONNX Runtime session."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -382,7 +387,7 @@ def _onnx_reference(model, example: dict[str, np.ndarray]) -> list[np.ndarray]:
     session = ort.InferenceSession(str(model.onnx_artifact.path), opts,
                                    providers=["CPUExecutionProvider"])
     names = [s.name for s in model.onnx_artifact.outputs]
-    return [np.asarray(v) for v in session.run(names, example)]
+    return [[np.asarray(v) for v in session.run(names, example)] for example in examples]
 
 
 def _describe_file(path: Path, specs: list[TensorSpec], out_specs: list[TensorSpec]) -> dict[str, Any]:

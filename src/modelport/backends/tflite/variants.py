@@ -82,12 +82,12 @@ def build_chosen(build_one: BuildOne, model, calib, workdir: Path) -> Artifact:
 
 def measure(artifact: Artifact, data, model) -> dict[str, Any]:
     """``fidelity`` of the TFLite file vs the exported ONNX graph (ONNX Runtime) on ``data``."""
-    from modelport.backends.tflite.convert import _onnx_reference
+    from modelport.backends.tflite.convert import onnx_references
     from modelport.backends.tflite.int16_retry import fidelity_of
     from modelport.shapes import crop_or_pad
 
     specs = artifact.inputs
     feeds = [crop_or_pad(f, specs) for f in data.batches(specs[0].shape[0])]
-    references = [_onnx_reference(model, f) for f in feeds]
+    references = onnx_references(model, feeds)
     return fidelity_of(artifact.main_path, specs, artifact.outputs, feeds, references,
                        getattr(model, "task", "generic"))
