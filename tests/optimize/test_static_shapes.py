@@ -123,3 +123,13 @@ def test_fix_shapes_follows_axis_names_and_names_what_is_missing():
         fix_shapes(specs, {"input_ids": (2, 64)}, {}, needs="it needs")
     with pytest.raises(UsageError, match="does not fit"):
         fix_shapes(specs, {"input_ids": (2, 64), "pixel_values": (2, 4, 32, 32)}, {}, needs="")
+
+
+def test_a_cached_search_rebuilds_the_same_static_choice(mlp, tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELPORT_SEARCH_CACHE", str(tmp_path / "cache"))
+    search = SearchSettings(duration=0.02, rounds=2, cache=True)
+    first, again = (_manifest(_export(mlp, [ORT], tmp_path / d, FIXED, search).bundles[ORT])
+                    for d in ("a", "b"))
+    assert not first["build"]["search"]["cached"] and again["build"]["search"]["cached"]
+    assert again["build"]["runtime_settings"] == first["build"]["runtime_settings"]
+    assert again["inputs"] == first["inputs"]  # static again exactly when it was chosen static

@@ -8,9 +8,9 @@ overrides (``SessionOptions.add_free_dimension_override_by_name``), OpenVINO as
 (calibration, NNCF) runs once on the dynamic graph with the calibration samples at their own
 lengths, and the recipe search's static candidate is the same files loaded another way (one
 build, not two). What the runtime optimizes is the same either way: on MiniLM INT8, ONNX
-Runtime's optimized graph with the overrides is node for node the one of a graph whose inputs
-were made static with ONNX shape inference re-run (153 nodes, 183 dynamic; shape subgraphs
-folded), and OpenVINO compiles a static model in both cases.
+Runtime's optimized graph with the overrides has the op counts of a graph whose inputs were
+made static with ONNX shape inference re-run (150 nodes, 180 dynamic: shape subgraphs folded;
+experiments/static_shapes.py), and OpenVINO compiles a static model in both cases.
 
 The bundle's manifest records the static inputs (and the outputs with the same axes fixed), so
 every caller fits feeds through ``modelport.shapes`` as for TFLite: text is padded to the fixed
