@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import argparse
 import re
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Self
 
 import numpy as np
 
@@ -77,40 +75,6 @@ class InProcess:
                 "server_mean_batch": None}
 
 
-class Server:
-    """`modelport serve BUNDLE --port 0 ...` as a child; stopped on exit, even on failure."""
-
-    def __init__(self, bundle: Path, *flags: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "modelport.cli", "serve",
-                                      str(bundle), "--port", "0", *flags],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if line.startswith("serving ") and "http://" in line:
-                self.url = line.strip().rsplit(" ", 1)[-1]
-                return
-            if not line and self.proc.poll() is not None:
-                break
-        self.stop()
-        sys.exit(f"serve did not start:\n{self.proc.stderr.read()[-3000:]}")
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 def load(bundle: Path, url: str, clients: int, duration: float, *, binary: bool) -> dict:
     from modelport.bench.serve_load import LoadSettings, load_test
 
@@ -149,7 +113,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bundle = args.bundle or export_minilm(Path(tmp) / "minilm")
         local = InProcess(bundle)
-        with Server(bundle, "--max-batch", "1") as off, Server(bundle, "--max-batch", "32") as on:
+        from modelport.bench.serve_local import LocalServer
+
+        with LocalServer(bundle, 1) as off, LocalServer(bundle, 32) as on:
             servers = {"off": off, "on": on}
             runs: list[list[dict]] = [[] for _ in SETUPS]
             for _ in range(args.rounds):
