@@ -74,7 +74,7 @@ def bench_lm_targets(model: Any, spec: Any, wanted: list[Any]
     """``bench MODEL``: for a language model or an encoder-decoder, ``--targets all`` or a
     device (``cpu``) keeps the targets that apply and reports the others as skipped; targets
     named one by one are kept (the export refuses an inapplicable one with the reason)."""
-    from modelport.seq2seq_steps import is_seq2seq, seq2seq_refusal
+    from modelport.seq2seq_steps import REFERENCE, is_seq2seq, seq2seq_refusal
     from modelport.target_scope import split
 
     names = [spec] if isinstance(spec, str) else list(spec)
@@ -83,8 +83,9 @@ def bench_lm_targets(model: Any, spec: Any, wanted: list[Any]
         return wanted, []
     if is_lm(model):
         return split(wanted, lm_refusal, "language models")
-    if is_seq2seq(model):
-        return split(wanted, seq2seq_refusal, "encoder-decoder models")
+    if is_seq2seq(model):  # torch:cpu:fp32: not a target, the reference row the export adds
+        kept, skipped = split(wanted, seq2seq_refusal, "encoder-decoder models")
+        return kept, [r for r in skipped if r["target"] != REFERENCE]
     return wanted, []
 
 

@@ -50,6 +50,8 @@ REFUSED = {
 #: weight-only budget: the largest chrF drop vs torch (a fraction: 0.05 = 5 chrF points)
 DEFAULT_MAX_CHRF_DROP = {Precision.INT8WO: 0.05, Precision.INT4: 0.15, Precision.INT8: 0.05}
 EVAL_TEXTS = 12
+#: the row every target is compared with (transformers' own generate)
+REFERENCE = "torch:cpu:fp32"
 #: calibration texts of the INT8 encoder (the shipped sentences before the evaluation ones)
 CALIB_TEXTS = 64
 EVAL_NEW_TOKENS = 20
@@ -142,7 +144,7 @@ def export_seq2seq(model: Any, plan: list[tuple[Any, Any]], dest: Any, evalset: 
                  sum(a.seconds for a in graphs.values()),
                  graphs["decoder"].validation["max_abs_err"])
         ref = torch_reference(model, texts)
-        rows = [{"target": "torch:cpu:fp32", "precision": "fp32", "reference": True,
+        rows = [{"target": REFERENCE, "precision": "fp32", "reference": True,
                  "status": statuses.REFERENCE,
                  "fidelity": {"chrf": 100.0, "token_match": 1.0, "accuracy": 1.0,
                               "accuracy_drop": 0.0}}]
