@@ -210,3 +210,12 @@ def test_english_only_prompt_and_flags():
     for kwargs in ({"language": "en"}, {"task": "translate"}):
         with pytest.raises(UsageError, match="English-only"):
             prompt_tokens(config, **kwargs)
+
+
+def test_verify_generates_again_from_the_stored_features(whisper):
+    from modelport.bundle.verify import verify_bundle
+
+    _, out, _ = whisper
+    report = verify_bundle(out / SLUGS[1])
+    assert report["outputs_checked"] and report["metrics"]["tokens_equal"]
+    assert report["graphs"] == ["decoder", "encoder"]
