@@ -113,7 +113,7 @@ def eval_texts(model: Any, given: Any, default: list[str] | None = None,
 
 def budget_of(target: Any, budget: Any) -> float:
     """The largest chrF drop (fraction) this target may have; --max-accuracy-drop overrides the
-    weight-only defaults when given (FP32 must give transformers' tokens exactly)."""
+    int8 / weight-only defaults when given (FP32 must give transformers' tokens exactly)."""
     from modelport.metrics import Budget
 
     if target.precision == Precision.FP32:
