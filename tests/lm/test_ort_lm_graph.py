@@ -32,6 +32,12 @@ def test_fp32_lm_graph_has_fused_norms(qwen2_export):
     assert ops["SkipSimplifiedLayerNormalization"] + ops["SimplifiedLayerNormalization"] >= 5
     assert ops["ReduceMean"] == 0
     assert fusions["nodes"] == sum(ops.values())
+    # the bundle's runtime setting, re-applied at load: pool threads sleep between kernels
+    assert build["runtime_settings"]["spinning"] is False
+    import modelport
+
+    with modelport.load(bundle) as session:
+        assert session.inner.spinning is False
 
 
 def test_weight_only_defaults_to_int8_activations(tiny_lm_export):

@@ -109,13 +109,13 @@ class OnnxRuntimeBackend(Backend):
         saved = runtime_settings(options)  # what --optimize chose, re-applied
         return OnnxRuntimeSession(path, inputs, outputs, threads=threads or saved.get("threads"),
                                   graph_optimization_level=saved.get("graph_optimization_level"),
-                                  shapes=saved.get("shapes"))
+                                  shapes=saved.get("shapes"), spinning=saved.get("spinning"))
 
 
 class OnnxRuntimeSession(Session):
     def __init__(self, path: Path, inputs: list[TensorSpec], outputs: list[TensorSpec], *,
                  threads: int | None = None, graph_optimization_level: str | None = None,
-                 shapes: Mapping[str, Any] | None = None) -> None:
+                 shapes: Mapping[str, Any] | None = None, spinning: bool | None = None) -> None:
         import onnxruntime as ort
 
         from modelport.backends.static_shapes import free_dimension_overrides, static_inputs
@@ -131,6 +131,9 @@ class OnnxRuntimeSession(Session):
         # errors come back as exceptions (said in one line below); ORT's own log would repeat them
         opts.log_severity_level = 4
         self.threads = threads
+        self.spinning = spinning
+        if spinning is False:  # LM decode (lm_graph.py): idle pool threads sleep, not spin
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         #: --shape: input name -> dims, fixed before ORT optimizes the graph (None: dynamic)
         self.static_shapes = dict(shapes) if shapes else None
         for axis, size in (free_dimension_overrides(path, shapes) if shapes else {}).items():
