@@ -121,9 +121,11 @@ def test_beam_search_equals_transformers(whisper):
         assert generated(got, session.prompt_length, eos) == want
 
 
-def test_long_audio_is_transcribed_in_30s_windows(whisper):
+def test_long_audio_is_transcribed_in_30s_windows(whisper, monkeypatch):
     import modelport
+    from modelport.backends import whisper_session
 
+    monkeypatch.setattr(whisper_session, "WINDOW_BATCH", 2)  # the windows in two batches
     _, out, _ = whisper
     wave = np.concatenate([clips(3, seconds=25.0)[k] for k in (0, 1, 2)])  # 75 s: 3 windows
     with modelport.load(out / SLUGS[1]) as session:

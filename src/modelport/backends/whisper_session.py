@@ -21,6 +21,10 @@ from modelport.backends.seq2seq_logits import GenerationRules
 from modelport.backends.seq2seq_session import Seq2SeqSession
 from modelport.errors import InputError, UsageError
 
+#: windows decoded in one batch at most (the cross cache of a batch grows with it: whisper
+#: large, 32 layers x 1500 positions x 1280, holds 0.5 GB per window)
+WINDOW_BATCH = 8
+
 
 class WhisperSession(Seq2SeqSession):
     """``generate(audio)`` -> tokens [batch, n] (the prompt first); ``transcribe(audio)`` ->
@@ -79,8 +83,11 @@ class WhisperSession(Seq2SeqSession):
         if attention_mask is not None:
             raise InputError("Whisper takes no attention_mask: give the audio only")
         features, counts = self.windows(audio)
-        rows = self.generate_features(features, language=language, task=task,
-                                      max_new_tokens=max_new_tokens, num_beams=num_beams)
+        options = {"language": language, "task": task, "max_new_tokens": max_new_tokens,
+                   "num_beams": num_beams}
+        parts = [self.generate_features(features[at:at + WINDOW_BATCH], **options)
+                 for at in range(0, features.shape[0], WINDOW_BATCH)]
+        rows = parts[0] if len(parts) == 1 else self._stack(parts)
         if all(c == 1 for c in counts):
             return rows
         return self._join(rows, counts, self.prompt_length)
@@ -114,6 +121,16 @@ class WhisperSession(Seq2SeqSession):
         self.timings = {"encoder_s": time.perf_counter() - t0, "steps_s": []}
         self.prompt_length = len(prompt)
         return self.decode(logits, past, cross, mask, rows, len(prompt) + new, beams)
+
+    def _stack(self, parts: list[np.ndarray]) -> np.ndarray:
+        """Row blocks of different widths as one array, right-padded with the pad token."""
+        out = np.full((sum(p.shape[0] for p in parts), max(p.shape[1] for p in parts)),
+                      self.rules.pad, np.int64)
+        at = 0
+        for part in parts:
+            out[at:at + part.shape[0], :part.shape[1]] = part
+            at += part.shape[0]
+        return out
 
     def _join(self, rows: np.ndarray, counts: list[int], start: int) -> np.ndarray:
         """Each input's windows as one row: the first window's prompt, every window's
