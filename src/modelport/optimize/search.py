@@ -207,10 +207,11 @@ class _Run:
     def _runtimes(self, winner: Candidate) -> list[Candidate]:
         """Stage 2: the winner's artifact loaded with each runtime setting, timed against
         the same artifact with the defaults."""
-        base = Candidate(f"{winner.name}, runtime defaults", "runtime", winner.recipe,
-                         winner.runtime, winner.artifact, winner.session,
-                         {**winner.record, "name": f"{winner.name}, runtime defaults",
-                          "stage": "runtime", "runtime": winner.runtime.to_dict()})
+        name = f"{winner.name}, " + ("" if winner.runtime == Runtime() else
+                                     f"{winner.runtime.describe()}, ") + "runtime defaults"
+        base = Candidate(name, "runtime", winner.recipe, winner.runtime, winner.artifact,
+                         winner.session, {**winner.record, "name": name, "stage": "runtime",
+                                          "runtime": winner.runtime.to_dict()})
         out = [base]
         if self._out_of_time(RUNTIME_SHARE):  # no stage 2: the winner ships with the defaults
             out = []
