@@ -86,6 +86,11 @@ def bench_lm_targets(model: Any, spec: Any, wanted: list[Any]
     if is_seq2seq(model):  # torch:cpu:fp32: not a target, the reference row the export adds
         kept, skipped = split(wanted, seq2seq_refusal, "encoder-decoder models")
         return kept, [r for r in skipped if r["target"] != REFERENCE]
+    from modelport.whisper_steps import is_whisper, whisper_refusal
+
+    if is_whisper(model):  # the same, with Whisper's targets
+        kept, skipped = split(wanted, whisper_refusal, "Whisper models")
+        return kept, [r for r in skipped if r["target"] != REFERENCE]
     return wanted, []
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from modelport.bench import statuses
-from modelport.errors import AccuracyBudgetExceeded, UnknownTarget, UsageError
+from modelport.errors import AccuracyBudgetExceeded, UsageError
 from modelport.specs import Precision
 
 log = logging.getLogger("modelport")
@@ -46,18 +46,23 @@ def is_whisper(model: Any) -> bool:
         pre.get("generation_config") is not None
 
 
-def check_targets(targets: list[Any]) -> None:
+def whisper_refusal(target: Any) -> str | None:
+    """Why ``target`` cannot take a Whisper model (None: it can)."""
     from modelport.seq2seq_steps import REFUSED
 
-    for target in targets:
-        if target.runtime in REFUSED:
-            raise UnknownTarget(f"{target}: Whisper (encoder-decoder) targets are not "
-                                f"supported on {target.runtime}: {REFUSED[target.runtime]}; "
-                                "use onnxruntime:cpu:* or openvino:cpu:*")
-        if target.runtime not in RUNTIMES or target.precision not in PRECISIONS:
-            raise UnknownTarget(f"{target}: Whisper bundles are built for "
-                                f"{', '.join(RUNTIMES)} at fp32, int8wo or int4 (weight-only "
-                                "on the decoder's MatMuls)")
+    if target.runtime in REFUSED:
+        return (f"not supported on {target.runtime}: {REFUSED[target.runtime]}; use "
+                "onnxruntime:cpu:* or openvino:cpu:*")
+    if target.runtime not in RUNTIMES or target.precision not in PRECISIONS:
+        return (f"built for {', '.join(RUNTIMES)} at fp32, int8wo or int4 (weight-only on the "
+                "decoder's MatMuls)")
+    return None
+
+
+def check_targets(targets: list[Any]) -> None:
+    from modelport.target_scope import refuse
+
+    refuse(targets, whisper_refusal, "Whisper (encoder-decoder) targets are")
 
 
 def eval_audio(model: Any, given: Any) -> tuple[list[str], np.ndarray, str]:

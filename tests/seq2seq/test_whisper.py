@@ -221,3 +221,20 @@ def test_verify_generates_again_from_the_stored_features(whisper):
     report = verify_bundle(out / SLUGS[1])
     assert report["outputs_checked"] and report["metrics"]["tokens_equal"]
     assert report["graphs"] == ["decoder", "encoder"]
+
+
+def test_bench_all_keeps_the_targets_that_apply_to_whisper():
+    from types import SimpleNamespace
+
+    from modelport.lm_steps import bench_lm_targets
+    from modelport.specs import Target
+
+    model = SimpleNamespace(task="automatic-speech-recognition",
+                            preprocessing={"audio": {"kind": "whisper"},
+                                           "generation_config": "generation_config.json"})
+    wanted = [Target.parse(t) for t in ("onnxruntime:cpu:fp32", "openvino:cpu:int4",
+                                        "tflite:cpu:fp32", "openvino:cpu:int8")]
+    kept, skipped = bench_lm_targets(model, "all", wanted)
+    assert [str(t) for t in kept] == ["onnxruntime:cpu:fp32", "openvino:cpu:int4"]
+    assert [r["target"] for r in skipped] == ["tflite:cpu:fp32", "openvino:cpu:int8"]
+    assert all(r["reason"].startswith("not for Whisper models") for r in skipped)

@@ -11,7 +11,7 @@ def fidelity_cell(f: dict[str, Any] | None) -> str:
     """Accuracy (and drop) when labels were known, else top-1 agreement, else mean cosine."""
     if not f:
         return "-"
-    if "chrf" in f:  # encoder-decoders: chrF vs torch's greedy text
+    if "chrf" in f or {"wer", "token_match"} <= set(f):  # encoder-decoders: chrF / WER
         from modelport.bench.export_table import fidelity_text
 
         return fidelity_text(f)
@@ -75,6 +75,9 @@ def columns(report: dict[str, Any]) -> list[Column]:
     if len(report["runs"]) > 1:
         cols.append(("machine", "machine", str))
     if any(r.get("encoder_ms") is not None for r in report["rows"]):
+        if any({"wer", "token_match"} <= set(r.get("fidelity") or {}) for r in report["rows"]):
+            return cols + [("fidelity_cell", "WER vs torch", str) if c[0] == "fidelity_cell"
+                           else c for c in SEQ2SEQ_COLUMNS]  # Whisper: transcripts
         return cols + SEQ2SEQ_COLUMNS  # generation timing (bench.lm_harness.benchmark_seq2seq)
     if is_lm_report(report):  # token latency instead of batch latency (bench.lm_harness)
         return cols + LM_COLUMNS
