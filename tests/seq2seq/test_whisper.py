@@ -190,6 +190,20 @@ def test_bad_input_is_a_one_line_error(whisper, tmp_path, capsys, case):
     assert err.startswith("error:") and len(err.splitlines()) == 1 and "Traceback" not in err
 
 
+def test_bad_arrays_are_input_errors(whisper):
+    import modelport
+    from modelport.errors import InputError, UsageError
+
+    _, out, _ = whisper
+    with modelport.load(out / SLUGS[0]) as session:
+        for bad in (np.zeros((1, 80, 100), np.float32), np.zeros((2, 2), np.float32),
+                    np.zeros(0, np.float32), []):
+            with pytest.raises((InputError, UsageError)):
+                session.generate(bad)
+        with pytest.raises(InputError, match="max_new_tokens"):
+            session.generate(clips(1), max_new_tokens=64)  # + the prompt > 64 positions
+
+
 def test_tflite_and_tensorrt_are_refused_with_the_reason(whisper):
     import modelport
     from modelport.errors import UnknownTarget

@@ -69,6 +69,10 @@ class WhisperSession(Seq2SeqSession):
         from modelport.tasks.whisper_features import input_features, split_windows
 
         if isinstance(audio, np.ndarray) and audio.ndim == 3:
+            want = (int(self.params["feature_size"]), int(self.params["nb_max_frames"]))
+            if tuple(audio.shape[1:]) != want or audio.shape[0] == 0:
+                raise InputError(f"input_features must be [batch, {want[0]}, {want[1]}] (one "
+                                 f"30 s window each), got {list(audio.shape)}")
             return audio.astype(np.float32), [1] * audio.shape[0]
         parts = [split_windows(clip, self.params) for clip in self.clips(audio)]
         return (input_features([w for p in parts for w in p], self.params),
