@@ -11,8 +11,9 @@ expect other exporters' patterns and are left off.
 
 The bundle also carries the runtime setting ``spinning: false`` (``build.runtime_settings``,
 re-applied at load): ORT's intra-op threads sleep between the ~600 small kernels of a step
-instead of spinning, as onnxruntime-genai configures its sessions. On the shared 2-core machine
-one decode step of the same graph went from 16.1 to 8.4 ms.
+instead of spinning. On the shared 2-core machine under load (load average ~8) one decode step
+of the same graph went from 16.1 to 8.4 ms; when it was quiet (load ~3) spinning was faster,
+2.7 against 3.4 ms: sleeping threads bound the worst case where cores are shared.
 """
 
 from __future__ import annotations
