@@ -157,7 +157,7 @@ def export(
     prepared = replace(model) if isinstance(model, PreparedModel) else resolve_model(model)
     if is_whisper(prepared):  # log-mel encoder + decoder graphs, judged by WER: whisper_steps
         return export_whisper(prepared, [(t, b) for t, b in plan if t not in added], dest,
-                              eval, options, bench, opset, ExportResult)
+                              eval, options, bench, opset, ExportResult, calib=calib)
     if is_seq2seq(prepared):  # an encoder and a decoder graph: seq2seq_steps
         return export_seq2seq(prepared, [(t, b) for t, b in plan if t not in added], dest,
                               eval, options, bench, opset, ExportResult, calib=calib)

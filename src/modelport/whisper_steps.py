@@ -3,11 +3,13 @@ target, as for text2text-generation (seq2seq_steps), judged on transcripts.
 
 plan -> export both graphs (exporters.seq2seq_export, checked against torch) -> transformers'
 greedy ``generate`` on the evaluation audio (``--eval DIR`` of audio files, else synthetic
-clips; each cut to its first 30 s window) -> for each target: build the encoder at FP32 and
-the decoder at the target's precision (seq2seq_steps.build_graphs: int8wo / int4 pack the
-decoder's MatMuls) -> generate with the WhisperSession -> judge (FP32: every token sequence
-equal to transformers'; weight-only: word error rate of the transcripts vs torch's within
-budget) -> time -> one bundle with both graphs (bundle.manifest_graphs).
+clips; each cut to its first 30 s window) -> for each target: build each graph at its
+precision (seq2seq_steps.build_graphs: int8wo / int4 pack the decoder's MatMuls, the encoder
+at FP32; int8 is W+A INT8 of the encoder, calibrated on ``--calib DIR`` or synthetic clips
+apart from the evaluation ones, with the int8wo decoder) -> generate with the WhisperSession
+-> judge (FP32: every token sequence equal to transformers'; the others: word error rate of
+the transcripts vs torch's within budget) -> time -> one bundle with both graphs
+(bundle.manifest_graphs).
 export_steps.export dispatches here.
 """
 
@@ -31,11 +33,15 @@ log = logging.getLogger("modelport")
 
 TASK = "automatic-speech-recognition"
 RUNTIMES = ("onnxruntime", "openvino")
-PRECISIONS = (Precision.FP32, Precision.INT8WO, Precision.INT4)
-#: weight-only budget: the largest word-error-rate increase vs torch's transcripts (a
-#: fraction: 0.05 = 5 WER points); --max-accuracy-drop overrides it
-DEFAULT_MAX_WER = {Precision.INT8WO: 0.05, Precision.INT4: 0.15}
+#: fp32, int8wo / int4 (weight-only decoder), int8 (W+A INT8 encoder + int8wo decoder):
+#: the graphs' precisions are seq2seq_steps.GRAPH_PRECISIONS'
+PRECISIONS = (Precision.FP32, Precision.INT8WO, Precision.INT4, Precision.INT8)
+#: budget: the largest word-error-rate increase vs torch's transcripts (a fraction: 0.05 = 5
+#: WER points); --max-accuracy-drop overrides it
+DEFAULT_MAX_WER = {Precision.INT8WO: 0.05, Precision.INT4: 0.15, Precision.INT8: 0.05}
 EVAL_CLIPS = 4
+#: synthetic calibration clips of the INT8 encoder when no --calib folder is given
+CALIB_CLIPS = 8
 EVAL_NEW_TOKENS = 20
 SAMPLE_CLIPS = 2
 
@@ -55,7 +61,7 @@ def whisper_refusal(target: Any) -> str | None:
                 "onnxruntime:cpu:* or openvino:cpu:*")
     if target.runtime not in RUNTIMES or target.precision not in PRECISIONS:
         return (f"built for {', '.join(RUNTIMES)} at fp32, int8wo or int4 (weight-only on the "
-                "decoder's MatMuls)")
+                "decoder's MatMuls) or int8 (W+A INT8 encoder, int8wo decoder)")
     return None
 
 
@@ -65,7 +71,8 @@ def check_targets(targets: list[Any]) -> None:
     refuse(targets, whisper_refusal, "Whisper (encoder-decoder) targets are")
 
 
-def eval_audio(model: Any, given: Any) -> tuple[list[str], np.ndarray, str]:
+def eval_audio(model: Any, given: Any, *, what: str = "--eval", count: int = EVAL_CLIPS,
+               seed: int = 7) -> tuple[list[str], np.ndarray, str]:
     """(clip names, input_features of each clip's first 30 s window, source)."""
     from modelport.tasks.whisper_features import input_features
 
@@ -76,7 +83,7 @@ def eval_audio(model: Any, given: Any) -> tuple[list[str], np.ndarray, str]:
 
         path = Path(given)
         if not path.is_dir():
-            raise UsageError(f"--eval '{path}' is not a folder: give a folder of audio files "
+            raise UsageError(f"{what} '{path}' is not a folder: give a folder of audio files "
                              "(.wav, .flac, .ogg) for a Whisper model")
         files = audio_files(path)
         clips = [read_audio(f, rate) for f in files]
@@ -84,10 +91,23 @@ def eval_audio(model: Any, given: Any) -> tuple[list[str], np.ndarray, str]:
     else:
         from modelport.models.hf.audio_prepare import synthetic_clips
 
-        clips = synthetic_clips(rate, EVAL_CLIPS, seed=7, seconds=2.0)
+        clips = synthetic_clips(rate, count, seed=seed, seconds=2.0)
         names = [f"synthetic {i}" for i in range(len(clips))]
         source = "synthetic clips (tone sweeps + noise; give --eval DIR for speech)"
     return names, input_features(clips, params), source
+
+
+def calibration(model: Any, given: Any) -> Any:
+    """The INT8 encoder's calibration feeds (one window each): ``--calib DIR`` of audio files,
+    else CALIB_CLIPS synthetic clips apart from the evaluation ones (another seed)."""
+    from modelport.calibration_data import CalibrationSet
+
+    if isinstance(given, CalibrationSet):
+        return given
+    names, features, source = eval_audio(model, given, what="--calib", count=CALIB_CLIPS,
+                                         seed=11)
+    return CalibrationSet([{"input_features": f[None]} for f in features], texts=names,
+                          source=source)
 
 
 def budget_of(target: Any, budget: Any) -> float:
@@ -181,12 +201,15 @@ def check(session: Any, ref: dict[str, Any]) -> dict[str, Any]:
 
 
 def export_whisper(model: Any, plan: list[tuple[Any, Any]], dest: Any, evalset: Any,
-                   options: Any, bench: Any, opset: int | None, result_type: Any) -> Any:
+                   options: Any, bench: Any, opset: int | None, result_type: Any, *,
+                   calib: Any = None) -> Any:
     """Every target of ``plan`` as a two-graph bundle (see the module docstring)."""
     from modelport.exporters.seq2seq_export import export_graphs
 
     check_targets([t for t, _ in plan])
     names, features, source = eval_audio(model, evalset)
+    calib = (calibration(model, calib)
+             if any(t.precision == Precision.INT8 for t, _ in plan) else None)
     workdir = Path(tempfile.mkdtemp(prefix="modelport-whisper-"))
     try:
         log.info("exporting %s to ONNX (encoder + decoder) ...", model.name)
@@ -201,7 +224,7 @@ def export_whisper(model: Any, plan: list[tuple[Any, Any]], dest: Any, evalset: 
         bundles: dict[str, Path] = {}
         for target, backend in plan:
             row, bundle = export_target(model, graphs, ref, target, backend, dest, options,
-                                        bench, workdir)
+                                        bench, workdir, calib)
             rows.append(row)
             if bundle is not None:
                 bundles[str(target)] = bundle
@@ -217,14 +240,14 @@ def export_whisper(model: Any, plan: list[tuple[Any, Any]], dest: Any, evalset: 
 
 
 def export_target(model: Any, graphs: dict[str, Any], ref: dict[str, Any], target: Any,
-                  backend: Any, dest: Any, options: Any, bench: Any, workdir: Path
-                  ) -> tuple[dict[str, Any], Path | None]:
+                  backend: Any, dest: Any, options: Any, bench: Any, workdir: Path,
+                  calib: Any = None) -> tuple[dict[str, Any], Path | None]:
     from modelport.seq2seq_steps import build_graphs
 
     tdir = workdir / target.slug
     log.info("building %s ...", target)
     start = time.perf_counter()
-    built = build_graphs(model, graphs, target, backend, options, tdir)
+    built = build_graphs(model, graphs, target, backend, options, tdir, calib)
     size = sum((tdir / n / f).stat().st_size for n, a in built.items() for f in a.files)
     row: dict[str, Any] = {"target": str(target), "precision": str(target.precision),
                            "size_mb": size / 1e6, "build_s": time.perf_counter() - start}

@@ -28,7 +28,7 @@ def whisper(tmp_path_factory):
     out = root / "bundles"
     try:
         result = modelport.export(str(folder), ["onnxruntime:cpu:fp32", "openvino:cpu:fp32",
-                                                "onnxruntime:cpu:int8wo"],
+                                                "onnxruntime:cpu:int8wo", "onnxruntime:cpu:int8"],
                                   out=out, bench=None, progress=False)
     except AccuracyBudgetExceeded as exc:  # the weight-only target may miss its WER budget
         result = exc.result
@@ -153,14 +153,21 @@ def test_run_audio_prints_the_transcript(whisper, tmp_path, capsys):
     assert str(paths[0]) in printed and all(t and t in printed for t in texts)
 
 
-def test_weight_only_decoder_is_judged_by_word_error_rate(whisper):
+@pytest.mark.parametrize("target", ["onnxruntime:cpu:int8wo", "onnxruntime:cpu:int8"])
+def test_quantized_forms_are_judged_by_word_error_rate(whisper, target):
+    """int8wo: weight-only decoder; int8: W+A INT8 encoder + int8wo decoder. A bundle exactly
+    when the WER vs torch's transcripts is within the 5-point budget."""
     _, out, rows = whisper
-    row = next(r for r in rows if r["target"] == "onnxruntime:cpu:int8wo")
+    row = next(r for r in rows if r["target"] == target)
     fid = row["fidelity"]
     assert row["judged_by"] == "WER" and 0.0 <= fid["wer"] and fid["max_wer_increase"] == 0.05
     within = fid["wer"] <= 0.05 + 1e-9
     assert (row["status"] == "ok") == within
-    assert (out / "onnxruntime-cpu-int8wo" / "manifest.json").is_file() == within
+    slug = target.replace(":", "-")
+    assert (out / slug / "manifest.json").is_file() == within
+    if within and target.endswith("int8"):
+        graphs = json.loads((out / slug / "manifest.json").read_text())["graphs"]
+        assert [graphs[g]["precision"] for g in ("encoder", "decoder")] == ["int8", "int8wo"]
     from modelport.bench.export_table import columns_for, fidelity_text
 
     assert fidelity_text(fid).startswith("WER ")
@@ -247,8 +254,8 @@ def test_bench_all_keeps_the_targets_that_apply_to_whisper():
                             preprocessing={"audio": {"kind": "whisper"},
                                            "generation_config": "generation_config.json"})
     wanted = [Target.parse(t) for t in ("onnxruntime:cpu:fp32", "openvino:cpu:int4",
-                                        "tflite:cpu:fp32", "openvino:cpu:int8")]
+                                        "tflite:cpu:fp32", "openvino:cpu:fp16")]
     kept, skipped = bench_lm_targets(model, "all", wanted)
     assert [str(t) for t in kept] == ["onnxruntime:cpu:fp32", "openvino:cpu:int4"]
-    assert [r["target"] for r in skipped] == ["tflite:cpu:fp32", "openvino:cpu:int8"]
+    assert [r["target"] for r in skipped] == ["tflite:cpu:fp32", "openvino:cpu:fp16"]
     assert all(r["reason"].startswith("not for Whisper models") for r in skipped)
