@@ -133,3 +133,39 @@ def test_a_cached_search_rebuilds_the_same_static_choice(mlp, tmp_path, monkeypa
     assert not first["build"]["search"]["cached"] and again["build"]["search"]["cached"]
     assert again["build"]["runtime_settings"] == first["build"]["runtime_settings"]
     assert again["inputs"] == first["inputs"]  # static again exactly when it was chosen static
+
+
+def test_optimize_without_shape_tries_an_openvino_static_fast_path(mlp, tmp_path):
+    """No --shape: OpenVINO's search tries the winner with a static fast path for the timed
+    shape beside the dynamic model; the bundle still takes any shape, the fast path's outputs
+    equal the dynamic model's, and a chosen fast path is re-applied at load."""
+    search = SearchSettings(duration=0.02, rounds=2, cache=False)
+    result = _export(mlp, [OV], tmp_path, None, search)
+    bundle = result.bundles[OV]
+    manifest = _manifest(bundle)
+    record = manifest["build"]["search"]
+    assert manifest["inputs"][0]["shape"] == ["batch", 12]  # never made static
+    shape_rows = [c for c in record["candidates"] if c["stage"] == "shape"]
+    assert len(shape_rows) == 2 and sum(c["chosen"] for c in shape_rows) == 1
+    fast = shape_rows[1]
+    assert fast["runtime"] == {"specialize": {"features": [1, 12]}} and fast["kept"]
+    chose = fast["chosen"]
+    assert ("specialize" in manifest["build"]["runtime_settings"]) == chose
+    with modelport.load(bundle) as session:
+        assert (session.specialized is not None) == chose
+    # the session itself, either way: the fast path takes [1, 12] only, outputs unchanged
+    from modelport.backends.openvino.backend import OpenVINOSession
+
+    art = modelport.load(bundle)
+    inputs, outputs = list(art.inputs.values()), list(art.outputs.values())
+    art.close()
+    xml = bundle / "model.xml"
+    rng = np.random.default_rng(5)
+    with OpenVINOSession(xml, inputs, outputs, specialize={"features": [1, 12]}) as s, \
+            OpenVINOSession(xml, inputs, outputs) as d:
+        for rows in (1, 3):
+            feed = {"features": rng.standard_normal((rows, 12)).astype(np.float32)}
+            assert s._fast.takes(feed) == (rows == 1)
+            got, want = s.infer(feed), d.infer(feed)
+            for k in want:
+                np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-5)

@@ -35,24 +35,31 @@ class Runtime:
     #: ``--shape``: inputs fixed at these dims before the runtime optimizes the graph, as
     #: (name, dims) pairs (a mapping is accepted; ``to_dict`` gives name -> dims); None: dynamic
     shapes: tuple | None = None
+    #: OpenVINO: a static fast path compiled beside the dynamic model for feeds of exactly
+    #: these dims (the shape the search timed); any other shape runs the dynamic model. Same
+    #: form as ``shapes``
+    specialize: tuple | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.shapes, Mapping):
-            object.__setattr__(self, "shapes", tuple(
-                (str(k), tuple(int(d) for d in v)) for k, v in self.shapes.items()))
+        for name in ("shapes", "specialize"):
+            value = getattr(self, name)
+            if isinstance(value, Mapping):
+                object.__setattr__(self, name, tuple(
+                    (str(k), tuple(int(d) for d in v)) for k, v in value.items()))
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in vars(self).items() if v is not None}
-        if self.shapes:
-            out["shapes"] = {k: list(v) for k, v in self.shapes}
+        for name in ("shapes", "specialize"):
+            if getattr(self, name):
+                out[name] = {k: list(v) for k, v in getattr(self, name)}
         return out
 
     def describe(self) -> str:
         parts = {"threads": "threads {}", "streams": "streams {}",
                  "inference_precision": "hint {}", "graph_optimization_level": "graph {}",
-                 "shapes": "static {}"}
+                 "shapes": "static {}", "specialize": "static fast path {}"}
         text = ", ".join(parts[k].format("auto" if (k == "streams" and v == 0) else
-                                         _dims(v) if k == "shapes" else v)
+                                         _dims(v) if k in ("shapes", "specialize") else v)
                          for k, v in self.to_dict().items())
         return text or "defaults"
 
@@ -117,6 +124,9 @@ class Proposal:
     #: static input specs: the stage-1 winner loaded static at them is a candidate beside
     #: the dynamic one (optimize/static_stage.py); None: no such stage
     shapes: list | None = None
+    #: without ``shapes``: the backend can compile a static fast path for the timed shape
+    #: beside the dynamic model (``Runtime.specialize``), a candidate of the same stage
+    specialize: bool = False
 
 
 def proposer(backend: str) -> Callable[[ProposalContext], Proposal] | None:

@@ -50,7 +50,9 @@ def propose(ctx: ProposalContext) -> Proposal:
     if precision in (Precision.INT8, Precision.INT8WO, Precision.INT4) and ctx.bf16:
         # the float parts in bf16: what the plugin picks by itself on this CPU
         runtimes.append(Runtime(inference_precision="bf16"))
-    return Proposal(recipes, runtimes, shapes=ctx.shapes)  # --shape: a static candidate
+    # --shape: a static candidate; else a static fast path for the timed shape beside the
+    # dynamic model (any other shape still runs)
+    return Proposal(recipes, runtimes, shapes=ctx.shapes, specialize=not ctx.shapes)
 
 
 def _alias(default_is: str | None, name: str) -> str | None:

@@ -218,7 +218,8 @@ class _Run:
         for rt in self.proposal.runtimes:
             if rt == Runtime():
                 continue
-            rt = replace(rt, shapes=winner.runtime.shapes)  # the shape stage's choice
+            rt = replace(rt, shapes=winner.runtime.shapes,  # the shape stage's choice
+                         specialize=winner.runtime.specialize)
             cand = Candidate(f"{winner.name}, {rt.describe()}", "runtime", winner.recipe, rt,
                              winner.artifact)
             cand.record = _describe(cand)

@@ -208,7 +208,7 @@ class OpenVINOBackend(Backend):
                                inference_precision=_check_hint(hint),
                                threads=threads or saved.get("threads"),
                                streams=options.get("streams", saved.get("streams")),
-                               shapes=saved.get("shapes"))
+                               shapes=saved.get("shapes"), specialize=saved.get("specialize"))
 
 
 class OpenVINOSession(Session):
@@ -221,7 +221,8 @@ class OpenVINOSession(Session):
     def __init__(self, path: Path, inputs: list[TensorSpec], outputs: list[TensorSpec], *,
                  device: str = "CPU", inference_precision: str = "f32",
                  threads: int | None = None, streams: int | None = None,
-                 shapes: Mapping[str, Any] | None = None) -> None:
+                 shapes: Mapping[str, Any] | None = None,
+                 specialize: Mapping[str, Any] | None = None) -> None:
         import openvino as ov
 
         from modelport.backends.static_shapes import reshaped_ov_model, static_inputs
@@ -242,8 +243,19 @@ class OpenVINOSession(Session):
         self._request = self._compiled.create_infer_request()
         self._ports = {name: self._compiled.output(name) for name in self.outputs}
         self._pool: list | None = None  # async infer requests, made on first use
+        #: a static fast path (runtime setting ``specialize``): feeds of exactly these dims run
+        #: a copy compiled static, any other shape the dynamic model above
+        self.specialized = dict(specialize) if specialize and not shapes else None
+        self._fast = None
+        if self.specialized:
+            from modelport.backends.openvino.fast_path import FastPath
+
+            self._fast = FastPath(path, self.specialized, device, compile_config(
+                inference_precision, threads=threads), list(self.outputs))
 
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._fast is not None and self._fast.takes(feeds):
+            return self._fast.infer(feeds)
         result = self._request.infer(dict(feeds))  # copies outputs (share_outputs=False)
         return {name: result[port] for name, port in self._ports.items()}
 
@@ -279,6 +291,9 @@ class OpenVINOSession(Session):
             request.wait()
         self._pool = self._request = self._compiled = None
         self._ports = {}
+        if self._fast is not None:
+            self._fast.close()
+            self._fast = None
 
 
 def compile_config(hint: str, *, threads: int | None = None,
