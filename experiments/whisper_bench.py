@@ -25,7 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "experiments" / "seq2seq_results"
 TARGETS = ["onnxruntime:cpu:fp32", "onnxruntime:cpu:int8wo", "onnxruntime:cpu:int4",
-           "openvino:cpu:fp32", "openvino:cpu:int8wo", "openvino:cpu:int4"]
+           "onnxruntime:cpu:int8", "openvino:cpu:fp32", "openvino:cpu:int8wo",
+           "openvino:cpu:int4", "openvino:cpu:int8"]
 DIMS = {"vocab_size": 51865, "d_model": 384, "encoder_layers": 4, "decoder_layers": 4,
         "encoder_attention_heads": 6, "decoder_attention_heads": 6, "encoder_ffn_dim": 1536,
         "decoder_ffn_dim": 1536, "max_target_positions": 448}
