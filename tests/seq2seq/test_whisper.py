@@ -259,3 +259,14 @@ def test_bench_all_keeps_the_targets_that_apply_to_whisper():
     assert [str(t) for t in kept] == ["onnxruntime:cpu:fp32", "openvino:cpu:int4"]
     assert [r["target"] for r in skipped] == ["tflite:cpu:fp32", "openvino:cpu:fp16"]
     assert all(r["reason"].startswith("not for Whisper models") for r in skipped)
+
+
+def test_detected_from_architectures_or_task_flag(whisper):
+    from modelport.models.hf.folder import read_folder
+    from modelport.models.hf.task import SPEECH_SEQ2SEQ_AUTO, choose_task
+
+    folder = read_folder(whisper[0])
+    for given in (None, "automatic-speech-recognition"):
+        choice = choose_task(folder, given)
+        assert (choice.task, choice.modality, choice.auto_class) == (
+            "automatic-speech-recognition", "audio", SPEECH_SEQ2SEQ_AUTO)
