@@ -31,6 +31,9 @@ def test_fp32_lm_graph_has_fused_norms(qwen2_export):
     # 2 layers x 2 RMSNorms + the final one: none left as Pow/ReduceMean chains
     assert ops["SkipSimplifiedLayerNormalization"] + ops["SimplifiedLayerNormalization"] >= 5
     assert ops["ReduceMean"] == 0
+    # eager attention -> one GroupQueryAttention per layer (lm_attention.py): no Softmax left
+    assert fusions["attention"]["rewritten"] == 2
+    assert ops["GroupQueryAttention"] == 2 and ops["Softmax"] == 0
     assert fusions["nodes"] == sum(ops.values())
     # the bundle's runtime setting, re-applied at load: pool threads sleep between kernels
     assert build["runtime_settings"]["spinning"] is False

@@ -57,13 +57,26 @@ class LMSession(Session):
 
     # -- the runtime ---------------------------------------------------------------------
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self.inner._infer(feeds)
+        return self._run(feeds)
+
+    def _run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One graph call; several new tokens for several rows on a non-empty past (a scored
+        continuation, the bundle's verification pool) go one row at a time: ONNX Runtime's
+        CPU GroupQueryAttention (backends/onnxruntime/lm_attention.py) refuses that call, and
+        rows never see each other, so the result is the same."""
+        ids = feeds["input_ids"]
+        past = next((feeds[s.name] for s in self.past_specs if s.name in feeds), None)
+        if ids.shape[0] < 2 or ids.shape[1] < 2 or past is None or past.shape[2] == 0:
+            return self.inner._infer(feeds)
+        rows = [self.inner._infer({k: v[r:r + 1] for k, v in feeds.items()})
+                for r in range(ids.shape[0])]
+        return {k: np.concatenate([row[k] for row in rows]) for k in rows[0]}
 
     def step(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One graph call. Skips Session.check_feeds: the feeds are built here, and the
         prefill's empty past (size 0) is valid for this graph though check_feeds refuses it."""
         try:
-            return self.inner._infer(feeds)
+            return self._run(feeds)
         except ModelportError:
             raise
         except Exception as exc:  # noqa: BLE001 - a runtime's own error, said in one line

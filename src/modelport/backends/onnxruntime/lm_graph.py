@@ -39,6 +39,8 @@ def fuse_lm_graph(src: Path, dst: Path) -> dict[str, Any]:
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
+    from modelport.backends.onnxruntime.lm_attention import rewrite_attention
+
     external = src.with_name(src.name + ".data").exists()
     before = _count(onnx.load(str(src), load_external_data=False))
     options = FusionOptions("gpt2")
@@ -50,6 +52,7 @@ def fuse_lm_graph(src: Path, dst: Path) -> dict[str, Any]:
     try:
         optimized = optimize_model(str(src), model_type="gpt2", num_heads=0, hidden_size=0,
                                    optimization_options=options, opt_level=0)
+        attention = rewrite_attention(optimized.model)  # lm_attention.py
         if external:
             optimized.save_model_to_file(str(dst), use_external_data_format=True,
                                          all_tensors_to_one_file=True)
@@ -68,7 +71,8 @@ def fuse_lm_graph(src: Path, dst: Path) -> dict[str, Any]:
     log.info("ONNX Runtime LM fusions: %d -> %d nodes (%s)", sum(before.values()),
              sum(after.values()), ", ".join(fused) or "nothing matched")
     return {"fused": True, "nodes_before": sum(before.values()),
-            "nodes": sum(after.values()), "fused_ops": {op: after[op] for op in fused}}
+            "nodes": sum(after.values()), "fused_ops": {op: after[op] for op in fused},
+            "attention": attention}
 
 
 def _count(proto: Any) -> Counter:
