@@ -15,6 +15,8 @@ import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -111,9 +113,10 @@ def eval_texts(model: Any, given: Any, default: list[str] | None = None,
     return kept
 
 
-def budget_of(target: Any, budget: Any) -> float:
-    """The largest chrF drop (fraction) this target may have; --max-accuracy-drop overrides the
-    int8 / weight-only defaults when given (FP32 must give transformers' tokens exactly)."""
+def budget_of(target: Any, budget: Any, defaults: dict | None = None) -> float:
+    """The largest chrF drop (fraction; ``defaults``: another metric's, e.g. Whisper's WER)
+    this target may have; --max-accuracy-drop overrides the int8 / weight-only defaults when
+    given (FP32 must give transformers' tokens exactly)."""
     from modelport.metrics import Budget
 
     if target.precision == Precision.FP32:
@@ -121,7 +124,7 @@ def budget_of(target: Any, budget: Any) -> float:
     given = getattr(budget, "max_accuracy_drop", None)
     if budget is not None and given != Budget().max_accuracy_drop:
         return float(given)
-    return DEFAULT_MAX_CHRF_DROP[target.precision]
+    return (defaults or DEFAULT_MAX_CHRF_DROP)[target.precision]
 
 
 def export_seq2seq(model: Any, plan: list[tuple[Any, Any]], dest: Any, evalset: Any,
@@ -317,9 +320,32 @@ def time_generation(session: Any, model: Any, text: str) -> dict[str, Any]:
     return timed(session, ids, mask, new_tokens=EVAL_NEW_TOKENS)
 
 
+@dataclass(frozen=True)
+class GraphTask:
+    """What differs between the two-graph tasks (text2text, Whisper) when one target is built,
+    judged, timed and written: the rest of ``export_target`` is shared."""
+
+    metric: str  # "chrF" / "WER": how a quantized target is judged against torch
+    limit_key: str  # the fidelity key the budget is recorded under
+    defaults: dict  # precision -> default budget (fraction)
+    load: Callable[..., Any]  # (model, built, graphs, target, backend, threads) -> session
+    check: Callable[..., dict]  # (model, session, ref) -> metrics
+    miss: Callable[[dict, float], str]  # (metrics, limit) -> why a target is over budget
+    timing: Callable[..., dict]  # (session, model, ref) -> bench columns
+    samples: Callable[..., dict | None] = lambda session, ref: None  # stored bundle samples
+
+
+TEXT = GraphTask(
+    "chrF", "max_chrf_drop", DEFAULT_MAX_CHRF_DROP,
+    lambda *a: load_session(*a), lambda *a: check(*a),
+    lambda m, limit: (f"chrF {m['chrf']:.2f} vs torch (drop {100 * m['accuracy_drop']:.2f} > "
+                      f"{100 * limit:.2f} points)"),
+    lambda session, model, ref: time_generation(session, model, ref["texts"][0]))
+
+
 def export_target(model: Any, graphs: dict[str, Any], ref: dict[str, Any], target: Any,
                   backend: Any, dest: Any, options: Any, bench: Any, workdir: Path,
-                  calib: Any = None) -> tuple[dict[str, Any], Path | None]:
+                  calib: Any = None, task: GraphTask = TEXT) -> tuple[dict[str, Any], Path | None]:
     tdir = workdir / target.slug
     log.info("building %s ...", target)
     start = time.perf_counter()
@@ -331,32 +357,31 @@ def export_target(model: Any, graphs: dict[str, Any], ref: dict[str, Any], targe
     from modelport.bench.memory import reset_peak
 
     reset_peak()  # this target's load + generation peak (the row's peak_rss_mb)
-    with load_session(model, built, graphs, target, backend, options.threads) as session:
-        metrics = check(model, session, ref)
-        limit = budget_of(target, options.budget_or_default())
-        metrics["max_chrf_drop"] = limit
+    with task.load(model, built, graphs, target, backend, options.threads) as session:
+        metrics = task.check(model, session, ref)
+        limit = budget_of(target, options.budget_or_default(), task.defaults)
+        metrics[task.limit_key] = limit
         row["fidelity"] = metrics
-        row["judged_by"] = "tokens" if target.precision == Precision.FP32 else "chrF"
+        row["judged_by"] = "tokens" if target.precision == Precision.FP32 else task.metric
         passed = (metrics["token_match"] == 1.0 if target.precision == Precision.FP32
                   else metrics["accuracy_drop"] <= limit + 1e-9)
         row["status"] = statuses.OK if passed else statuses.BELOW_BUDGET
         if not passed:
             why = (f"{metrics['token_match']:.0%} of greedy outputs equal transformers'"
-                   if target.precision == Precision.FP32 else
-                   f"chrF {metrics['chrf']:.2f} vs torch (drop "
-                   f"{100 * metrics['accuracy_drop']:.2f} > {100 * limit:.2f} points)")
+                   if target.precision == Precision.FP32 else task.miss(metrics, limit))
             row["failure"] = f"{target}: {why}"
             log.warning(row["failure"])
             if not dest.allow_drop:
                 return row, None
             row.pop("failure")  # kept with --allow-accuracy-drop, recorded as a miss
         if bench is not None:
-            row.update(time_generation(session, model, ref["texts"][0]))
+            row.update(task.timing(session, model, ref))
         from modelport.bundle.manifest_graphs import write_graphs_bundle
 
         root = dest.below_budget if not passed and dest.below_budget is not None else dest.out
         bundle = write_graphs_bundle(root / target.slug, model, target, backend, built,
-                                     graphs, ref, metrics, passed, row, dest, options, session)
+                                     graphs, ref, metrics, passed, row, dest, options, session,
+                                     samples=task.samples(session, ref))
     row["bundle"] = str(bundle)
     log.info("wrote %s", bundle)
     return row, bundle

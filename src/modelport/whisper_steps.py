@@ -19,7 +19,6 @@ import hashlib
 import logging
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -110,17 +109,6 @@ def calibration(model: Any, given: Any) -> Any:
                           source=source)
 
 
-def budget_of(target: Any, budget: Any) -> float:
-    from modelport.metrics import Budget
-
-    if target.precision == Precision.FP32:
-        return 0.0
-    given = getattr(budget, "max_accuracy_drop", None)
-    if budget is not None and given != Budget().max_accuracy_drop:
-        return float(given)
-    return DEFAULT_MAX_WER[target.precision]
-
-
 def generated(row: np.ndarray, start: int, rules: Any) -> list[int]:
     """The generated tokens of a row past the prompt, up to (without) eos / padding, as
     transformers' Whisper generate returns them."""
@@ -205,6 +193,7 @@ def export_whisper(model: Any, plan: list[tuple[Any, Any]], dest: Any, evalset: 
                    calib: Any = None) -> Any:
     """Every target of ``plan`` as a two-graph bundle (see the module docstring)."""
     from modelport.exporters.seq2seq_export import export_graphs
+    from modelport.seq2seq_steps import export_target
 
     check_targets([t for t, _ in plan])
     names, features, source = eval_audio(model, evalset)
@@ -224,7 +213,7 @@ def export_whisper(model: Any, plan: list[tuple[Any, Any]], dest: Any, evalset: 
         bundles: dict[str, Path] = {}
         for target, backend in plan:
             row, bundle = export_target(model, graphs, ref, target, backend, dest, options,
-                                        bench, workdir, calib)
+                                        bench, workdir, calib, graph_task())
             rows.append(row)
             if bundle is not None:
                 bundles[str(target)] = bundle
@@ -239,51 +228,27 @@ def export_whisper(model: Any, plan: list[tuple[Any, Any]], dest: Any, evalset: 
     return result
 
 
-def export_target(model: Any, graphs: dict[str, Any], ref: dict[str, Any], target: Any,
-                  backend: Any, dest: Any, options: Any, bench: Any, workdir: Path,
-                  calib: Any = None) -> tuple[dict[str, Any], Path | None]:
-    from modelport.seq2seq_steps import build_graphs
+def _samples(session: Any, ref: dict[str, Any]) -> dict[str, Any]:
+    """What the bundle stores for verify/bench: the first clips' features and greedy tokens."""
+    features = ref["features"][:SAMPLE_CLIPS]
+    return {"in.input_features": features,
+            "ref.tokens": session.generate_features(features, num_beams=1,
+                                                    max_new_tokens=EVAL_NEW_TOKENS)}
 
-    tdir = workdir / target.slug
-    log.info("building %s ...", target)
-    start = time.perf_counter()
-    built = build_graphs(model, graphs, target, backend, options, tdir, calib)
-    size = sum((tdir / n / f).stat().st_size for n, a in built.items() for f in a.files)
-    row: dict[str, Any] = {"target": str(target), "precision": str(target.precision),
-                           "size_mb": size / 1e6, "build_s": time.perf_counter() - start}
-    with load_session(model, built, graphs, target, backend, options.threads) as session:
-        metrics = check(session, ref)
-        limit = budget_of(target, options.budget_or_default())
-        metrics["max_wer_increase"] = limit
-        row["fidelity"] = metrics
-        row["judged_by"] = "tokens" if target.precision == Precision.FP32 else "WER"
-        passed = (metrics["token_match"] == 1.0 if target.precision == Precision.FP32
-                  else metrics["accuracy_drop"] <= limit + 1e-9)
-        row["status"] = statuses.OK if passed else statuses.BELOW_BUDGET
-        if not passed:
-            why = (f"{metrics['token_match']:.0%} of greedy outputs equal transformers'"
-                   if target.precision == Precision.FP32 else
-                   f"WER {100 * metrics['wer']:.2f} vs torch's transcripts (> "
-                   f"{100 * limit:.2f} points)")
-            row["failure"] = f"{target}: {why}"
-            log.warning(row["failure"])
-            if not dest.allow_drop:
-                return row, None
-            row.pop("failure")  # kept with --allow-accuracy-drop, recorded as a miss
-        if bench is not None:
-            from modelport.backends.whisper_session import time_whisper
 
-            row.update(time_whisper(session, ref["features"][:1]))
-        from modelport.bundle.manifest_graphs import write_graphs_bundle
+def _timing(session: Any, model: Any, ref: dict[str, Any]) -> dict[str, Any]:
+    from modelport.backends.whisper_session import time_whisper
 
-        features = ref["features"][:SAMPLE_CLIPS]
-        samples = {"in.input_features": features,
-                   "ref.tokens": session.generate_features(features, num_beams=1,
-                                                           max_new_tokens=EVAL_NEW_TOKENS)}
-        root = dest.below_budget if not passed and dest.below_budget is not None else dest.out
-        bundle = write_graphs_bundle(root / target.slug, model, target, backend, built,
-                                     graphs, ref, metrics, passed, row, dest, options, session,
-                                     samples=samples)
-    row["bundle"] = str(bundle)
-    log.info("wrote %s", bundle)
-    return row, bundle
+    return time_whisper(session, ref["features"][:1])
+
+
+def graph_task() -> Any:
+    """Whisper's pieces of the shared two-graph export (seq2seq_steps.export_target)."""
+    from modelport.seq2seq_steps import GraphTask
+
+    return GraphTask(
+        "WER", "max_wer_increase", DEFAULT_MAX_WER, load_session,
+        lambda model, session, ref: check(session, ref),
+        lambda m, limit: (f"WER {100 * m['wer']:.2f} vs torch's transcripts (> "
+                          f"{100 * limit:.2f} points)"),
+        _timing, _samples)
