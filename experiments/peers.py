@@ -6,7 +6,13 @@ search, loaded from their bundles so the chosen runtime settings apply). Peer ro
 user gets from the tool's documented one call: ORT ``quantize_dynamic(src, dst)``; NNCF
 ``quantize`` with ``model_type=TRANSFORMER`` (hint f32, and the plugin's default precision);
 NNCF ``quantize`` with nothing else; the FP32 IR compiled with the plugin's default precision
-(bf16 on a bf16 CPU). optimum-intel needs its own venv (its pins differ from ours): not run here.
+(bf16 on a bf16 CPU); with ``--optimum-intel-venv``, optimum-intel's ``OVSentenceTransformer``
+export + ``OVQuantizer`` defaults, made in its own venv (its pins differ from ours;
+peer_envs/optimum_intel_minilm.py) from the same calibration feeds, and compiled here as
+optimum-intel compiles it (the LATENCY hint, the plugin's default precision). The venv:
+
+    python -m venv /tmp/oi-venv && /tmp/oi-venv/bin/pip install torch==2.13.0 \
+        "optimum-intel[openvino]==2.2.0" "sentence-transformers<5.2"
 
 Fidelity = mean cosine vs torch FP32 on the held-out evaluation sentences (padded to 128).
 Speed = p50 at batch 1 and 32, medians over interleaved rounds (bench/interleaved.py), as
@@ -42,6 +48,8 @@ def main() -> None:
                    help="seconds of recipe search per modelport target (--optimize)")
     p.add_argument("--calib", type=int, default=128,
                    help="calibration sentences, the same for every INT8 artifact (default 128)")
+    p.add_argument("--optimum-intel-venv", type=Path, default=None,
+                   help="a venv with optimum-intel (see the docstring): its INT8 IR is a peer row")
     p.add_argument("--update-docs", action="store_true",
                    help="write the table into docs/performance.md (block peers)")
     args = p.parse_args()
@@ -98,7 +106,8 @@ def run(tmp: Path, args) -> dict[str, Any]:
     for target, session, search in optimized(model, calib, held_out, tmp, args.max_time):
         add(f"modelport {target} --optimize latency", session, "modelport",
             f"{search.get('chosen')} ({_settings(search.get('runtime_settings'))})")
-    for label, session, recipe in peers(model, calib, tmp, inputs, outputs):
+    for label, session, recipe in peers(model, calib, tmp, inputs, outputs,
+                                        args.optimum_intel_venv):
         add(label, session, "peer", recipe)
     reference = run_session(sessions["torch FP32 eager"], evalset)
     for label, session in sessions.items():
@@ -131,7 +140,7 @@ def optimized(model, calib, evalset, tmp: Path, max_time: float):
         yield target, session, session.bundle.manifest["build"].get("search") or {}
 
 
-def peers(model, calib, tmp: Path, inputs, outputs):
+def peers(model, calib, tmp: Path, inputs, outputs, optimum_venv: Path | None = None):
     import nncf
     import openvino as ov
     from onnxruntime.quantization import quantize_dynamic
@@ -158,6 +167,32 @@ def peers(model, calib, tmp: Path, inputs, outputs):
                                                           inference_precision="f32"), call)
         yield (f"NNCF {preset}, plugin default precision", PluginDefault(xml, inputs, outputs),
                call)
+    if optimum_venv is not None:
+        xml, versions = optimum_intel(optimum_venv, calib, tmp)
+        yield ("optimum-intel OVQuantizer defaults", PluginDefault(xml, inputs, outputs),
+               f"OVSentenceTransformer export + OVQuantizer(OVQuantizationConfig()) ({versions})")
+
+
+def optimum_intel(venv: Path, calib, tmp: Path) -> tuple[Path, str]:
+    """optimum-intel's INT8 IR of MiniLM, made in ``venv`` from the same calibration feeds."""
+    import json
+    import subprocess
+
+    import numpy as np
+
+    from modelport.models.minilm import model_dir
+
+    npz = tmp / "oi-calib.npz"
+    np.savez(npz, **{f"{k}:{i}": v for i, s in enumerate(calib.samples) for k, v in s.items()})
+    proc = subprocess.run([str(venv / "bin" / "python"),
+                           str(Path(__file__).parent / "peer_envs" / "optimum_intel_minilm.py"),
+                           str(model_dir()), str(npz), str(tmp / "optimum-intel")],
+                          check=False, capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        sys.exit(f"optimum-intel failed:\n{proc.stderr[-3000:]}")
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    versions = ", ".join(f"{k} {v}" for k, v in out["versions"].items())
+    return Path(out["xml"]), versions
 
 
 class PluginDefault:
@@ -185,7 +220,9 @@ class PluginDefault:
 
 
 def _settings(settings: dict | None) -> str:
-    return ", ".join(f"{k} {v}" for k, v in (settings or {}).items()) or "runtime defaults"
+    from modelport.optimize.candidates import Runtime
+
+    return Runtime(**settings).describe() if settings else "runtime defaults"
 
 
 def report(result: dict[str, Any]) -> str:
