@@ -54,6 +54,9 @@ class LMSession(Session):
         self.past_specs = [s for s in self.inputs.values() if s.name.startswith("past_")]
         #: input_ids length fed at each step of the last generate(): [prompt, 1, 1, ...]
         self.step_lengths: list[int] = []
+        #: whether the last generate() wrote the cache into one preallocated buffer per layer
+        #: (the runtime's kv_cache(); backends/onnxruntime/kv_buffer.py) instead of copying it
+        self.kv_buffer_used = False
 
     # -- the runtime ---------------------------------------------------------------------
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -72,11 +75,12 @@ class LMSession(Session):
                 for r in range(ids.shape[0])]
         return {k: np.concatenate([row[k] for row in rows]) for k in rows[0]}
 
-    def step(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One graph call. Skips Session.check_feeds: the feeds are built here, and the
-        prefill's empty past (size 0) is valid for this graph though check_feeds refuses it."""
+    def step(self, feeds: Mapping[str, np.ndarray], cache: Any = None) -> dict[str, np.ndarray]:
+        """One graph call (on ``cache``, a kv_cache(), when given: no pasts in ``feeds``).
+        Skips Session.check_feeds: the feeds are built here, and the prefill's empty past
+        (size 0) is valid for this graph though check_feeds refuses it."""
         try:
-            return self._run(feeds)
+            return cache.step(feeds) if cache is not None else self._run(feeds)
         except ModelportError:
             raise
         except Exception as exc:  # noqa: BLE001 - a runtime's own error, said in one line
@@ -97,13 +101,15 @@ class LMSession(Session):
         A batch of prompts must be left-padded, with ``attention_mask`` 0 on the padding."""
         ids, mask = self._check_prompt(input_ids, attention_mask, max_new_tokens)
         rng = np.random.default_rng(seed)
-        feeds = prefill_feeds(ids, mask, self.past_specs)
+        cache = self._kv_cache(ids.shape[0], ids.shape[1] + max_new_tokens)
+        self.kv_buffer_used = cache is not None
+        feeds = prefill_feeds(ids, mask, () if cache else self.past_specs)
         done = np.zeros(ids.shape[0], bool)
         tokens = [ids]
         self.step_lengths = []
         for _ in range(max_new_tokens):
             self.step_lengths.append(int(feeds["input_ids"].shape[1]))
-            out = self.step(feeds)
+            out = self.step(feeds, cache)
             nxt = self._choose(out["logits"][:, -1, :], rng, temperature, top_k)
             nxt = np.where(done, self.pad_token_id, nxt).astype(np.int64)
             tokens.append(nxt[:, None])
@@ -111,8 +117,19 @@ class LMSession(Session):
             if done.all():
                 break
             feeds = decode_feeds(nxt[:, None], feeds["attention_mask"],
-                                 feeds["position_ids"][:, -1:], self._presents(out))
+                                 feeds["position_ids"][:, -1:], {} if cache else
+                                 self._presents(out))
         return np.concatenate(tokens, axis=1)
+
+    def _kv_cache(self, batch: int, length: int) -> Any:
+        """The runtime's preallocated cache for one generation, or None (concat the past)."""
+        make = getattr(self.inner, "kv_cache", None)
+        if make is None:
+            return None
+        try:
+            return make(self.past_specs, batch, length)
+        except Exception as exc:  # noqa: BLE001 - a runtime's own error, said in one line
+            raise self.inner._failure(exc) from None
 
     def _presents(self, out: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {s.name: out[s.name.replace("past_key_values", "present", 1)]

@@ -109,13 +109,15 @@ class OnnxRuntimeBackend(Backend):
         saved = runtime_settings(options)  # what --optimize chose, re-applied
         return OnnxRuntimeSession(path, inputs, outputs, threads=threads or saved.get("threads"),
                                   graph_optimization_level=saved.get("graph_optimization_level"),
-                                  shapes=saved.get("shapes"), spinning=saved.get("spinning"))
+                                  shapes=saved.get("shapes"), spinning=saved.get("spinning"),
+                                  kv_buffer=saved.get("kv_buffer"))
 
 
 class OnnxRuntimeSession(Session):
     def __init__(self, path: Path, inputs: list[TensorSpec], outputs: list[TensorSpec], *,
                  threads: int | None = None, graph_optimization_level: str | None = None,
-                 shapes: Mapping[str, Any] | None = None, spinning: bool | None = None) -> None:
+                 shapes: Mapping[str, Any] | None = None, spinning: bool | None = None,
+                 kv_buffer: str | None = None) -> None:
         import onnxruntime as ort
 
         from modelport.backends.static_shapes import free_dimension_overrides, static_inputs
@@ -140,6 +142,17 @@ class OnnxRuntimeSession(Session):
             opts.add_free_dimension_override_by_name(axis, size)
         self._session = create_session(path, opts)
         self._output_names = list(self.outputs)
+        #: "shared": LM generation writes the KV cache into one buffer (kv_buffer.py)
+        self.kv_buffer = kv_buffer
+
+    def kv_cache(self, past_specs: list[TensorSpec], batch: int, length: int) -> Any:
+        """A SharedKVCache of ``length`` positions for LMSession.generate, or None when the
+        bundle's graph needs the past as an exact copy (kv_buffer is not "shared")."""
+        if self.kv_buffer != "shared" or self._session is None:
+            return None
+        from modelport.backends.onnxruntime.kv_buffer import SharedKVCache
+
+        return SharedKVCache(self._session, past_specs, batch, length)
 
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         values = self._session.run(self._output_names, dict(feeds))

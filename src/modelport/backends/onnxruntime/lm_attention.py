@@ -83,7 +83,43 @@ def rewrite_attention(proto: Any) -> dict[str, Any]:
     graph.node.extend(ordered)
     if not any(o.domain == "com.microsoft" for o in proto.opset_import):
         proto.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    return {"rewritten": len(layers), "op": "com.microsoft.GroupQueryAttention"}
+    return {"rewritten": len(layers), "op": "com.microsoft.GroupQueryAttention",
+            "kv_buffer": _past_length_from_mask(graph, set(pasts))}
+
+
+def _past_length_from_mask(graph: Any, pasts: set[str]) -> str:
+    """Let the past inputs be a buffer longer than the valid cache (ONNX Runtime's
+    GroupQueryAttention with past and present bound to one preallocated buffer, kv_buffer.py):
+    the export reads the past length from ``Shape(past)[2]`` (cache positions, the mask); it
+    becomes ``len(attention_mask) - len(input_ids)``, the same number whenever the past is
+    exactly the cache. Returns "shared", or "concat: " and why the past must stay exact."""
+    from onnx import helper
+
+    if "input_ids" not in {i.name for i in graph.input}:
+        return "concat: no input_ids input"
+    past_length = []
+    for node in graph.node:
+        if not set(node.input) & pasts or node.op_type == "GroupQueryAttention":
+            continue
+        span = {a.name: a.i for a in node.attribute}
+        if node.op_type != "Shape":
+            return f"concat: {node.name} ({node.op_type}) reads a past input"
+        if (span.get("start"), span.get("end")) == (2, 3):
+            past_length.append(node)
+        elif (span.get("start", 0), span.get("end")) != (0, 1):  # the batch size is the same
+            return f"concat: {node.name} reads a past shape beyond the batch and length"
+    if past_length:
+        first = past_length[0].output[0]
+        graph.node.insert(0, helper.make_node("Sub", ["mp_kv_total", "mp_kv_new"], [first]))
+        graph.node.insert(0, helper.make_node("Shape", ["input_ids"], ["mp_kv_new"],
+                                              start=1, end=2))
+        graph.node.insert(0, helper.make_node("Shape", ["attention_mask"], ["mp_kv_total"],
+                                              start=1, end=2))
+        for node in past_length[1:]:
+            graph.node.insert(3, helper.make_node("Identity", [first], [node.output[0]]))
+        for node in past_length:
+            graph.node.remove(node)
+    return "shared"
 
 
 def _match(i: int, prod: dict, cons: dict, inits: dict, pasts: dict) -> dict[str, Any]:

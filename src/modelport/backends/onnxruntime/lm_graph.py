@@ -92,7 +92,7 @@ def build_lm(src: Path, workdir: Path, precision: Any, options: Any) -> Any:
         files = ["model.onnx"] + (["model.onnx.data"] if (workdir / "model.onnx.data").exists()
                                   else [])
         return _with_settings(Artifact(workdir, "model.onnx", files,
-                                       {"precision": "fp32", "lm_fusions": info}))
+                                       {"precision": "fp32", "lm_fusions": info}), info)
     from modelport.backends.onnxruntime.weight_only import quantize_weight_only
 
     fused_dir = workdir / "_fused"
@@ -103,14 +103,19 @@ def build_lm(src: Path, workdir: Path, precision: Any, options: Any) -> Any:
     finally:
         shutil.rmtree(fused_dir, ignore_errors=True)
     return _with_settings(Artifact(workdir, "model.onnx", ["model.onnx"],
-                                   {**info, "lm_fusions": fusions}))
+                                   {**info, "lm_fusions": fusions}), fusions)
 
 
 #: runtime settings of every ORT LM bundle (backends/runtime_settings.py)
 LM_SETTINGS = {"spinning": False}
 
 
-def _with_settings(artifact: Any) -> Any:
+def _with_settings(artifact: Any, fusions: dict[str, Any]) -> Any:
+    """LM_SETTINGS, and ``kv_buffer: shared`` when the attention rewrite lets the KV cache be
+    one preallocated buffer per layer that every step writes into (kv_buffer.py)."""
+    settings = dict(LM_SETTINGS)
+    if (fusions.get("attention") or {}).get("kv_buffer") == "shared":
+        settings["kv_buffer"] = "shared"
     for where in (artifact.info, artifact.session_options):
-        where["runtime_settings"] = {**(where.get("runtime_settings") or {}), **LM_SETTINGS}
+        where["runtime_settings"] = {**(where.get("runtime_settings") or {}), **settings}
     return artifact
