@@ -33,8 +33,8 @@ def modelport_runner(path: str) -> Any:
         marks: list[int] = []
         step = type(session).step
 
-        def timed(feeds: Any) -> Any:
-            out = step(session, feeds)
+        def timed(feeds: Any, cache: Any = None) -> Any:  # cache: the shared KV buffer
+            out = step(session, feeds, cache)
             if not marks:
                 marks.append(time.perf_counter_ns())
             return out
