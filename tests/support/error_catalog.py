@@ -88,7 +88,8 @@ ROWS: tuple[Row, ...] = (
         "names the failing node; stay within the exported range"),
     Row("feed_index_out_of_range", "feeds", "token id beyond the vocabulary", "InputError",
         "names the failing node and the valid range"),
-    Row("feed_tflite_static_shape", "feeds", "TFLite bundle given another batch size than converted",
+    Row("feed_tflite_static_shape", "feeds", "TFLite bundle, or an ONNX Runtime / OpenVINO "
+        "bundle built with `--shape`, given another batch size than built for",
         "InputError", "names the static shape; re-export with --shape"),
     Row("feed_npz_wrong_key", "feeds", "`modelport run --input` .npz with the wrong array name",
         "InputError", "lists the inputs the model takes"),
