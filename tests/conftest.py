@@ -49,9 +49,12 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-#: the single longest test (a 2.15 GB model through three backends, mostly disk work): it
-#: starts first so that, under `make test`'s two pytest-xdist workers, the other one keeps busy
-RUN_FIRST = ("tests/models/test_large_model.py",)
+#: the longest files (a 2.15 GB model through three backends, mostly disk work; the Ray
+#: clusters of the sweep tests; the zero-shot and audio task fixtures) start first, so that
+#: under `make test`'s pytest-xdist workers the short files fill the end, not a long one
+RUN_FIRST = ("tests/models/test_large_model.py", "tests/sweep/test_sweep_ray.py",
+             "tests/sweep/test_sweep_optimize.py", "tests/tasks/test_zero_shot.py",
+             "tests/tasks/test_audio_tasks.py")
 
 
 def _start_order(items) -> dict[str, int]:
