@@ -23,7 +23,7 @@ demo: $(VENV)/.installed
 # PYTEST_ARGS adds options, e.g. `make test PYTEST_ARGS="-n 0 -k tflite"`
 PYTEST_ARGS ?=
 test: $(VENV)/.installed docs
-	$(BIN)/python -m pytest -n 3 --dist loadfile --durations=25 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 3 --dist loadfile --no-loadscope-reorder --durations=25 $(PYTEST_ARGS)
 
 docs: $(VENV)/.installed
 	$(BIN)/mkdocs build --strict --quiet --site-dir build/site

@@ -59,9 +59,12 @@ def test_each_device_gets_the_winner_of_the_recorded_candidates(optimized):
     nodes = {e["device"]: e["node"] for e in read_events(events) if e["event"] == "probe"}
     searches = [e for e in read_events(events) if e["event"] == "search"]
     assert len(searches) == 1 and searches[0]["node"] == nodes["alpha"]
-    key = rows[("alpha", INT8)]["search"]["key"]  # the search cache holds the choice
-    cached = json.loads((root / "search" / f"{key}.json").read_text())
-    assert cached["chosen"] == rows[("alpha", INT8)]["search"]["chosen"]
+    search = rows[("alpha", INT8)]["search"]
+    entry = root / "search" / f"{search['key']}.json"
+    if search.get("cut_short"):  # --max-time ran out (a loaded machine): never cached
+        assert not entry.exists()
+    else:  # the search cache holds the choice
+        assert json.loads(entry.read_text())["chosen"] == search["chosen"]
 
 
 @pytest.mark.ray
