@@ -125,6 +125,21 @@ def test_fix_shapes_follows_axis_names_and_names_what_is_missing():
         fix_shapes(specs, {"input_ids": (2, 64), "pixel_values": (2, 4, 32, 32)}, {}, needs="")
 
 
+def test_fast_path_setting_keeps_one_shape_as_a_mapping_and_several_as_a_list():
+    """Bundles made before several fast paths stored one mapping; they load the same."""
+    from modelport.backends.static_shapes import specialized_shapes
+    from modelport.optimize.candidates import Runtime
+
+    one, two = {"input_ids": [1, 128]}, {"input_ids": [32, 128]}
+    assert Runtime(specialize=one).to_dict() == {"specialize": one}
+    assert Runtime(specialize=[one, two]).to_dict() == {"specialize": [one, two]}
+    assert Runtime(specialize=Runtime(specialize=[one, two]).specialize) == \
+        Runtime(specialize=[one, two])
+    assert Runtime(specialize=[one, two]).describe() == "static fast path 1x128, 32x128"
+    assert specialized_shapes(one) == [one] and specialized_shapes([one, two]) == [one, two]
+    assert specialized_shapes(None) == []
+
+
 def test_a_cached_search_rebuilds_the_same_static_choice(mlp, tmp_path, monkeypatch):
     monkeypatch.setenv("MODELPORT_SEARCH_CACHE", str(tmp_path / "cache"))
     search = SearchSettings(duration=0.02, rounds=2, cache=True)
@@ -146,13 +161,21 @@ def test_optimize_without_shape_tries_an_openvino_static_fast_path(mlp, tmp_path
     record = manifest["build"]["search"]
     assert manifest["inputs"][0]["shape"] == ["batch", 12]  # never made static
     shape_rows = [c for c in record["candidates"] if c["stage"] == "shape"]
-    assert len(shape_rows) == 2 and sum(c["chosen"] for c in shape_rows) == 1
-    fast = shape_rows[1]
-    assert fast["runtime"] == {"specialize": {"features": [1, 12]}} and fast["kept"]
-    chose = fast["chosen"]
-    assert ("specialize" in manifest["build"]["runtime_settings"]) == chose
+    # one pair per batch: batch 1 (the latency search's), then 32 (the bench's other batch),
+    # each the loads before it against the same plus one fast path, one of the two chosen
+    assert len(shape_rows) == 4 and [c["batch"] for c in shape_rows] == [1, 1, 32, 32]
+    assert [sum(c["chosen"] for c in pair) for pair in (shape_rows[:2], shape_rows[2:])] == [1, 1]
+    fast1, fast32 = shape_rows[1], shape_rows[3]
+    assert fast1["runtime"] == {"specialize": {"features": [1, 12]}} and fast1["kept"]
+    shapes32 = fast32["runtime"]["specialize"]  # added to the batch-1 one when that was kept
+    assert shapes32 == ([{"features": [1, 12]}, {"features": [32, 12]}] if fast1["chosen"]
+                        else {"features": [32, 12]}) and fast32["kept"]
+    chosen = [{"features": [1, 12]}] * fast1["chosen"] + [{"features": [32, 12]}] * \
+        fast32["chosen"]
+    stored = manifest["build"]["runtime_settings"].get("specialize")
+    assert stored == (chosen[0] if len(chosen) == 1 else chosen or None)
     with modelport.load(bundle) as session:
-        assert (session.specialized is not None) == chose
+        assert session.specialized == (chosen or None)
     # the session itself, either way: the fast path takes [1, 12] only, outputs unchanged
     from modelport.backends.openvino.backend import OpenVINOSession
 
@@ -166,6 +189,16 @@ def test_optimize_without_shape_tries_an_openvino_static_fast_path(mlp, tmp_path
         for rows in (1, 3):
             feed = {"features": rng.standard_normal((rows, 12)).astype(np.float32)}
             assert s._fast.takes(feed) == (rows == 1)
+            got, want = s.infer(feed), d.infer(feed)
+            for k in want:
+                np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-5)
+    # several fast paths: each takes its own shape
+    both = [{"features": [1, 12]}, {"features": [4, 12]}]
+    with OpenVINOSession(xml, inputs, outputs, specialize=both) as s, \
+            OpenVINOSession(xml, inputs, outputs) as d:
+        for rows in (1, 3, 4):
+            feed = {"features": rng.standard_normal((rows, 12)).astype(np.float32)}
+            assert s._fast.takes(feed) == (rows in (1, 4))
             got, want = s.infer(feed), d.infer(feed)
             for k in want:
                 np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-5)

@@ -108,3 +108,12 @@ def reshaped_ov_model(path: Path | str, shapes: Mapping[str, Any]) -> Any:
     model.reshape({name: ov.PartialShape([int(d) for d in dims])
                    for name, dims in shapes.items()})
     return model
+
+
+def specialized_shapes(value: Any) -> list[dict[str, list[int]]]:
+    """The runtime setting ``specialize`` as stored (one mapping, or a list of them: bundles
+    before several fast paths stored one) -> a list of name -> dims mappings."""
+    if not value:
+        return []
+    many = value if isinstance(value, (list, tuple)) else [value]
+    return [{str(k): [int(d) for d in dims] for k, dims in dict(v).items()} for v in many]

@@ -35,23 +35,29 @@ class Runtime:
     #: ``--shape``: inputs fixed at these dims before the runtime optimizes the graph, as
     #: (name, dims) pairs (a mapping is accepted; ``to_dict`` gives name -> dims); None: dynamic
     shapes: tuple | None = None
-    #: OpenVINO: a static fast path compiled beside the dynamic model for feeds of exactly
-    #: these dims (the shape the search timed); any other shape runs the dynamic model. Same
-    #: form as ``shapes``
+    #: OpenVINO: static fast paths compiled beside the dynamic model, one per shape, for feeds
+    #: of exactly those dims (the shapes the search timed); any other shape runs the dynamic
+    #: model. A tuple of shapes, each of the same form as ``shapes`` (a mapping, or a list of
+    #: mappings, is accepted; ``to_dict`` gives one mapping for one shape, else a list)
     specialize: tuple | None = None
 
     def __post_init__(self) -> None:
-        for name in ("shapes", "specialize"):
-            value = getattr(self, name)
-            if isinstance(value, Mapping):
-                object.__setattr__(self, name, tuple(
-                    (str(k), tuple(int(d) for d in v)) for k, v in value.items()))
+        if isinstance(self.shapes, Mapping):
+            object.__setattr__(self, "shapes", _pairs(self.shapes))
+        if self.specialize:
+            value = self.specialize
+            many = value if isinstance(value, (list, tuple)) and value and not _is_pairs(value) \
+                else [value]
+            object.__setattr__(self, "specialize", tuple(
+                _pairs(v) if isinstance(v, Mapping) else tuple(v) for v in many))
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in vars(self).items() if v is not None}
-        for name in ("shapes", "specialize"):
-            if getattr(self, name):
-                out[name] = {k: list(v) for k, v in getattr(self, name)}
+        if self.shapes:
+            out["shapes"] = {k: list(v) for k, v in self.shapes}
+        if self.specialize:
+            many = [{k: list(v) for k, v in shape} for shape in self.specialize]
+            out["specialize"] = many[0] if len(many) == 1 else many
         return out
 
     def describe(self) -> str:
@@ -59,9 +65,27 @@ class Runtime:
                  "inference_precision": "hint {}", "graph_optimization_level": "graph {}",
                  "shapes": "static {}", "specialize": "static fast path {}"}
         text = ", ".join(parts[k].format("auto" if (k == "streams" and v == 0) else
-                                         _dims(v) if k in ("shapes", "specialize") else v)
+                                         _dims(v) if k == "shapes" else
+                                         ", ".join(map(_dims, _shapes(v)))
+                                         if k == "specialize" else v)
                          for k, v in self.to_dict().items())
         return text or "defaults"
+
+
+def _shapes(value: Any) -> list[dict[str, list[int]]]:
+    from modelport.backends.static_shapes import specialized_shapes
+
+    return specialized_shapes(value)
+
+
+def _pairs(shape: Mapping[str, Any]) -> tuple:
+    return tuple((str(k), tuple(int(d) for d in v)) for k, v in shape.items())
+
+
+def _is_pairs(value: Any) -> bool:
+    """(("input_ids", (1, 128)), ...): one shape as pairs, not a list of shapes."""
+    first = value[0]
+    return isinstance(first, (list, tuple)) and len(first) == 2 and isinstance(first[0], str)
 
 
 def _dims(shapes: Mapping[str, list[int]]) -> str:

@@ -296,7 +296,9 @@ class _Run:
         return artifact.outputs or self.ctx.model.onnx_artifact.outputs
 
     # -- timing and choosing ----------------------------------------------------------------
-    def _time(self, cands: list[Candidate], what: str, *, until: float) -> None:
+    def _time(self, cands: list[Candidate], what: str, *, until: float,
+              batch: int | None = None) -> None:
+        """Time ``cands`` interleaved at the search's batch (or ``batch``) until ``until``."""
         from modelport.bench.harness import BenchSettings
         from modelport.bench.interleaved import time_interleaved
         from modelport.shapes import fit_arrays, static_batch
@@ -312,13 +314,13 @@ class _Run:
         sessions, settings, pools = {}, {}, {}
         for c in cands:  # at the shapes the user fixed, if any (static_stage.py)
             inputs = getattr(self.proposal, "shapes", None) or self._inputs(c.artifact)
-            batch = static_batch(inputs, self.batch)
+            at = static_batch(inputs, batch or self.batch)
             streams = getattr(c.session, "streams", None)
             sessions[c.name] = c.session
-            settings[c.name] = BenchSettings(batch_sizes=(batch,), warmup=2, duration=duration,
+            settings[c.name] = BenchSettings(batch_sizes=(at,), warmup=2, duration=duration,
                                              min_iters=3, streams=streams)
             pools[c.name] = fit_arrays(self.ctx.pool, inputs)
-            c.record["batch"] = batch
+            c.record["batch"] = at
         timed = time_interleaved(
             sessions, self.ctx.pool, settings, rounds=rounds, pools=pools,
             deadline=until,

@@ -225,7 +225,11 @@ class OpenVINOSession(Session):
                  specialize: Mapping[str, Any] | None = None) -> None:
         import openvino as ov
 
-        from modelport.backends.static_shapes import reshaped_ov_model, static_inputs
+        from modelport.backends.static_shapes import (
+            reshaped_ov_model,
+            specialized_shapes,
+            static_inputs,
+        )
 
         super().__init__(static_inputs(inputs, shapes), outputs)
         self.threads = threads
@@ -243,9 +247,9 @@ class OpenVINOSession(Session):
         self._request = self._compiled.create_infer_request()
         self._ports = {name: self._compiled.output(name) for name in self.outputs}
         self._pool: list | None = None  # async infer requests, made on first use
-        #: a static fast path (runtime setting ``specialize``): feeds of exactly these dims run
-        #: a copy compiled static, any other shape the dynamic model above
-        self.specialized = dict(specialize) if specialize and not shapes else None
+        #: static fast paths (runtime setting ``specialize``, one shape or a list): feeds of
+        #: exactly those dims run a copy compiled static, any other shape the dynamic model above
+        self.specialized = specialized_shapes(specialize) if specialize and not shapes else None
         self._fast = None
         if self.specialized:
             from modelport.backends.openvino.fast_path import FastPath
