@@ -78,6 +78,8 @@ def _try(run: Any, winner: Any, share: float, rt: Runtime, batch: int | None = N
     ``batch`` (default: the search's); both recorded, the static one chosen past the margin."""
     name = f"{winner.name}, " + ("dynamic shapes" if winner.runtime == Runtime()
                                  else winner.runtime.describe())
+    if batch is not None and batch != run.batch:  # the same load as a row above, timed again
+        name += f", timed at batch {batch}"
     dynamic = replace(winner, name=name, stage="shape", record={
         **winner.record, "name": name, "stage": "shape", "runtime": winner.runtime.to_dict(),
         "chosen": False})
