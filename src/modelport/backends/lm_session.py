@@ -54,6 +54,9 @@ class LMSession(Session):
         self.past_specs = [s for s in self.inputs.values() if s.name.startswith("past_")]
         #: input_ids length fed at each step of the last generate(): [prompt, 1, 1, ...]
         self.step_lengths: list[int] = []
+        #: the graph takes ``logits_to_keep`` (backends/onnxruntime/lm_head.py): generation
+        #: feeds 1 at prefill, so the LM head runs on the last position only
+        self.keep_last = "logits_to_keep" in getattr(inner, "optional_inputs", ())
         #: whether the last generate() wrote the cache into one preallocated buffer per layer
         #: (the runtime's kv_cache(); backends/onnxruntime/kv_buffer.py) instead of copying it
         self.kv_buffer_used = False
@@ -71,7 +74,8 @@ class LMSession(Session):
         past = next((feeds[s.name] for s in self.past_specs if s.name in feeds), None)
         if ids.shape[0] < 2 or ids.shape[1] < 2 or past is None or past.shape[2] == 0:
             return self.inner._infer(feeds)
-        rows = [self.inner._infer({k: v[r:r + 1] for k, v in feeds.items()})
+        rows = [self.inner._infer({k: v[r:r + 1] if v.shape[:1] == ids.shape[:1] else v
+                                   for k, v in feeds.items()})
                 for r in range(ids.shape[0])]
         return {k: np.concatenate([row[k] for row in rows]) for k in rows[0]}
 
@@ -104,6 +108,8 @@ class LMSession(Session):
         cache = self._kv_cache(ids.shape[0], ids.shape[1] + max_new_tokens)
         self.kv_buffer_used = cache is not None
         feeds = prefill_feeds(ids, mask, () if cache else self.past_specs)
+        if self.keep_last:  # only the last position's logits are read
+            feeds["logits_to_keep"] = np.ones(1, np.int64)
         done = np.zeros(ids.shape[0], bool)
         tokens = [ids]
         self.step_lengths = []

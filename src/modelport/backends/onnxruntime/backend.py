@@ -142,6 +142,9 @@ class OnnxRuntimeSession(Session):
             opts.add_free_dimension_override_by_name(axis, size)
         self._session = create_session(path, opts)
         self._output_names = list(self.outputs)
+        #: inputs the graph takes with a default (initializers listed as inputs), e.g. an LM's
+        #: ``logits_to_keep`` (lm_head.py)
+        self.optional_inputs = tuple(i.name for i in self._session.get_overridable_initializers())
         #: "shared": LM generation writes the KV cache into one buffer (kv_buffer.py)
         self.kv_buffer = kv_buffer
 

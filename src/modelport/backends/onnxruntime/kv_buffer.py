@@ -43,17 +43,29 @@ class SharedKVCache:
             self.binding.bind_ortvalue_input(spec.name, value)
             self.binding.bind_ortvalue_output(
                 spec.name.replace("past_key_values", "present", 1), value)
-        self._feeds: list[np.ndarray] = []
+        self._feeds: dict[str, Any] = {}
+        self._inputs = {i.name for i in session.get_inputs()}
+        #: inputs with a default (logits_to_keep: lm_head.py); IO binding takes them only as
+        #: OrtValues (bind_cpu_input looks the name up among the required inputs)
+        self._optional = {i.name for i in session.get_overridable_initializers()}
 
     def step(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         total = int(feeds["attention_mask"].shape[1])
         if total > self.length:
             raise ValueError(f"{total} tokens do not fit the KV buffer of {self.length}")
-        self._feeds = [np.ascontiguousarray(feeds[name], np.int64)
-                       for name in ("input_ids", "attention_mask", "position_ids")]
-        for name, array in zip(("input_ids", "attention_mask", "position_ids"), self._feeds,
-                               strict=True):
-            self.binding.bind_cpu_input(name, array)
+        # the feeds the graph takes (input_ids, attention_mask, position_ids, and at
+        # prefill logits_to_keep: lm_head.py); a binding outlives its step, so the arrays
+        # stay referenced until the next binding of the same name
+        for name, array in feeds.items():
+            if name in self._inputs:
+                self._feeds[name] = np.ascontiguousarray(array, np.int64)
+                self.binding.bind_cpu_input(name, self._feeds[name])
+            elif name in self._optional:
+                import onnxruntime as ort
+
+                self._feeds[name] = ort.OrtValue.ortvalue_from_numpy(
+                    np.ascontiguousarray(array, np.int64))
+                self.binding.bind_ortvalue_input(name, self._feeds[name])
         # logits change shape between prefill and decode: ORT allocates them on every call
         self.binding.bind_output("logits")
         self.session.run_with_iobinding(self.binding)

@@ -41,6 +41,7 @@ def fuse_lm_graph(src: Path, dst: Path) -> dict[str, Any]:
     from onnxruntime.transformers.optimizer import optimize_model
 
     from modelport.backends.onnxruntime.lm_attention import rewrite_attention
+    from modelport.backends.onnxruntime.lm_head import keep_last_logits
 
     external = src.with_name(src.name + ".data").exists()
     before = _count(onnx.load(str(src), load_external_data=False))
@@ -54,6 +55,7 @@ def fuse_lm_graph(src: Path, dst: Path) -> dict[str, Any]:
         optimized = optimize_model(str(src), model_type="gpt2", num_heads=0, hidden_size=0,
                                    optimization_options=options, opt_level=0)
         attention = rewrite_attention(optimized.model)  # lm_attention.py
+        head = keep_last_logits(optimized.model)  # lm_head.py: prefill's head on one position
         if external:
             optimized.save_model_to_file(str(dst), use_external_data_format=True,
                                          all_tensors_to_one_file=True)
@@ -73,7 +75,7 @@ def fuse_lm_graph(src: Path, dst: Path) -> dict[str, Any]:
              sum(after.values()), ", ".join(fused) or "nothing matched")
     return {"fused": True, "nodes_before": sum(before.values()),
             "nodes": sum(after.values()), "fused_ops": {op: after[op] for op in fused},
-            "attention": attention}
+            "attention": attention, "head": head}
 
 
 def _count(proto: Any) -> Counter:
