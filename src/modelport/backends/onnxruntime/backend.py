@@ -72,7 +72,8 @@ class OnnxRuntimeBackend(Backend):
         if target.precision in LM_FUSED and getattr(model, "task", None) == "text-generation":
             from modelport.backends.onnxruntime.lm_graph import build_lm  # fused norms
 
-            return build_lm(onnx_path, workdir, target.precision, options.of(self))
+            context = (getattr(model, "preprocessing", None) or {}).get("context_length")
+            return build_lm(onnx_path, workdir, target.precision, options.of(self), context)
         if target.precision == Precision.FP32:
             shutil.copyfile(onnx_path, dst)
             files = ["model.onnx"]

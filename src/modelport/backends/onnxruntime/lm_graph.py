@@ -32,10 +32,11 @@ OFF = ("enable_attention", "enable_rotary_embeddings", "enable_qordered_matmul",
        "enable_embed_layer_norm", "enable_bias_gelu", "enable_gelu_approximation")
 
 
-def fuse_lm_graph(src: Path, dst: Path) -> dict[str, Any]:
+def fuse_lm_graph(src: Path, dst: Path, context: int | None = None) -> dict[str, Any]:
     """Write the fused graph of ``src`` to ``dst`` (external data beside it when ``src`` has
     it); return the manifest's facts (node counts, fused op types). A graph the optimizer
-    cannot read is copied unchanged (reported, never fatal: fusing is only about speed)."""
+    cannot read is copied unchanged (reported, never fatal: fusing is only about speed).
+    ``context``: the positions the model takes (its rotary tables' length, lm_rotary.py)."""
     import onnx
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
@@ -54,7 +55,7 @@ def fuse_lm_graph(src: Path, dst: Path) -> dict[str, Any]:
     try:
         optimized = optimize_model(str(src), model_type="gpt2", num_heads=0, hidden_size=0,
                                    optimization_options=options, opt_level=0)
-        attention = rewrite_attention(optimized.model)  # lm_attention.py
+        attention = rewrite_attention(optimized.model, context)  # lm_attention.py
         head = keep_last_logits(optimized.model)  # lm_head.py: prefill's head on one position
         if external:
             optimized.save_model_to_file(str(dst), use_external_data_format=True,
@@ -82,7 +83,8 @@ def _count(proto: Any) -> Counter:
     return Counter(node.op_type for node in proto.graph.node)
 
 
-def build_lm(src: Path, workdir: Path, precision: Any, options: Any) -> Any:
+def build_lm(src: Path, workdir: Path, precision: Any, options: Any,
+             context: int | None = None) -> Any:
     """The ORT artifact of a KV-cache graph at FP32 or weight-only INT4 / INT8WO: fused
     (fuse_lm_graph), then packed (weight_only) for the weight-only precisions."""
     from modelport.backends.base import Artifact
@@ -90,7 +92,7 @@ def build_lm(src: Path, workdir: Path, precision: Any, options: Any) -> Any:
 
     dst = workdir / "model.onnx"
     if precision == Precision.FP32:
-        info = fuse_lm_graph(src, dst)
+        info = fuse_lm_graph(src, dst, context)
         files = ["model.onnx"] + (["model.onnx.data"] if (workdir / "model.onnx.data").exists()
                                   else [])
         return _with_settings(Artifact(workdir, "model.onnx", files,
@@ -100,7 +102,7 @@ def build_lm(src: Path, workdir: Path, precision: Any, options: Any) -> Any:
     fused_dir = workdir / "_fused"
     fused_dir.mkdir(exist_ok=True)
     try:
-        fusions = fuse_lm_graph(src, fused_dir / "model.onnx")
+        fusions = fuse_lm_graph(src, fused_dir / "model.onnx", context)
         info = quantize_weight_only(fused_dir / "model.onnx", dst, precision, options)
     finally:
         shutil.rmtree(fused_dir, ignore_errors=True)
