@@ -91,7 +91,8 @@ def profile(args: argparse.Namespace) -> None:
         around = []
         for _ in range(rounds):
             around += _plain_generation(sess, args.prompt, args.batch)[1:]
-        events = json.loads(Path(sess.end_profiling()).read_text())
+        trace = Path(sess.end_profiling())
+        events = json.loads(trace.read_text())
         runs = [e for e in events if e.get("name") == "model_run"][NEW:]  # after the warm-up
         decode = [(e["ts"], e["ts"] + e["dur"]) for i, e in enumerate(runs) if i % NEW]
         starts = [d[0] for d in decode]
@@ -116,7 +117,7 @@ def profile(args: argparse.Namespace) -> None:
               f"{py[2]:.3f} ms")
         for op, us in per_op.most_common(args.top):
             print(f"  {op:34s} {us / steps / 1000:6.3f} ms  x{count[op] / steps:.0f}")
-        os.remove(sess.end_profiling())
+        trace.unlink()
 
 
 def ttft(args: argparse.Namespace) -> None:
