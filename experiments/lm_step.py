@@ -48,7 +48,8 @@ def _session(path: str, threads: int, profile: bool) -> Any:
     return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
 
 
-def _plain_generation(sess: Any, prompt: int, batch: int) -> list[tuple[float, float, float]]:
+def _plain_generation(sess: Any, prompt: int, batch: int, kv: tuple[int, int] = (4, 64)
+                      ) -> list[tuple[float, float, float]]:
     """Greedy steps with one KV buffer per layer bound as past and present; per step the
     seconds of (feeds + binding, run, logits + argmax)."""
     import onnxruntime as ort
@@ -57,7 +58,8 @@ def _plain_generation(sess: Any, prompt: int, batch: int) -> list[tuple[float, f
     binding, keep = sess.io_binding(), []
     for name, info in inputs.items():
         if name.startswith("past_"):
-            value = np.zeros((batch, info.shape[1], prompt + NEW, info.shape[3]), np.float32)
+            heads, dim = (d if isinstance(d, int) else k for d, k in zip(info.shape[1::2], kv))
+            value = np.zeros((batch, heads, prompt + NEW, dim), np.float32)
             keep.append(value)
             ortvalue = ort.OrtValue.ortvalue_from_numpy(value)
             keep.append(ortvalue)
