@@ -98,27 +98,36 @@ def profile(args: argparse.Namespace) -> None:
         runs = [e for e in events if e.get("name") == "model_run"][NEW:]  # after the warm-up
         decode = [(e["ts"], e["ts"] + e["dur"]) for i, e in enumerate(runs) if i % NEW]
         starts = [d[0] for d in decode]
-        per_op, count = Counter(), Counter()
+        steps: list[Counter] = [Counter() for _ in decode]  # per decode step: op -> us
+        nodes: list[Counter] = [Counter() for _ in decode]  # per decode step: node -> us
+        count = Counter()
         for e in events:
             if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time"):
                 continue
             i = bisect.bisect_right(starts, e["ts"]) - 1
             if i >= 0 and e["ts"] <= decode[i][1]:
-                per_op[e["args"].get("op_name", "?")] += e["dur"]
+                steps[i][e["args"].get("op_name", "?")] += e["dur"]
+                nodes[i][e["name"].removesuffix("_kernel_time")] += e["dur"]
                 count[e["args"].get("op_name", "?")] += 1
-        steps = len(decode)
+        # medians over the steps (a shared machine preempts some steps: means would carry it)
         run_ms = statistics.median(d[1] - d[0] for d in decode) / 1000
-        kernels = sum(per_op.values()) / steps / 1000
+        kernels = statistics.median(sum(c.values()) for c in steps) / 1000
+        outside = statistics.median(d[1] - d[0] - sum(c.values())
+                                    for d, c in zip(decode, steps, strict=True)) / 1000
+        per_op = Counter({op: statistics.median(c[op] for c in steps) for op in count})
         py = np.median(np.array(around), 0) * 1000
+        slowest = max(nodes[0], key=lambda n: statistics.median(c[n] for c in nodes))
         print(f"## {label}: {Path(path).parent.name}, p{args.prompt} b{args.batch}, "
               f"{args.threads or 'default'} threads")
-        print(f"model_run {run_ms:.2f} ms per decode step (median of {steps}); kernels "
-              f"{kernels:.2f} ms; outside the kernels {run_ms - kernels:.2f} ms; "
-              f"{sum(count.values()) / steps:.0f} nodes per step")
+        print(f"model_run {run_ms:.2f} ms per decode step (median of {len(decode)}); kernels "
+              f"{kernels:.2f} ms; outside the kernels {outside:.2f} ms; "
+              f"{sum(count.values()) / len(decode):.0f} nodes per step")
         print(f"Python around run: feeds + binding {py[0]:.3f} ms, logits + argmax "
               f"{py[2]:.3f} ms")
+        print(f"slowest node {slowest} (the LM head): "
+              f"{statistics.median(c[slowest] for c in nodes) / 1000:.3f} ms")
         for op, us in per_op.most_common(args.top):
-            print(f"  {op:34s} {us / steps / 1000:6.3f} ms  x{count[op] / steps:.0f}")
+            print(f"  {op:34s} {us / 1000:6.3f} ms  x{count[op] / len(decode):.0f}")
         trace.unlink()
 
 
