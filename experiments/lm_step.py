@@ -86,13 +86,16 @@ def _plain_generation(sess: Any, prompt: int, batch: int, kv: tuple[int, int] = 
 
 
 def profile(args: argparse.Namespace) -> None:
-    rounds = 3
-    for label, path in (("modelport", args.ours), ("genai", args.genai)):
-        sess = _session(path, args.threads, True)
+    graphs = {"modelport": args.ours, "genai": args.genai}
+    sessions = {label: _session(path, args.threads, True) for label, path in graphs.items()}
+    around: dict[str, list] = {label: [] for label in graphs}
+    for sess in sessions.values():
         _plain_generation(sess, args.prompt, args.batch)  # warm-up
-        around = []
-        for _ in range(rounds):
-            around += _plain_generation(sess, args.prompt, args.batch)[1:]
+    for _ in range(args.rounds):  # interleaved: the two graphs see the same machine
+        for label, sess in sessions.items():
+            around[label] += _plain_generation(sess, args.prompt, args.batch)[1:]
+    for label, sess in sessions.items():
+        path = graphs[label]
         trace = Path(sess.end_profiling())
         events = json.loads(trace.read_text())
         runs = [e for e in events if e.get("name") == "model_run"][NEW:]  # after the warm-up
@@ -115,7 +118,7 @@ def profile(args: argparse.Namespace) -> None:
         outside = statistics.median(d[1] - d[0] - sum(c.values())
                                     for d, c in zip(decode, steps, strict=True)) / 1000
         per_op = Counter({op: statistics.median(c[op] for c in steps) for op in count})
-        py = np.median(np.array(around), 0) * 1000
+        py = np.median(np.array(around[label]), 0) * 1000
         slowest = max(nodes[0], key=lambda n: statistics.median(c[n] for c in nodes))
         print(f"## {label}: {Path(path).parent.name}, p{args.prompt} b{args.batch}, "
               f"{args.threads or 'default'} threads")
