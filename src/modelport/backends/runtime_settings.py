@@ -16,17 +16,3 @@ def runtime_settings(options: Mapping[str, Any]) -> dict[str, Any]:
     if given is None and options.get("bundle") is not None:
         given = (options["bundle"].manifest.get("build") or {}).get("runtime_settings")
     return dict(given) if isinstance(given, Mapping) else {}
-
-
-def threads_of_rule(rule: Any) -> int | None:
-    """The intra-op thread count a ``thread_rule`` setting names on this machine, or None (the
-    runtime's default). ``"half"``: one thread per two logical cores, at least one
-    (onnxruntime-genai's rule for its CPU sessions): LM decode runs hundreds of small kernels a
-    step, and on a 2-core machine shared with other work one thread beat two (ORT LM bundles,
-    docs/language-models.md)."""
-    if rule != "half":
-        return None
-    import os
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, (cores or 1) // 2)

@@ -105,11 +105,10 @@ class OnnxRuntimeBackend(Backend):
     def load(self, path: Path, *, target: Target, inputs: list[TensorSpec],
              outputs: list[TensorSpec], threads: int | None = None, **options: Any) -> Session:
         require("onnxruntime", extra=self.extra, what="ONNX Runtime")
-        from modelport.backends.runtime_settings import runtime_settings, threads_of_rule
+        from modelport.backends.runtime_settings import runtime_settings
 
         saved = runtime_settings(options)  # what --optimize chose, re-applied
-        threads = threads or saved.get("threads") or threads_of_rule(saved.get("thread_rule"))
-        return OnnxRuntimeSession(path, inputs, outputs, threads=threads,
+        return OnnxRuntimeSession(path, inputs, outputs, threads=threads or saved.get("threads"),
                                   graph_optimization_level=saved.get("graph_optimization_level"),
                                   shapes=saved.get("shapes"), spinning=saved.get("spinning"),
                                   kv_buffer=saved.get("kv_buffer"))

@@ -110,9 +110,8 @@ def build_lm(src: Path, workdir: Path, precision: Any, options: Any,
                                    {**info, "lm_fusions": fusions}), fusions)
 
 
-#: runtime settings of every ORT LM bundle (backends/runtime_settings.py); thread_rule
-#: "half": one intra-op thread per two logical cores, as onnxruntime-genai sizes its sessions
-LM_SETTINGS = {"spinning": False, "thread_rule": "half"}
+#: runtime settings of every ORT LM bundle (backends/runtime_settings.py)
+LM_SETTINGS = {"spinning": False}
 
 
 def _with_settings(artifact: Any, fusions: dict[str, Any]) -> Any:
