@@ -13,6 +13,7 @@ optimum-intel compiles it (the LATENCY hint, the plugin's default precision). Th
 
     python -m venv /tmp/oi-venv && /tmp/oi-venv/bin/pip install torch==2.13.0 \
         "optimum-intel[openvino]==2.2.0" "sentence-transformers<5.2"
+    /tmp/oi-venv/bin/pip uninstall -y torchvision  # pulled in, built for another torch
 
 Fidelity = mean cosine vs torch FP32 on the held-out evaluation sentences (padded to 128).
 Speed = p50 at batch 1 and 32, medians over interleaved rounds (bench/interleaved.py), as
