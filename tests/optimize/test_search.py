@@ -222,3 +222,12 @@ def test_cli_export_optimize_throughput(mlp, tmp_path):
     search = _manifest(tmp_path / "out" / "onnxruntime-cpu-fp32")["build"]["search"]
     assert search["objective"] == "throughput" and search["batch"] == 32
     assert all(c["throughput"] > 0 for c in search["candidates"] if c["kept"])
+
+
+def test_spare_time_buys_more_timing_rounds_up_to_three_times_and_never_fewer():
+    from modelport.optimize.search import spare_rounds
+
+    asked = SearchSettings(rounds=3, duration=0.5)  # a round of 4 candidates: 3 s
+    assert spare_rounds(asked, left=0.0, cands=4) == 3  # late: the asked rounds, never fewer
+    assert spare_rounds(asked, left=45.0, cands=4) == 5  # a third of 45 s: 5 rounds of 3 s
+    assert spare_rounds(asked, left=600.0, cands=4) == 9  # capped at three times the asked
