@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import logging
 import os
 import shutil
@@ -47,9 +48,12 @@ def build_at(commit: str, folder: Path, work: Path) -> Path:
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(tree, filter="data")
     out.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-c", BUILD, str(tree / "experiments"), str(folder),
-                    str(out), TARGET], check=True,
-                   env={**os.environ, "PYTHONPATH": str(tree / "src")})
+    try:
+        subprocess.run([sys.executable, "-c", BUILD, str(tree / "experiments"), str(folder),
+                        str(out), TARGET], check=True,
+                       env={**os.environ, "PYTHONPATH": str(tree / "src")})
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
     return bundle
 
 
@@ -95,6 +99,8 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=6, help="interleaved generate rounds (0: none)")
     p.add_argument("--steps", type=int, default=40, help="interleaved plain steps (0: none)")
     p.add_argument("--new", type=int, default=32)
+    p.add_argument("--reuse-head", action="store_true",
+                   help="time the B bundle of the last run again instead of rebuilding it")
     args = p.parse_args()
     args.prompts, args.batches = [32, 256], [1, 4]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -102,8 +108,9 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     folder = lm_peers.make_folder(work / "llama-125m")
     base = build_at(args.base, folder, work)
-    shutil.rmtree(work / "ab-head", ignore_errors=True)  # always this checkout's build
-    (work / "ab-head").mkdir()
+    if not args.reuse_head:  # this checkout's build, unless told the last one still is
+        shutil.rmtree(work / "ab-head", ignore_errors=True)
+    (work / "ab-head").mkdir(exist_ok=True)
     head = lm_peers.build_modelport(folder, work / "ab-head", [TARGET])[TARGET]
     genai = Path(args.genai_venv)
     rows = [lm_peers.Row(f"A {args.base}", "modelport", sys.executable, base, False, "base"),
@@ -115,6 +122,8 @@ def main() -> int:
     load = os.getloadavg()[0]
     if args.rounds:
         result = lm_peers.time_rows(rows, args)
+        result["ratios"] = lm_peers.ratios(result)
+        (work / "lm_graph_ab.json").write_text(json.dumps(result, indent=1))
         print(lm_peers.markdown(result, ""))
         for p_, b in result["configs"]:
             cell = {r["row"]: r["tokens_per_s"] for r in result["rows"]
