@@ -72,7 +72,7 @@ def test_rotary_rewrite_generates_what_transformers_generates(built, tmp_path):
     if kind == "stablelm-rot8":
         assert not rotary["applied"] and "not multiples of 16" in rotary["reason"]
     else:
-        assert rotary["applied"] and rotary["qkv_packed"] == 2, rotary
+        assert rotary["applied"] and rotary["qkv_packed"] == rotary["pairs_packed"] == 2
         assert rotary["positions"] == 64 and rotary["check"]["max_relative_error"] < 1e-4
         assert rotary["rotary_dim"] == 16  # the whole 16-wide head, or half of a 32-wide one
     import onnx
@@ -81,15 +81,16 @@ def test_rotary_rewrite_generates_what_transformers_generates(built, tmp_path):
     assert ops["GroupQueryAttention"] == 2 and ops["Softmax"] == 0
     if rotary["applied"]:  # no exported rope left: no Cos / Sin subgraph, no head transposes
         assert ops["Cos"] == ops["Sin"] == ops["Transpose"] == 0
-        # weight_only packs the concatenated q/k/v weight as one MatMulNBits: per layer qkv,
-        # o and the MLP's (Phi: fc1, fc2), plus the LM head
+        # weight_only packs each concatenated weight as one MatMulNBits: per layer qkv, o,
+        # gate+up and down (Phi: qkv+fc1, which read the same input, dense and fc2), and the
+        # LM head
         from modelport.backends.onnxruntime.options import OnnxRuntimeOptions
         from modelport.backends.onnxruntime.weight_only import quantize_weight_only
         from modelport.specs import Precision
 
         info = quantize_weight_only(artifact.workdir / artifact.main, tmp_path / "int4.onnx",
                                     Precision.INT4, OnnxRuntimeOptions())
-        assert info["matmuls_packed"] == 2 * (2 + (2 if kind == "phi" else 3)) + 1
+        assert info["matmuls_packed"] == 2 * (3 if kind == "phi" else 4) + 1
     short, long = PROMPTS
     pad = len(long) - len(short)
     batch = np.array([[0] * pad + short, long], np.int64)

@@ -12,7 +12,8 @@ Given the context length, the rotary embedding moves into the op too (lm_rotary.
 tables evaluated from the graph's own rope, positions from ``position_ids``, so left padding
 and every rope variant keep their numbers) and q, k, v become one packed projection
 (lm_qkv.py): per layer qkv MatMul -> GroupQueryAttention -> o MatMul, as onnxruntime-genai's
-model builder writes it. That form is kept only when the rewritten graph gives the export's
+model builder writes it; the MLP's gate and up projections likewise become one MatMul and a
+Split. That form is kept only when the rewritten graph gives the export's
 logits on a left-padded prefill and a decode step (CHECK_TOLERANCE); otherwise, or when a
 layer's rope is not the pattern (interleaved, a rotary size the kernel refuses), the rotary
 stays as exported and only the attention is rewritten, with the reason in the manifest
@@ -45,6 +46,7 @@ def rewrite_attention(proto: Any, context: int | None = None) -> dict[str, Any]:
     With ``context`` (the model's positions) the rotary embedding also moves into the op
     (lm_rotary.py) and q, k, v become one packed projection (lm_qkv.py), when every layer
     matches and the rewritten graph gives the exported graph's logits; else today's form."""
+    from modelport.backends.onnxruntime.lm_qkv import pack_siblings
     from modelport.backends.onnxruntime.lm_rotary import match_rope, rotary_tables
 
     graph = proto.graph
@@ -70,9 +72,10 @@ def rewrite_attention(proto: Any, context: int | None = None) -> dict[str, Any]:
         candidate = type(proto)()
         candidate.CopyFrom(proto)
         packed = _emit(candidate, index, plans, layers, ropes, tables)
+        pairs = pack_siblings(candidate)  # the MLP's gate and up projections: one MatMul
         check = _same_outputs(proto, candidate)
         rotary.update(applied=True, positions=context, rotary_dim=ropes[0].rot,
-                      tables=len(tables), qkv_packed=packed, check=check)
+                      tables=len(tables), qkv_packed=packed, pairs_packed=pairs, check=check)
         proto.CopyFrom(candidate)
     except NoMatch as exc:
         rotary["reason"] = str(exc)

@@ -8,7 +8,8 @@ overhead that is comparable to its arithmetic, so node count matters: a 12-layer
 from 798 to 624 nodes and 1.37x the decode tokens/s (docs/language-models.md, "Against the
 field's runtimes"). Only the norm and GELU fusions run; the optimizer's attention fusions
 expect other exporters' patterns and are left off: lm_attention.py rewrites the attention of
-this exporter's graphs to GroupQueryAttention instead (624 -> 475 nodes).
+this exporter's graphs to GroupQueryAttention instead (624 -> 475 nodes), with the rotary
+embedding and packed projections inside when the context length is given (-> 180).
 
 The bundle also carries the runtime setting ``spinning: false`` (``build.runtime_settings``,
 re-applied at load): ORT's intra-op threads sleep between the ~600 small kernels of a step

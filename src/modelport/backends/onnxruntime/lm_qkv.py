@@ -1,4 +1,5 @@
-"""q, k and v projections -> one MatMul (GroupQueryAttention's packed-QKV input; ORT only).
+"""Projections that read one input -> one MatMul: q, k and v (GroupQueryAttention's
+packed-QKV input) and the MLP's gate and up (a Split after it; ORT only).
 
 Once the rotary embedding runs inside GroupQueryAttention (lm_rotary.py), q, k and v go in as
 their projections' outputs, which all read the same normed hidden state: their weights
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from modelport.backends.onnxruntime.onnx_match import GraphIndex, NoMatch
+from modelport.backends.onnxruntime.onnx_match import GraphIndex, NoMatch, prune
 
 
 def pack_qkv(index: GraphIndex, q: str, k: str, v: str, layer: int
@@ -65,3 +66,44 @@ def _projection(index: GraphIndex, name: str, layer: int
     if bias is not None and bias.shape[0] != weight.shape[1]:
         raise NoMatch(f"layer {layer}: {name}'s bias is not one per output")
     return node.input[0], weight, bias
+
+
+def pack_siblings(proto: Any) -> int:
+    """Two MatMuls of one input with constant fp32 weights of one K (the MLP's gate and up
+    projections) -> one MatMul over the concatenated weights and a Split back into the two
+    outputs: the same numbers (each output column is its own dot product, and weight_only's
+    blocks run along K), one weight-only kernel call instead of two per layer. Returns how many
+    pairs were packed."""
+    from onnx import helper, numpy_helper
+
+    from modelport.backends.onnxruntime.onnx_match import topological
+
+    graph = proto.graph
+    index = GraphIndex(graph)
+    pairs = []
+    for name, readers in index.cons.items():
+        mats = [n for n in readers if n.op_type == "MatMul" and n.input[0] == name]
+        weights = [index.weight(n.input[1]) for n in mats]
+        if len(mats) == 2 and all(w is not None and w.ndim == 2 and w.dtype == np.float32
+                                  for w in weights) and weights[0].shape[0] == weights[1].shape[0]:
+            pairs.append((name, mats, weights))
+    if not pairs:
+        return 0
+    new, inits, gone = [], [], set()
+    for n, (name, mats, weights) in enumerate(pairs):
+        prefix = f"mp_pair_{n}"
+        inits += [numpy_helper.from_array(np.concatenate(weights, axis=1), prefix + "_weight"),
+                  numpy_helper.from_array(np.array([w.shape[1] for w in weights], np.int64),
+                                          prefix + "_split")]
+        new += [helper.make_node("MatMul", [name, prefix + "_weight"], [prefix],
+                                 f"{prefix}_MatMul"),
+                helper.make_node("Split", [prefix, prefix + "_split"],
+                                 [m.output[0] for m in mats], f"{prefix}_Split", axis=-1)]
+        gone |= {id(m) for m in mats}
+    nodes = [n for n in graph.node if id(n) not in gone] + new
+    ordered = topological(nodes, index.inputs | set(index.inits) | {t.name for t in inits})
+    graph.initializer.extend(inits)
+    del graph.node[:]
+    graph.node.extend(ordered)
+    prune(graph)
+    return len(pairs)
