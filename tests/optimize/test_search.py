@@ -231,3 +231,32 @@ def test_spare_time_buys_more_timing_rounds_up_to_three_times_and_never_fewer():
     assert spare_rounds(asked, left=0.0, cands=4) == 3  # late: the asked rounds, never fewer
     assert spare_rounds(asked, left=45.0, cands=4) == 5  # a third of 45 s: 5 rounds of 3 s
     assert spare_rounds(asked, left=600.0, cands=4) == 9  # capped at three times the asked
+
+
+def test_a_setting_that_ties_at_batch_1_is_chosen_by_its_win_at_batch_32():
+    """The decision rule alone (figures given, not measured): a runtime setting within the
+    margin of the defaults at the search's batch is kept when it wins at the other batch."""
+    import time
+
+    from modelport.optimize.candidates import Runtime
+    from modelport.optimize.search import Candidate, _Run
+
+    run = _Run.__new__(_Run)
+    run.settings, run.batch = SearchSettings(objective="latency"), 1
+    run.start = time.perf_counter()
+    run.deadline, run.cut_short = run.start + 60, False
+    at32 = {"defaults": 100.0, "hint bf16": 80.0, "threads 1": 99.0}
+
+    def fake_time(cands, what, *, until, batch=None):
+        for c in cands:
+            c.record.update(batch=batch, p50_ms=at32[c.name], throughput=None)
+
+    run._time = fake_time
+    base, bf16, one = (Candidate(n, "runtime", None, Runtime(), record={"p50_ms": p})
+                       for n, p in (("defaults", 10.0), ("hint bf16", 10.1), ("threads 1", 12.0)))
+    chosen = run._other_batch_best([base, bf16, one], base)
+    assert chosen is bf16 and "1.25x at batch 32" in bf16.record["why"]
+    assert bf16.record["p50_ms"] == 10.1 and bf16.record["other_batch"]["p50_ms"] == 80.0
+    assert "other_batch" not in one.record  # 12 ms at batch 1: not a tie, never timed at 32
+    at32["hint bf16"] = 99.0  # within the margin at 32 too: the defaults stay
+    assert run._other_batch_best([base, bf16], base) is None
