@@ -225,7 +225,7 @@ def test_cli_export_optimize_throughput(mlp, tmp_path):
 
 
 def test_spare_time_buys_more_timing_rounds_up_to_three_times_and_never_fewer():
-    from modelport.optimize.search import spare_rounds
+    from modelport.optimize.batch_rules import spare_rounds
 
     asked = SearchSettings(rounds=3, duration=0.5)  # a round of 4 candidates: 3 s
     assert spare_rounds(asked, left=0.0, cands=4) == 3  # late: the asked rounds, never fewer
@@ -238,6 +238,7 @@ def test_a_setting_that_ties_at_batch_1_is_chosen_by_its_win_at_batch_32():
     margin of the defaults at the search's batch is kept when it wins at the other batch."""
     import time
 
+    from modelport.optimize.batch_rules import other_batch_best
     from modelport.optimize.candidates import Runtime
     from modelport.optimize.search import Candidate, _Run
 
@@ -254,9 +255,9 @@ def test_a_setting_that_ties_at_batch_1_is_chosen_by_its_win_at_batch_32():
     run._time = fake_time
     base, bf16, one = (Candidate(n, "runtime", None, Runtime(), record={"p50_ms": p})
                        for n, p in (("defaults", 10.0), ("hint bf16", 10.1), ("threads 1", 12.0)))
-    chosen = run._other_batch_best([base, bf16, one], base)
+    chosen = other_batch_best(run, [base, bf16, one], base)
     assert chosen is bf16 and "1.25x at batch 32" in bf16.record["why"]
     assert bf16.record["p50_ms"] == 10.1 and bf16.record["other_batch"]["p50_ms"] == 80.0
     assert "other_batch" not in one.record  # 12 ms at batch 1: not a tie, never timed at 32
     at32["hint bf16"] = 99.0  # within the margin at 32 too: the defaults stay
-    assert run._other_batch_best([base, bf16], base) is None
+    assert other_batch_best(run, [base, bf16], base) is None
