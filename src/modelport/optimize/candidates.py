@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelport.backends.static_shapes import specialized_shapes
+
 #: backend name -> "module:function(ProposalContext) -> Proposal"
 PROPOSERS: dict[str, str] = {
     "onnxruntime": "modelport.optimize.ort:propose",
@@ -44,12 +46,9 @@ class Runtime:
     def __post_init__(self) -> None:
         if isinstance(self.shapes, Mapping):
             object.__setattr__(self, "shapes", _pairs(self.shapes))
-        if self.specialize:
-            value = self.specialize
-            many = value if isinstance(value, (list, tuple)) and value and not _is_pairs(value) \
-                else [value]
+        if self.specialize:  # one mapping, a list of them, or this field of another Runtime
             object.__setattr__(self, "specialize", tuple(
-                _pairs(v) if isinstance(v, Mapping) else tuple(v) for v in many))
+                _pairs(v) for v in specialized_shapes(self.specialize)))
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in vars(self).items() if v is not None}
@@ -66,26 +65,14 @@ class Runtime:
                  "shapes": "static {}", "specialize": "static fast path {}"}
         text = ", ".join(parts[k].format("auto" if (k == "streams" and v == 0) else
                                          _dims(v) if k == "shapes" else
-                                         ", ".join(map(_dims, _shapes(v)))
+                                         ", ".join(map(_dims, specialized_shapes(v)))
                                          if k == "specialize" else v)
                          for k, v in self.to_dict().items())
         return text or "defaults"
 
 
-def _shapes(value: Any) -> list[dict[str, list[int]]]:
-    from modelport.backends.static_shapes import specialized_shapes
-
-    return specialized_shapes(value)
-
-
 def _pairs(shape: Mapping[str, Any]) -> tuple:
     return tuple((str(k), tuple(int(d) for d in v)) for k, v in shape.items())
-
-
-def _is_pairs(value: Any) -> bool:
-    """(("input_ids", (1, 128)), ...): one shape as pairs, not a list of shapes."""
-    first = value[0]
-    return isinstance(first, (list, tuple)) and len(first) == 2 and isinstance(first[0], str)
 
 
 def _dims(shapes: Mapping[str, list[int]]) -> str:

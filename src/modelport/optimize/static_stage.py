@@ -43,9 +43,8 @@ def stage(run: Any, winner: Any, share: float) -> list[Any]:
             if not timed:
                 break
             have = specialized_shapes(winner.runtime.to_dict().get("specialize"))
-            rows += _try(run, winner, share, replace(
-                winner.runtime, specialize=Runtime(specialize=[*have, timed]).specialize),
-                batch=batch)
+            rows += _try(run, winner, share, replace(winner.runtime, specialize=[*have, timed]),
+                         batch=batch)
         return rows
     return []
 
