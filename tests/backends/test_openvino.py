@@ -145,6 +145,42 @@ def test_minilm_int8_uses_the_transformer_preset_and_stays_within_budget(
     assert budget_misses(metrics, Budget()) == [], metrics
 
 
+def test_smooth_quant_auto_keeps_the_alpha_closest_to_fp32_with_symmetric_activations(
+        minilm, minilm_data, minilm_ref, tmp_path):
+    """``smooth_quant=auto``: one INT8 build per alpha, judged on the calibration samples, the
+    best kept and recorded; ``preset=performance`` really gives NNCF symmetric activations."""
+    import openvino as ov
+
+    from modelport.backends.openvino.smooth_alpha import AUTO_ALPHAS
+
+    calib = minilm_data[0].take(24)
+    built = _build(minilm, "int8", calib, tmp_path, cpu_features=VNNI, smooth_quant="auto",
+                   preset="performance")
+    info = built[2].info
+    search = info["smooth_quant_search"]
+    tried = {float(a): c for a, c in search["cosine_by_alpha"].items()}
+    assert sorted(tried) == sorted(AUTO_ALPHAS)
+    best = max(tried, key=lambda a: (tried[a], -AUTO_ALPHAS.index(a)))  # a tie: the earlier
+    assert search["chosen"] == info["smooth_quant"] == best
+    assert info["preset"] == "performance" and info["model_type"] == "transformer"
+    # the alphas really differ (SmoothQuant moved scales), so the choice is a real one
+    assert max(tried.values()) - min(tried.values()) > 1e-4, tried
+    # symmetric activation quantizers: low == 0 (unsigned) or low == -high * 128/127 (signed)
+    model = ov.Core().read_model(built[2].main_path)
+    checked = 0
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != "FakeQuantize" or \
+                op.input(0).get_source_output().get_node().get_type_name() == "Constant":
+            continue
+        low = op.input(1).get_source_output().get_node().get_data().ravel()
+        high = op.input(2).get_source_output().get_node().get_data().ravel()
+        assert np.all((low == 0) | np.isclose(-low / high, 128 / 127, rtol=1e-3)), op
+        checked += 1
+    assert checked >= 12
+    metrics, _, _ = _eval(minilm, minilm_data, minilm_ref, built)
+    assert budget_misses(metrics, Budget()) == [], metrics
+
+
 def test_minilm_int8_for_a_cpu_without_vnni_is_weights_only(minilm, minilm_data, minilm_ref,
                                                             tmp_path):
     """Without VNNI the recipe keeps activations float: int8 weights (nncf.compress_weights),
@@ -227,6 +263,8 @@ def test_bad_openvino_options_are_named(digits, digits_data, tmp_path):
     with pytest.raises(UsageError, match="'model_type' takes one of transformer, default; "
                                          "got 'cnn'"):
         _build(digits, "int8", digits_data[0], tmp_path, model_type="cnn")
+    with pytest.raises(UsageError, match="'preset' takes one of mixed, performance; got 'fast'"):
+        _build(digits, "int8", digits_data[0], tmp_path, preset="fast")
 
 
 # -- throughput mode -----------------------------------------------------------------------------

@@ -13,9 +13,15 @@ AC_METRICS = ("cosine", "accuracy", "top1")
 INT8_SCOPES = ("all", "no-attention-matmul", "fc-only", "weights-only")
 
 
-def _smooth(text: str) -> float | bool:
+#: NNCF presets: mixed = symmetric weights, asymmetric activations; performance = both symmetric
+PRESETS = ("mixed", "performance")
+
+
+def _smooth(text: str) -> float | bool | str:
     if str(text).lower() in ("off", "false", "0", "no"):
         return False
+    if str(text).lower() == "auto":
+        return "auto"
     return float(text)
 
 
@@ -45,9 +51,16 @@ class OpenVINOOptions(BackendOptions):
     model_type: str | None = option(
         choices=("transformer", "default"),
         help="NNCF model type (default: transformer when the graph has attention)")
-    smooth_quant: float | bool | None = option(
-        parse=_smooth, metavar="ALPHA|off",
-        help="SmoothQuant alpha for transformer INT8, or 'off' (default: NNCF's)")
+    smooth_quant: float | bool | str | None = option(
+        parse=_smooth, metavar="ALPHA|auto|off",
+        help="SmoothQuant alpha for transformer INT8; 'auto' builds one INT8 model per alpha "
+             "(0.95, 0.9, 0.8, 0.7) and keeps the closest to FP32 on the calibration data; "
+             "'off' (default: NNCF's, 0.95)")
+    preset: str | None = option(
+        choices=PRESETS,
+        help="OpenVINO INT8: NNCF preset: mixed (asymmetric activations) or performance "
+             "(symmetric activations: no zero points) (default: mixed for transformers, "
+             "performance otherwise)")
     int8_scope: str | None = option(
         choices=INT8_SCOPES,
         help="OpenVINO INT8: what NNCF quantizes: all (NNCF's choice), no-attention-matmul "

@@ -28,7 +28,12 @@ from typing import Any
 import numpy as np
 
 from modelport.backends.openvino.nncf_output import quiet
-from modelport.backends.openvino.options import AC_METRICS, INT8_SCOPES, OpenVINOOptions
+from modelport.backends.openvino.options import (
+    AC_METRICS,
+    INT8_SCOPES,
+    PRESETS,
+    OpenVINOOptions,
+)
 from modelport.errors import CalibrationDataError, UsageError
 from modelport.metrics import Budget, fidelity
 
@@ -56,7 +61,9 @@ def quantize_int8(ov_model, calib, model, options: OpenVINOOptions, *,
         raise CalibrationDataError("OpenVINO INT8 needs calibration data: pass --calib")
     model_type, why = _model_type(ov_model, options)
     smooth = options.smooth_quant
-    kwargs = _nncf_kwargs(model_type, smooth, device, subset_size=len(calib))
+    preset = _preset(model_type, options)
+    kwargs = _nncf_kwargs(model_type, None if smooth == "auto" else smooth, device,
+                          subset_size=len(calib), preset=preset)
     scope = options.int8_scope or "all"
     ignored = ignored_scope(ov_model, scope)
     if ignored is not None:
@@ -71,14 +78,30 @@ def quantize_int8(ov_model, calib, model, options: OpenVINOOptions, *,
         calib = list(prefill_samples(ov_model, calib))[:LM_CALIB_LINES]
         kwargs["subset_size"] = len(calib)
     dataset = nncf.Dataset(calib, counter)
-    quantized = quiet(nncf.quantize, ov_model, dataset, **kwargs)
+    alpha_info = None
+    if smooth == "auto":  # one build per alpha, the closest to FP32 on the calibration set
+        from modelport.backends.openvino.smooth_alpha import choose_alpha
+
+        def quantize_at(alpha: float):
+            return quiet(nncf.quantize, ov_model, dataset, **_nncf_kwargs(
+                model_type, alpha, device, subset_size=kwargs["subset_size"], preset=preset),
+                **({"ignored_scope": ignored} if ignored is not None else {}))
+
+        quantized, smooth, alpha_info = choose_alpha(
+            ov_model, list(calib), quantize_at,
+            _outputs, model.task if model is not None else "")
+        kwargs = {**kwargs, **_nncf_kwargs(model_type, smooth, device,
+                                           subset_size=kwargs["subset_size"], preset=preset)}
+    else:
+        quantized = quiet(nncf.quantize, ov_model, dataset, **kwargs)
     log.info("NNCF calibrated INT8 on %d of %d calibration samples (model type %s)",
              len(counter.seen), len(calib), model_type)
     info: dict[str, Any] = {
         "quantizer": f"nncf {importlib.metadata.version('nncf')}",
         "model_type": model_type, "model_type_reason": why,
-        "preset": "mixed" if model_type == "transformer" else "performance",
+        "preset": preset,
         "smooth_quant": _smooth_alpha(model_type, smooth),
+        **({"smooth_quant_search": alpha_info} if alpha_info else {}),
         "calibration_samples": len(calib), "calibration_samples_used": len(counter.seen),
         "quantized_layers": len(quantized_layers(quantized)),
         "int8_scope": scope,
@@ -171,6 +194,17 @@ def _is_constant(port) -> bool:
     return node.get_type_name() == "Constant"
 
 
+def _preset(model_type: str, options: OpenVINOOptions) -> str:
+    """NNCF's preset: mixed (asymmetric activations) for transformers, whose activations after
+    GELU are one-sided; performance (symmetric) otherwise; ``OpenVINOOptions.preset`` overrides."""
+    if options.preset is not None:
+        if options.preset not in PRESETS:
+            raise UsageError(f"unknown preset '{options.preset}': use one of "
+                             f"{', '.join(PRESETS)}")
+        return options.preset
+    return "mixed" if model_type == "transformer" else "performance"
+
+
 def _smooth_alpha(model_type: str, smooth: Any) -> float | bool:
     if smooth is False:
         return False
@@ -179,7 +213,8 @@ def _smooth_alpha(model_type: str, smooth: Any) -> float | bool:
     return float(smooth)
 
 
-def _nncf_kwargs(model_type: str, smooth: Any, device: str, *, subset_size: int) -> dict[str, Any]:
+def _nncf_kwargs(model_type: str, smooth: Any, device: str, *, subset_size: int,
+                 preset: str | None = None) -> dict[str, Any]:
     import nncf
     from nncf.quantization.advanced_parameters import (
         AdvancedQuantizationParameters,
@@ -192,6 +227,9 @@ def _nncf_kwargs(model_type: str, smooth: Any, device: str, *, subset_size: int)
     }
     if model_type == "transformer":
         kwargs["model_type"] = nncf.ModelType.TRANSFORMER
+    if preset is not None and preset != ("mixed" if model_type == "transformer" else
+                                         "performance"):  # NNCF's own choice is left implicit
+        kwargs["preset"] = nncf.QuantizationPreset(preset)
     alpha = _smooth_alpha(model_type, smooth)
     if alpha is not False and not 0.0 < alpha <= 1.0:
         raise UsageError(f"smooth_quant alpha must be in (0, 1], got {alpha}")
