@@ -22,7 +22,10 @@ def _smooth(text: str) -> float | bool | str:
         return False
     if str(text).lower() == "auto":
         return "auto"
-    return float(text)
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError("use an alpha in (0, 1], 'auto' or 'off'") from None
 
 
 @dataclass(frozen=True)
