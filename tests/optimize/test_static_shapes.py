@@ -13,8 +13,10 @@ import pytest
 
 import modelport
 from modelport.backends.base import BuildOptions
+from modelport.backends.static_shapes import specialized_shapes
 from modelport.errors import InputError, UsageError
 from modelport.optimize import SearchSettings
+from modelport.optimize.static_stage import REJUDGED
 from modelport.shapes import fix_shapes
 from modelport.specs import TensorSpec
 from tests.conftest import run_cli
@@ -160,7 +162,8 @@ def test_optimize_without_shape_tries_an_openvino_static_fast_path(mlp, tmp_path
     manifest = _manifest(bundle)
     record = manifest["build"]["search"]
     assert manifest["inputs"][0]["shape"] == ["batch", 12]  # never made static
-    shape_rows = [c for c in record["candidates"] if c["stage"] == "shape"]
+    shape_rows = [c for c in record["candidates"] if c["stage"] == "shape"
+                  and REJUDGED not in c["name"]]
     # one pair per batch: batch 1 (the latency search's), then 32 (the bench's other batch),
     # each the loads before it against the same plus one fast path, one of the two chosen
     assert len(shape_rows) == 4 and [c["batch"] for c in shape_rows] == [1, 1, 32, 32]
@@ -170,12 +173,18 @@ def test_optimize_without_shape_tries_an_openvino_static_fast_path(mlp, tmp_path
     shapes32 = fast32["runtime"]["specialize"]  # added to the batch-1 one when that was kept
     assert shapes32 == ([{"features": [1, 12]}, {"features": [32, 12]}] if fast1["chosen"]
                         else {"features": [32, 12]}) and fast32["kept"]
+    # a fast path that lost may be judged again after stage 2 (when it chose a setting)
+    again = [c for c in record["candidates"] if REJUDGED in c["name"]]
     chosen = [{"features": [1, 12]}] * fast1["chosen"] + [{"features": [32, 12]}] * \
-        fast32["chosen"]
+        fast32["chosen"] + [specialized_shapes(c["runtime"]["specialize"])[-1]
+                            for c in again[1::2] if c["chosen"]]
     stored = manifest["build"]["runtime_settings"].get("specialize")
-    assert stored == (chosen[0] if len(chosen) == 1 else chosen or None)
+    def by_batch(shapes):
+        return sorted(shapes, key=lambda s: s["features"][0])
+
+    assert by_batch(specialized_shapes(stored)) == by_batch(chosen)
     with modelport.load(bundle) as session:
-        assert session.specialized == (chosen or None)
+        assert session.specialized == (specialized_shapes(stored) or None)
     # the session itself, either way: the fast path takes [1, 12] only, outputs unchanged
     from modelport.backends.openvino.backend import OpenVINOSession
 
@@ -202,3 +211,63 @@ def test_optimize_without_shape_tries_an_openvino_static_fast_path(mlp, tmp_path
             got, want = s.infer(feed), d.infer(feed)
             for k in want:
                 np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-5)
+
+
+def _given_figures(wins_with_the_setting: bool):
+    """``_Run._time`` on given figures (p50 ms at the timed batch), not measured: a thread
+    setting 0.8x; the [1, 12] fast path 0.5x at batch 1; the [32, 12] one 0.99x at batch 32
+    (within the margin: it loses), or with the thread setting 0.9x when
+    ``wins_with_the_setting``."""
+
+    def fake_time(self, cands, what, *, until, batch=None):
+        at = batch or self.batch
+        for c in cands:
+            setting = c.runtime.threads is not None
+            paths = [s["features"][0]
+                     for s in specialized_shapes(c.runtime.to_dict().get("specialize"))]
+            factor = 0.8 if setting else 1.0
+            if at in paths:
+                factor *= 0.5 if at == 1 else 0.9 if setting and wins_with_the_setting else 0.99
+            p50 = 10.0 * at * factor
+            c.record.update(batch=at, p50_ms=p50, throughput=1000.0 * at / p50, rounds=1)
+
+    return fake_time
+
+
+@pytest.mark.parametrize("wins", [True, False], ids=["wins-after", "loses-again"])
+def test_a_fast_path_that_lost_is_judged_again_with_the_chosen_setting(mlp, tmp_path,
+                                                                       monkeypatch, wins):
+    """The decision rule on given figures, with real builds and loads: the [32, 12] fast path
+    loses with the runtime defaults, stage 2 then chooses a thread setting, and the fast path
+    is judged again with it (rows of stage ``shape`` named REJUDGED); kept, it is in the
+    bundle's runtime settings beside the [1, 12] one and the bundle loads with both."""
+    import os
+
+    from modelport.optimize.search import _Run
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: no thread setting to choose")
+    monkeypatch.setattr(_Run, "_time", _given_figures(wins))
+    search = SearchSettings(duration=0.02, rounds=2, cache=False)
+    manifest = _manifest(bundle := _export(mlp, [OV], tmp_path, None, search).bundles[OV])
+    rows = manifest["build"]["search"]["candidates"]
+    one, both = {"features": [1, 12]}, [{"features": [1, 12]}, {"features": [32, 12]}]
+    first = [c for c in rows if c["stage"] == "shape" and REJUDGED not in c["name"]]
+    assert [c["chosen"] for c in first] == [False, True, True, False]  # [32, 12] lost
+    assert first[3]["kept"] and first[3]["runtime"] == {"specialize": both}
+    setting = next(c for c in rows if c["stage"] == "runtime" and c["chosen"])["runtime"]
+    assert setting["threads"] >= 1 and setting["specialize"] == one
+    again = [c for c in rows if REJUDGED in c["name"]]
+    assert [c["stage"] for c in again] == ["shape", "shape"] and rows[-2:] == again
+    assert [c["batch"] for c in again] == [32, 32]
+    assert again[0]["runtime"] == setting
+    assert again[1]["runtime"] == {**setting, "specialize": both} and again[1]["kept"]
+    assert [c["chosen"] for c in again] == [not wins, wins]
+    stored = manifest["build"]["runtime_settings"]
+    assert stored == (again[1] if wins else again[0])["runtime"]
+    assert manifest["build"]["search"]["runtime_settings"] == stored
+    with modelport.load(bundle) as session:
+        assert session.specialized == (both if wins else [one])
+        feed = {"features": np.random.default_rng(7).standard_normal((32, 12)).astype(
+            np.float32)}
+        assert session._fast.takes(feed) == wins  # batch 32 runs its static compile

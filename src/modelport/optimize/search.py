@@ -4,7 +4,10 @@ ones within it in interleaved rounds, ship the fastest.
 Stage 1 builds each recipe (``Proposal.recipes``: modelport's, the peers' plain ones, other INT8
 forms) with the backend's default runtime settings; stage 2 loads the stage-1 winner with each
 runtime setting (threads, streams, hints, graph level) and keeps one only when it beats the
-defaults by ``SearchSettings.margin``. Every candidate is recorded (recipe, figures, fidelity,
+defaults by ``SearchSettings.margin``. Between the two, static_stage.py tries the winner
+static at ``--shape``'s dims, or (OpenVINO, no ``--shape``) with static fast paths beside its
+dynamic model; a fast path that lost there is judged again after stage 2 with the setting
+stage 2 chose, when it chose one. Every candidate is recorded (recipe, figures, fidelity,
 kept or dropped and why) in ``artifact.info["search"]``, which the manifest stores; the chosen
 runtime settings go to ``artifact.info["runtime_settings"]`` and the backend's ``load``
 re-applies them. ``--max-time`` ends the search early: no new candidate starts, and the best
@@ -169,11 +172,13 @@ class _Run:
             if cand is not winner:
                 cand.session.close()
                 cand.session = None
-        candidates += static_stage.stage(self, winner, RUNTIME_SHARE)  # --shape: static?
+        shape_rows = static_stage.stage(self, winner, RUNTIME_SHARE)  # static? fast paths?
         runtimes = self._runtimes(winner)
-        candidates += runtimes
-        self._close(runtimes)
         chosen = next((c for c in runtimes if c.record.get("chosen")), None)
+        # a fast path that lost with the defaults, judged again with the chosen setting
+        candidates += shape_rows + runtimes + static_stage.rejudge(
+            self, winner, chosen, shape_rows, RUNTIME_SHARE)
+        self._close(runtimes)
         winner.session.close()
         winner.session = None
         return self._finish(winner, chosen, candidates)

@@ -4,7 +4,11 @@ backend can specialize to them (``Proposal.shapes``: ONNX Runtime, OpenVINO), or
 (``Proposal.specialize``: OpenVINO, where a static [1, 128] MiniLM compiled 1.16-1.40x faster
 at batch 1 than the dynamic one, and a static [32, 128] used ~1.08x less CPU time per call;
 docs/performance.md): one shape at the search's batch, then one at the other batch the bench
-reports, each kept only when it wins at its own batch.
+reports, each kept only when it wins at its own batch. They are judged with the runtime
+defaults (stage 2 comes after): when stage 2 then chooses a setting (a thread count, the bf16
+hint), each fast path that lost is judged again with it (``rejudge``), since a setting can move
+a fast path past the margin (on MiniLM INT8 a static [32, 128] lost with the f32 hint and won
+with the bf16 hint stage 2 chose).
 
 Every candidate of the search is timed at the fixed shapes (the shape the user said the bundle
 runs). Between stage 1 (recipes, built with dynamic axes) and stage 2 (runtime settings), the
@@ -12,15 +16,19 @@ stage-1 winner's artifact is loaded static at the fixed shapes (ONNX Runtime's f
 overrides, OpenVINO's reshape before compile: backends/static_shapes.py), checked against the
 budget and timed against the same artifact loaded dynamic in interleaved rounds. It is chosen
 only when it beats the dynamic load by the search's margin; stage 2's settings then apply on
-top of the choice. Both rows are recorded (stage ``shape``).
+top of the choice. Both rows are recorded (stage ``shape``; a fast path judged again after
+stage 2 has rows named ... ``REJUDGED``).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import Any
 
 from modelport.optimize.candidates import Runtime
+
+log = logging.getLogger("modelport")
 
 
 def stage(run: Any, winner: Any, share: float) -> list[Any]:
@@ -70,19 +78,56 @@ def timed_shapes(pool: Any, inputs: list[Any], batch: int) -> dict[str, list[int
     return out or None
 
 
-def _try(run: Any, winner: Any, share: float, rt: Runtime, batch: int | None = None
-         ) -> list[Any]:
+#: the tail of the names of a fast path's rows judged again after stage 2 (``rejudge``)
+REJUDGED = "re-judged after the runtime settings"
+
+
+def rejudge(run: Any, winner: Any, chosen: Any, rows: list[Any], share: float) -> list[Any]:
+    """Stage 2 chose a runtime setting the fast paths were not judged with: each fast path of
+    ``rows`` (the stage's) that ran and matched but lost on speed, judged again at its own
+    batch against ``chosen`` (stage 2's choice, its session open), in the stage's order. A
+    setting can move a fast path past the margin: on MiniLM INT8 a static [32, 128] lost
+    with the f32 hint and won with the bf16 hint that stage 2 then chose. No new load
+    past ``share`` of --max-time, timed until the deadline (as stage 2). Returns the rows (stage
+    ``shape``, named ... ``REJUDGED``); a kept one is in ``chosen``'s runtime and session."""
+    from modelport.backends.static_shapes import specialized_shapes
+
+    if chosen is None or chosen.session is None or chosen.runtime == winner.runtime:
+        return []
+    kept = specialized_shapes(winner.runtime.to_dict().get("specialize"))
+    out: list[Any] = []
+    for row in rows:
+        tried = specialized_shapes(row.runtime.to_dict().get("specialize"))
+        if not tried or tried[-1] in kept or not row.record.get("kept"):
+            continue  # kept, or never ran (failed, differed, outside the budget, no time)
+        shape = tried[-1]  # it ran: it lost on speed; judged again at its own batch
+        batch = next(iter(shape.values()))[0]
+        have = specialized_shapes(chosen.runtime.to_dict().get("specialize"))
+        log.info("%s: fast path %s judged again with %s", run.target,
+                 "x".join(map(str, next(iter(shape.values())))), chosen.runtime.describe())
+        out += _try(run, chosen, share, replace(chosen.runtime, specialize=[*have, shape]),
+                    batch=batch, name=chosen.recipe.name, note=REJUDGED, until=run.deadline)
+    return out
+
+
+def _try(run: Any, winner: Any, share: float, rt: Runtime, batch: int | None = None, *,
+         name: str | None = None, note: str = "", until: float | None = None) -> list[Any]:
     """The winner loaded with ``rt`` (static shapes or a static fast path) against the same
     artifact loaded as it is (dynamic, or with the fast paths chosen so far), timed at
-    ``batch`` (default: the search's); both recorded, the static one chosen past the margin."""
-    name = f"{winner.name}, " + ("dynamic shapes" if winner.runtime == Runtime()
-                                 else winner.runtime.describe())
+    ``batch`` (default: the search's) until ``until`` (default: ``share`` of --max-time); both
+    recorded (names: ``name``, default the winner's, and its settings, then ``note``), the
+    static one chosen past the margin."""
+    prefix, tail = name or winner.name, f", {note}" if note else ""
+    name = f"{prefix}, " + ("dynamic shapes" if winner.runtime == Runtime()
+                            else winner.runtime.describe())
     if batch is not None and batch != run.batch:  # the same load as a row above, timed again
         name += f", timed at batch {batch}"
+    name += tail
+    own = {k: v for k, v in winner.record.items() if k not in ("why", "other_batch")}
     dynamic = replace(winner, name=name, stage="shape", record={
-        **winner.record, "name": name, "stage": "shape", "runtime": winner.runtime.to_dict(),
+        **own, "name": name, "stage": "shape", "runtime": winner.runtime.to_dict(),
         "chosen": False})
-    name = f"{winner.name}, {rt.describe()}"
+    name = f"{prefix}, {rt.describe()}{tail}"
     static = replace(winner, name=name, stage="shape", runtime=rt, session=None, record={
         "name": name, "stage": "shape", "options": dict(winner.recipe.options),
         "runtime": rt.to_dict(), "kept": False, "chosen": False,
@@ -98,8 +143,8 @@ def _try(run: Any, winner: Any, share: float, rt: Runtime, batch: int | None = N
             static.session = None
             run._drop(static, why)
     if static.session is not None:
-        run._time([dynamic, static], "static shapes",
-                  until=run.start + share * run.settings.max_time, batch=batch)
+        run._time([dynamic, static], "static shapes" + tail, batch=batch,
+                  until=until or run.start + share * run.settings.max_time)
     dynamic.session = None  # the winner's own session
     if static.session is not None and run._beats(static, dynamic):
         winner.session.close()
@@ -109,8 +154,8 @@ def _try(run: Any, winner: Any, share: float, rt: Runtime, batch: int | None = N
         if static.session is not None:
             static.session.close()
             static.record["why"] = (f"not {100 * run.settings.margin:.0f}% faster than the "
-                                    + ("dynamic graph" if winner.runtime == Runtime()
-                                       else "fast paths before it"))
+                                    + ("fast paths before it" if winner.runtime.specialize
+                                       else "dynamic graph"))
         dynamic.record["chosen"] = True
     static.session = None
     return [dynamic, static]
