@@ -82,9 +82,9 @@ def quantize_int8(ov_model, calib, model, options: OpenVINOOptions, *,
     if smooth == "auto":  # one build per alpha, the closest to FP32 on the calibration set
         from modelport.backends.openvino.smooth_alpha import choose_alpha
 
-        def quantize_at(alpha: float):
-            return quiet(nncf.quantize, ov_model, dataset, **_nncf_kwargs(
-                model_type, alpha, device, subset_size=kwargs["subset_size"], preset=preset),
+        def quantize_at(alpha: float, samples: list):
+            return quiet(nncf.quantize, ov_model, nncf.Dataset(samples, counter), **_nncf_kwargs(
+                model_type, alpha, device, subset_size=len(samples), preset=preset),
                 **({"ignored_scope": ignored} if ignored is not None else {}))
 
         quantized, smooth, alpha_info = choose_alpha(
