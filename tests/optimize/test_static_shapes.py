@@ -271,3 +271,33 @@ def test_a_fast_path_that_lost_is_judged_again_with_the_chosen_setting(mlp, tmp_
         feed = {"features": np.random.default_rng(7).standard_normal((32, 12)).astype(
             np.float32)}
         assert session._fast.takes(feed) == wins  # batch 32 runs its static compile
+
+
+def test_a_setting_a_hair_slower_at_batch_1_is_chosen_by_its_win_at_batch_32(mlp, tmp_path,
+                                                                            monkeypatch):
+    """Figures given, real builds and loads: the runtime defaults are the fastest at batch 1
+    and a thread setting is within the margin behind them; at batch 32 the setting is 0.8x, so
+    the tie is broken there and the setting ships (the defaults' being first at batch 1 must
+    not skip the tie-break)."""
+    import os
+
+    from modelport.optimize.search import _Run
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: no thread setting to choose")
+
+    def fake_time(self, cands, what, *, until, batch=None):
+        at = batch or self.batch
+        for c in cands:
+            factor = (1.005 if at == 1 else 0.8) if c.runtime.threads is not None else 1.0
+            p50 = 10.0 * at * factor
+            c.record.update(batch=at, p50_ms=p50, throughput=1000.0 * at / p50, rounds=1)
+
+    monkeypatch.setattr(_Run, "_time", fake_time)
+    search = SearchSettings(duration=0.02, rounds=2, cache=False)
+    manifest = _manifest(_export(mlp, [OV], tmp_path, None, search).bundles[OV])
+    rows = [c for c in manifest["build"]["search"]["candidates"] if c["stage"] == "runtime"]
+    chosen = next(c for c in rows if c["chosen"])
+    assert chosen["runtime"].get("threads") and "at batch 32" in chosen["why"]
+    assert chosen["other_batch"]["batch"] == 32 and chosen["other_batch"]["p50_ms"] == 256.0
+    assert manifest["build"]["runtime_settings"]["threads"] == chosen["runtime"]["threads"]

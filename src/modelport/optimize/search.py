@@ -240,10 +240,13 @@ class _Run:
             return out
         self._time(kept, "runtime settings", until=self.deadline)
         best = self._best(kept)
-        if best is not None and best is not base and base.session is not None \
-                and not self._beats(best, base):
-            best.record["why"] = (f"within {100 * self.settings.margin:.0f}% of the "
-                                  "defaults: not worth a setting")
+        # no setting wins (the defaults fastest, or a setting within the margin): ties are
+        # judged at the other batch (batch_rules.other_batch_best)
+        if best is not None and base.session is not None and (
+                best is base or not self._beats(best, base)):
+            if best is not base:
+                best.record["why"] = (f"within {100 * self.settings.margin:.0f}% of the "
+                                      "defaults: not worth a setting")
             best = batch_rules.other_batch_best(self, kept, base) or base
         if best is not None:
             best.record["chosen"] = True
