@@ -178,3 +178,32 @@ def test_image_int8_calibrated_on_a_png_folder(hf_bundles):
     assert "calib-images" in manifest["calibration"]["source"]
     assert manifest["calibration"]["samples"] + manifest["evaluation"]["samples"] == 24
     assert manifest["accuracy"]["metrics"]["cosine_mean"] > 0.9
+
+
+# the device install runs here, beside the bundles it needs: in a file of its own it rebuilt
+# every folder's export (hf_bundles) on whichever pytest-xdist worker it landed on
+@pytest.mark.slow
+def test_runtime_only_install_prints_labels(runtime_only_python, hf_bundles, tmp_path):
+    """A device's install (`modelport[onnxruntime]`: no torch, no transformers) runs a
+    classifier bundle made from a Hugging Face folder and prints its labels."""
+    import subprocess
+
+    bundle = str(hf_bundles["bert-multilabel"]["onnxruntime:cpu:fp32"])
+    device_json, build_json = tmp_path / "device.json", tmp_path / "build.json"
+    proc = subprocess.run(
+        [str(runtime_only_python), "-m", "modelport.cli", "run", bundle, "--text", TEXTS[0],
+         "--text", TEXTS[2], "--json", str(device_json)],
+        check=False, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    here = run_cli("run", bundle, "--text", TEXTS[0], "--text", TEXTS[2], "--json",
+                   str(build_json))
+    assert here.returncode == 0, here.stderr
+    assert proc.stdout == here.stdout  # the same labels and scores as on the build machine
+    assert json.loads(device_json.read_text())["predictions"][0]["labels"]
+    probe = subprocess.run(
+        [str(runtime_only_python), "-c", ("import importlib.util as u; print([u.find_spec(m) "
+                                          "is None for m in ('torch', 'transformers', 'PIL')])")],
+        check=False, capture_output=True, text=True, timeout=120,
+    )
+    assert probe.stdout.strip() == "[True, True, True]", probe.stderr
