@@ -56,7 +56,7 @@ def _cuda() -> bool:
 #: most tests first, and this one-test file last)
 RUN_FIRST = ("tests/models/test_large_model.py", "tests/tasks/test_zero_shot.py",
              "tests/tasks/test_audio_tasks.py", "tests/sweep/test_sweep_ray.py",
-             "tests/sweep/test_sweep_local.py", "tests/sweep/test_sweep_optimize.py",
+             "tests/sweep/test_sweep_optimize.py",
              "tests/passes/test_passes.py", "tests/backends/test_tensorrt_cpu.py")
 
 
