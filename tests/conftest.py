@@ -152,14 +152,25 @@ def run_cli(*args: str, timeout: float = 600, env: dict | None = None,
 def runtime_only_python(tmp_path_factory) -> Path:
     """The python of a fresh venv holding only ``modelport[onnxruntime]`` (no torch, no
     converters): what a device installs. Versions pinned by constraints.txt, so pip's cache
-    usually serves it; made once per test run."""
-    venv = tmp_path_factory.mktemp("device") / "device-venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    usually serves it; made once per test run: pytest-xdist's workers share one venv (the
+    first to lock builds it, the others wait), as three files on three workers would
+    otherwise each build their own."""
+    import fcntl
+
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    venv = root / "device-venv"
     py = venv / "bin" / "python"
-    install = subprocess.run(
-        [str(py), "-m", "pip", "install", "--disable-pip-version-check", "-q",
-         "-c", str(ROOT / "constraints.txt"), f"{ROOT}[onnxruntime]"],
-        check=False, capture_output=True, text=True, timeout=900,
-    )
-    assert install.returncode == 0, install.stderr[-3000:]
+    with open(root / "device-venv.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (venv / "READY").exists():
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True,
+                           timeout=300)
+            install = subprocess.run(
+                [str(py), "-m", "pip", "install", "--disable-pip-version-check", "-q",
+                 "-c", str(ROOT / "constraints.txt"), f"{ROOT}[onnxruntime]"],
+                check=False, capture_output=True, text=True, timeout=900,
+            )
+            assert install.returncode == 0, install.stderr[-3000:]
+            (venv / "READY").touch()
     return py
