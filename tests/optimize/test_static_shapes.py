@@ -301,3 +301,31 @@ def test_a_setting_a_hair_slower_at_batch_1_is_chosen_by_its_win_at_batch_32(mlp
     assert chosen["runtime"].get("threads") and "at batch 32" in chosen["why"]
     assert chosen["other_batch"]["batch"] == 32 and chosen["other_batch"]["p50_ms"] == 256.0
     assert manifest["build"]["runtime_settings"]["threads"] == chosen["runtime"]["threads"]
+
+
+def test_recipes_that_tie_at_batch_1_are_decided_at_batch_32(mlp, tmp_path, monkeypatch):
+    """Figures given, real builds: every recipe within budget ties with modelport's (within the
+    margin) at batch 1; one of them is 0.8x at batch 32, so it ships, its figures there
+    recorded (``other_batch``) and the reason said."""
+    from modelport.optimize.search import _Run
+
+    fast: list[str] = []
+
+    def fake_time(self, cands, what, *, until, batch=None):
+        at = batch or self.batch
+        for c in cands:
+            if not fast and c.recipe.name != "modelport default":
+                fast.append(c.recipe.name)  # the first other recipe timed
+            slow = 1.0 if c.recipe.name == "modelport default" else 1.005
+            p50 = 10.0 * at * (0.8 if at == 32 and c.recipe.name in fast else slow)
+            c.record.update(batch=at, p50_ms=p50, throughput=1000.0 * at / p50, rounds=1)
+
+    monkeypatch.setattr(_Run, "_time", fake_time)
+    search = SearchSettings(duration=0.02, rounds=2, cache=False)
+    manifest = _manifest(_export(mlp, [ORT_INT8], tmp_path, None, search).bundles[ORT_INT8])
+    rows = [c for c in manifest["build"]["search"]["candidates"] if c["stage"] == "recipe"]
+    assert fast, "no second recipe within budget on the MLP"
+    chosen = next(c for c in rows if c["name"] == fast[0])
+    assert chosen["chosen"] and "ties with 'modelport default' at batch 1" in chosen["why"]
+    assert chosen["other_batch"]["batch"] == 32 and chosen["other_batch"]["p50_ms"] == 256.0
+    assert manifest["build"]["search"]["chosen"] == fast[0]

@@ -164,6 +164,8 @@ class _Run:
                                "options": dict(cand.recipe.options), "same_as": same.name,
                                **({"peer": cand.recipe.peer} if cand.recipe.peer else {})}
         winner = self._best(kept)
+        if winner is not None:  # recipes that tie at the search's batch: the other batch decides
+            winner = batch_rules.other_batch_best(self, kept, winner) or winner
         candidates = [c for c in recipes]
         if winner is None:
             self._close(kept)
