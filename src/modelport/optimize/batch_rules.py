@@ -1,5 +1,6 @@
 """How the recipe search spends its timing: more rounds when --max-time leaves room, and the
-other bench batch as a tie-breaker for runtime settings (``search._Run`` calls both)."""
+other bench batch as a tie-breaker for recipes and runtime settings (``search._Run`` calls
+both)."""
 
 from __future__ import annotations
 
@@ -26,10 +27,11 @@ def other_batch_best(run: Any, kept: list[Any], base: Any) -> Any | None:
     """No candidate beat ``base`` (the runtime defaults; in stage 1 the fastest recipe) by the
     margin at the search's batch: time the ones that tie with it there (within the margin) at
     the other batch the bench reports (32 for a latency search); the best that wins there by
-    the margin, else None. On MiniLM INT8 symmetric activations tied with the transformer
-    preset at batch 1 and were 1.05-1.09x at batch 32 (with a static [32, 128] compile). A setting can be neutral
-    for one request and decisive for a batch: the bf16 hint on MiniLM INT8 ran 1.6x at
-    batch 1 alone but tied once static fast paths were chosen, and was still 1.1x at 32."""
+    the margin, else None. A candidate can be neutral for one request and decisive for a
+    batch: the bf16 hint on MiniLM INT8 ran 1.6x at batch 1 alone but tied once static fast
+    paths were chosen, and was still 1.1x at 32; symmetric activations tied with the
+    transformer preset at batch 1 and ran 1.05-1.09x at 32 (in probes with a static
+    [32, 128] compile and the bf16 hint)."""
     from modelport.optimize.static_stage import fast_path_batches
 
     batches = fast_path_batches(run.batch)
@@ -42,7 +44,7 @@ def other_batch_best(run: Any, kept: list[Any], base: Any) -> Any | None:
         return None
     other = batches[1]
     saved = {c.name: dict(c.record) for c in [base, *ties]}
-    run._time([base, *ties], f"runtime settings at batch {other}", until=run.deadline,
+    run._time([base, *ties], f"ties at batch {other}", until=run.deadline,
               batch=other)
     figures = {c.name: {k: c.record.get(k) for k in ("batch", "p50_ms", "throughput")}
                for c in [base, *ties]}

@@ -82,10 +82,10 @@ def quantize_int8(ov_model, calib, model, options: OpenVINOOptions, *,
     if smooth == "auto":  # one build per alpha, the closest to FP32 on the calibration set
         from modelport.backends.openvino.smooth_alpha import choose_alpha
 
-        def quantize_at(alpha: float, samples: list):
-            return quiet(nncf.quantize, ov_model, nncf.Dataset(samples, counter), **_nncf_kwargs(
-                model_type, alpha, device, subset_size=len(samples), preset=preset),
-                **({"ignored_scope": ignored} if ignored is not None else {}))
+        def quantize_at(alpha: float, samples: list):  # kwargs keep the ignored scope
+            return quiet(nncf.quantize, ov_model, nncf.Dataset(samples, counter), **{
+                **kwargs, **_nncf_kwargs(model_type, alpha, device, subset_size=len(samples),
+                                         preset=preset)})
 
         quantized, smooth, alpha_info = choose_alpha(
             ov_model, list(calib), quantize_at,
@@ -202,6 +202,11 @@ def _preset(model_type: str, options: OpenVINOOptions) -> str:
             raise UsageError(f"unknown preset '{options.preset}': use one of "
                              f"{', '.join(PRESETS)}")
         return options.preset
+    return _nncf_default_preset(model_type)
+
+
+def _nncf_default_preset(model_type: str) -> str:
+    """What ``nncf.quantize`` picks when no preset is passed."""
     return "mixed" if model_type == "transformer" else "performance"
 
 
@@ -227,8 +232,7 @@ def _nncf_kwargs(model_type: str, smooth: Any, device: str, *, subset_size: int,
     }
     if model_type == "transformer":
         kwargs["model_type"] = nncf.ModelType.TRANSFORMER
-    if preset is not None and preset != ("mixed" if model_type == "transformer" else
-                                         "performance"):  # NNCF's own choice is left implicit
+    if preset is not None and preset != _nncf_default_preset(model_type):  # else implicit
         kwargs["preset"] = nncf.QuantizationPreset(preset)
     alpha = _smooth_alpha(model_type, smooth)
     if alpha is not False and not 0.0 < alpha <= 1.0:
