@@ -7,7 +7,8 @@ runtime setting (threads, streams, hints, graph level) and keeps one only when i
 defaults by ``SearchSettings.margin``. Between the two, static_stage.py tries the winner
 static at ``--shape``'s dims, or (OpenVINO, no ``--shape``) with static fast paths beside its
 dynamic model; a fast path that lost there is judged again after stage 2 with the setting
-stage 2 chose, when it chose one. Every candidate is recorded (recipe, figures, fidelity,
+stage 2 chose, when it chose one. Last, the recipes that tied with the winner in stage 1 are
+judged again with the settings chosen since (recipe_ties.py). Every candidate is recorded (recipe, figures, fidelity,
 kept or dropped and why) in ``artifact.info["search"]``, which the manifest stores; the chosen
 runtime settings go to ``artifact.info["runtime_settings"]`` and the backend's ``load``
 re-applies them. ``--max-time`` ends the search early: no new candidate starts, and the best
@@ -29,7 +30,7 @@ from typing import Any
 from modelport.backends import static_shapes
 from modelport.errors import BuildError, ModelportError
 from modelport.metrics import budget_misses, judged_by
-from modelport.optimize import batch_rules, cache, static_stage
+from modelport.optimize import batch_rules, cache, recipe_ties, static_stage
 from modelport.optimize.candidates import Proposal, ProposalContext, Recipe, Runtime, proposer
 from modelport.optimize.settings import SearchSettings
 
@@ -180,10 +181,14 @@ class _Run:
         # a fast path that lost with the defaults, judged again with the chosen setting
         candidates += shape_rows + runtimes + static_stage.rejudge(
             self, winner, chosen, shape_rows, RUNTIME_SHARE)
+        # recipes that tied in stage 1, judged again with the settings chosen since
+        final = chosen if chosen is not None and chosen.session is not None else winner
+        shipped, tie_rows = recipe_ties.rejudge(self, recipes, winner, final)
+        candidates += tie_rows
         self._close(runtimes)
         winner.session.close()
         winner.session = None
-        return self._finish(winner, chosen, candidates)
+        return self._finish(shipped, chosen, candidates)
 
     def _try_recipe(self, cand: Candidate, i: int, n: int, *, first: bool) -> None:
         cand.record = _describe(cand)

@@ -1,0 +1,168 @@
+"""The stage-1 recipes that tied with the winner, judged again with the runtime settings the
+search chose for it (``search._Run.go`` calls ``rejudge`` last).
+
+Stage 1 times every recipe with the backend's runtime defaults, so two recipes that tie there
+may not tie once the winner's settings apply: on MiniLM INT8 (Zen 5) NNCF's symmetric
+activations tied with the transformer preset dynamic with the f32 hint at batch 1 and 32, and
+ran 1.05-1.09x the preset at batch 32 with the bf16 hint and a static [32, 128] compile, the
+settings the search then shipped. A recipe whose stage-1 score is within the margin of the
+winner's is loaded with the chosen settings (fast paths included), checked against the budget,
+and timed against the winner with them at the search's batch and the other bench batch; it
+replaces the winner when it is within the margin at both and beats it by the margin at one.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger("modelport")
+
+#: the tail of the names of the rows this stage adds
+NOTE = "re-judged with the chosen runtime settings"
+#: at most this many tied recipes are judged again (the fastest in stage 1 first)
+MAX_TIES = 2
+
+
+def rejudge(run: Any, recipes: list[Any], winner: Any, final: Any) -> tuple[Any, list[Any]]:
+    """``run``: the search (``search._Run``); ``recipes``: stage 1's candidates; ``winner``:
+    the stage-1 winner; ``final``: the candidate whose session and runtime ship (stage 2's
+    choice, or the winner itself), its session open. Returns (the recipe that ships, the rows
+    this stage recorded); the recipe is ``winner`` unless a tie beat it."""
+    from modelport.optimize.candidates import Runtime
+    from modelport.optimize.static_stage import fast_path_batches
+
+    runtime = final.runtime
+    if runtime == Runtime() or final.session is None or run._out_of_time():
+        return winner, []  # stage 1's own conditions: its verdict stands
+    ties = _ties(run, recipes, winner)
+    if not ties:
+        return winner, []
+    label = runtime.describe()
+    base = _row(winner, runtime, final.session, label)
+    base.record.update({k: v for k, v in final.record.items()
+                        if k in ("fidelity", "judged_by", "inference_precision")}, kept=True)
+    rows, kept = [base], [base]
+    for tie in ties:
+        cand = _row(tie, runtime, None, label)
+        rows.append(cand)
+        if run._out_of_time():
+            run._drop(cand, f"not tried: --max-time ({run.settings.max_time:.0f} s) reached")
+            continue
+        log.info("%s: recipe '%s' judged again with %s", run.target, tie.name, label)
+        run._open(cand)
+        why = _fast_paths_differ(run, cand) if cand.session is not None else None
+        if why:
+            cand.session.close()
+            cand.session = None
+            run._drop(cand, why)
+        if cand.session is not None:
+            kept.append(cand)
+    if len(kept) > 1:
+        batches = fast_path_batches(run.batch)
+        run._time(kept, f"tied recipes with {label}", until=run.deadline)
+        if len(batches) > 1 and not run._out_of_time():
+            _time_other(run, kept, batches[1])
+    best = _decide(run, base, kept[1:])
+    for cand in kept[1:]:
+        cand.session.close()
+        cand.session = None
+    base.session = None  # final's own session: closed by the caller
+    if best is None:
+        base.record["chosen"] = True
+        return winner, rows
+    best.record["chosen"] = True
+    return next(c for c in recipes if c.recipe is best.recipe), rows
+
+
+def _row(cand: Any, runtime: Any, session: Any, label: str) -> Any:
+    """A row of this stage: the artifact of ``cand`` (a stage-1 candidate) with ``runtime``."""
+    from dataclasses import replace
+
+    name = f"{cand.name}, {label}, {NOTE}"
+    return replace(cand, name=name, stage="recipe", runtime=runtime, session=session, record={
+        "name": name, "stage": "recipe", "options": dict(cand.recipe.options),
+        "runtime": runtime.to_dict(), "kept": False, "chosen": False,
+        **({"peer": cand.recipe.peer} if cand.recipe.peer else {})})
+
+
+def _ties(run: Any, recipes: list[Any], winner: Any) -> list[Any]:
+    """Recipes within budget whose stage-1 score is within the margin of the winner's."""
+    limit = run._score(winner)
+    if limit is None:
+        return []
+    ties = [c for c in recipes if c is not winner and c.artifact is not None
+            and c.recipe.same_as is None and c.record.get("kept")
+            and run._score(c) is not None and run._score(c) <= limit * (1 + run.settings.margin)]
+    return sorted(ties, key=run._score)[:MAX_TIES]
+
+
+def _fast_paths_differ(run: Any, cand: Any) -> str | None:
+    """The budget check runs the evaluation batches, which may miss a fast path's shape: each
+    of ``cand``'s fast paths against its own dynamic model (same recipe and hint)."""
+    from dataclasses import replace
+
+    from modelport.backends.static_shapes import specialized_shapes
+    from modelport.optimize.static_stage import fast_path_differs
+
+    shapes = specialized_shapes(cand.runtime.to_dict().get("specialize"))
+    if not shapes:
+        return None
+    dynamic = run._load(cand.artifact, replace(cand.runtime, specialize=None))
+    try:
+        for shape in shapes:
+            why = fast_path_differs(cand.session, dynamic, run.ctx.pool, {"specialize": shape})
+            if why:
+                return why
+    finally:
+        dynamic.close()
+    return None
+
+
+def _time_other(run: Any, kept: list[Any], other: int) -> None:
+    """Time ``kept`` at the other bench batch; the figures go to ``record["other_batch"]``,
+    the search's own stay the record's."""
+    saved = {c.name: dict(c.record) for c in kept}
+    run._time(kept, f"tied recipes at batch {other}", until=run.deadline, batch=other)
+    for c in kept:
+        figures = {k: c.record.get(k) for k in ("batch", "p50_ms", "throughput")}
+        c.record = {**saved[c.name], "other_batch": figures}
+
+
+def _decide(run: Any, base: Any, ties: list[Any]) -> Any | None:
+    """The tie that is within the margin of ``base`` at every timed batch and beats it by the
+    margin at one (the best product of its ratios to ``base``), else None."""
+    margin = run.settings.margin
+
+    def scores(c: Any) -> list[float | None]:
+        out = [run._score(c)]
+        other = c.record.get("other_batch")
+        if other is not None:
+            out.append(other.get("p50_ms") if run.settings.objective == "latency" else
+                       1.0 / other["throughput"] if other.get("throughput") else None)
+        return out
+
+    ref = scores(base)
+    if any(s is None for s in ref):
+        return None
+    best, best_product = None, 1.0
+    for c in ties:
+        mine = scores(c)
+        if len(mine) != len(ref) or any(s is None for s in mine):
+            continue
+        ratios = [m / r for m, r in zip(mine, ref)]
+        c.record["ratios_to_winner"] = [round(r, 4) for r in ratios]
+        if all(r <= 1 + margin for r in ratios) and any(r < 1 - margin for r in ratios):
+            product = 1.0
+            for r in ratios:
+                product *= r
+            if product < best_product:
+                best, best_product = c, product
+    if best is not None:
+        batches = [base.record.get("batch")] + ([base.record["other_batch"]["batch"]]
+                                     if base.record.get("other_batch") else [])
+        best.record["why"] = (f"tied with '{base.recipe.name}' in stage 1; with the chosen "
+                              "settings " + ", ".join(
+                                  f"{1 / r:.2f}x at batch {b}"
+                                  for r, b in zip(best.record["ratios_to_winner"], batches)))
+    return best

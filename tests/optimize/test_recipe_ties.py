@@ -1,0 +1,101 @@
+"""Recipes that tied in stage 1, judged again with the runtime settings the search chose
+(optimize/recipe_ties.py): the decision rule on given figures, with real NNCF builds and
+OpenVINO loads of a tiny MLP. Every recipe ties with modelport's default with the runtime
+defaults at both batches; the fast paths win at their batch, so the chosen settings differ from
+stage 1's; with them one tied recipe is 0.9x at batch 32 (it ships) or ties again (the default
+ships). No assertion on a measured time."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import modelport
+from modelport.backends.base import BuildOptions
+from modelport.backends.static_shapes import specialized_shapes
+from modelport.metrics import Budget
+from modelport.optimize import SearchSettings
+from modelport.optimize.recipe_ties import NOTE
+from tests.support.catalog_support import write_feeds, write_mlp_factory
+
+pytestmark = [pytest.mark.openvino]
+
+OV_INT8 = "openvino:cpu:int8"
+DEFAULT = "modelport default"
+
+
+@pytest.fixture(scope="module")
+def mlp(tmp_path_factory):
+    pytest.importorskip("nncf")
+    root = tmp_path_factory.mktemp("ties")
+    return (str(write_mlp_factory(root / "mlp.py")) + ":make",
+            write_feeds(root / "calib", 32, seed=1), write_feeds(root / "eval", 16, seed=2))
+
+
+def _given_figures(fast: list[str], wins: bool):
+    """``_Run._time`` on given figures: every recipe but the default 1.005x its p50 (a tie)
+    at both batches; a fast path 0.5x at its own batch; with a fast path loaded, the first
+    recipe other than the default that is timed (``fast``) 0.9x at batch 32 when ``wins``."""
+
+    def fake_time(self, cands, what, *, until, batch=None):
+        at = batch or self.batch
+        for c in cands:
+            if not fast and c.recipe.name != DEFAULT:
+                fast.append(c.recipe.name)
+            paths = [s["features"][0]
+                     for s in specialized_shapes(c.runtime.to_dict().get("specialize"))]
+            factor = 1.0 if c.recipe.name == DEFAULT else 1.005
+            if at in paths:
+                factor *= 0.5
+            if wins and paths and at == 32 and c.recipe.name == fast[0]:
+                factor *= 0.9
+            p50 = 10.0 * at * factor
+            c.record.update(batch=at, p50_ms=p50, throughput=1000.0 * at / p50, rounds=1)
+
+    return fake_time
+
+
+@pytest.mark.parametrize("wins", [True, False], ids=["tie-wins", "default-stays"])
+def test_a_tied_recipe_is_judged_again_with_the_chosen_settings(mlp, tmp_path, monkeypatch,
+                                                                wins):
+    from modelport.optimize.search import _Run
+
+    fast: list[str] = []
+    monkeypatch.setattr(_Run, "_time", _given_figures(fast, wins))
+    model, calib, evals = mlp
+    result = modelport.export(
+        model, [OV_INT8], out=tmp_path, calib=calib, eval=evals, bench=None, progress=False,
+        force=True, budget=Budget(min_cosine=0.5, min_top1_agreement=0.5),
+        options=BuildOptions(search=SearchSettings(duration=0.02, rounds=2, cache=False)))
+    bundle = result.bundles[OV_INT8]
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    search = manifest["build"]["search"]
+    assert fast, "no second recipe within budget on the MLP"
+    settings = search["runtime_settings"]
+    both = [{"features": [1, 12]}, {"features": [32, 12]}]
+    assert settings.get("specialize") == both  # the fast paths: what stage 1 did not have
+    rows = [c for c in search["candidates"] if NOTE in c["name"]]
+    # the winner with the chosen settings, then the tied recipes (at most two), all kept
+    assert rows and rows[0]["name"].startswith(DEFAULT) and len(rows) in (2, 3)
+    assert all(r["stage"] == "recipe" and r["runtime"] == settings for r in rows)
+    assert all(r["kept"] and r["other_batch"]["batch"] == 32 for r in rows)
+    tied = next(r for r in rows if r["name"].startswith(fast[0] + ","))
+    assert tied["ratios_to_winner"] == ([1.005, 0.9045] if wins else [1.005, 1.005])
+    assert [r["chosen"] for r in rows].count(True) == 1
+    assert tied["chosen"] == wins and rows[0]["chosen"] == (not wins)
+    assert search["chosen"] == (fast[0] if wins else DEFAULT)
+    stage1 = {c["name"]: c for c in search["candidates"] if c["stage"] == "recipe"
+              and NOTE not in c["name"]}
+    assert stage1[fast[0]]["chosen"] == wins and stage1[DEFAULT]["chosen"] == (not wins)
+    if wins:
+        assert "1.11x at batch 32" in tied["why"]
+    # the shipped artifact is the chosen recipe's, loaded with the chosen settings
+    assert manifest["build"]["runtime_settings"] == settings
+    with modelport.load(bundle) as session:
+        assert session.specialized == both
+        feed = {"features": np.random.default_rng(3).standard_normal((32, 12)).astype(
+            np.float32)}
+        assert session._fast.takes(feed)
+        assert all(np.isfinite(v).all() for v in session.infer(feed).values())
