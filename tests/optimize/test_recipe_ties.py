@@ -79,7 +79,7 @@ def test_a_tied_recipe_is_judged_again_with_the_chosen_settings(mlp, tmp_path, m
     rows = [c for c in search["candidates"] if NOTE in c["name"]]
     # the winner with the chosen settings, then the tied recipes (at most two), all kept
     assert rows and rows[0]["name"].startswith(DEFAULT) and len(rows) in (2, 3)
-    assert all(r["stage"] == "recipe" and r["runtime"] == settings for r in rows)
+    assert all(r["stage"] == "tie" and r["runtime"] == settings for r in rows)
     assert all(r["kept"] and r["other_batch"]["batch"] == 32 for r in rows)
     tied = next(r for r in rows if r["name"].startswith(fast[0] + ","))
     assert tied["ratios_to_winner"] == ([1.005, 0.9045] if wins else [1.005, 1.005])

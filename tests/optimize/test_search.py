@@ -233,6 +233,16 @@ def test_spare_time_buys_more_timing_rounds_up_to_three_times_and_never_fewer():
     assert spare_rounds(asked, left=600.0, cands=4) == 9  # capped at three times the asked
 
 
+def test_a_trade_between_batches_wins_only_inside_the_tie_band_and_ahead_overall():
+    from modelport.optimize.batch_rules import TIE_BAND, trade_wins
+
+    assert trade_wins([1.02, 0.93], 0.02)  # 2% slower at batch 1 for 7% faster at 32
+    assert trade_wins([0.97], 0.02) and not trade_wins([0.99], 0.02)  # one batch: the margin
+    assert not trade_wins([1.049, 0.979], 0.02)  # ahead at 32, behind over both together
+    assert not trade_wins([1 + TIE_BAND + 0.01, 0.7], 0.02)  # outside the band at batch 1
+    assert not trade_wins([1.0, 0.99], 0.02)  # ahead nowhere by the margin
+
+
 def test_a_setting_that_ties_at_batch_1_is_chosen_by_its_win_at_batch_32():
     """The decision rule alone (figures given, not measured): a runtime setting within the
     margin of the defaults at the search's batch is kept when it wins at the other batch."""

@@ -5,10 +5,11 @@ Stage 1 times every recipe with the backend's runtime defaults, so two recipes t
 may not tie once the winner's settings apply: on MiniLM INT8 (Zen 5) NNCF's symmetric
 activations tied with the transformer preset dynamic with the f32 hint at batch 1 and 32, and
 ran 1.05-1.09x the preset at batch 32 with the bf16 hint and a static [32, 128] compile, the
-settings the search then shipped. A recipe whose stage-1 score is within the margin of the
-winner's is loaded with the chosen settings (fast paths included), checked against the budget,
-and timed against the winner with them at the search's batch and the other bench batch; it
-replaces the winner when it is within the margin at both and beats it by the margin at one.
+settings the search then shipped. A recipe whose stage-1 score is within
+``batch_rules.TIE_BAND`` of the winner's is loaded with the chosen settings (fast paths
+included), checked against the budget, and timed against the winner with them at the search's
+batch and the other bench batch; it replaces the winner when it wins the trade (``batch_rules.trade_wins``: within the band at
+both, ahead by the margin at one and over both together).
 """
 
 from __future__ import annotations
@@ -76,24 +77,27 @@ def rejudge(run: Any, recipes: list[Any], winner: Any, final: Any) -> tuple[Any,
 
 
 def _row(cand: Any, runtime: Any, session: Any, label: str) -> Any:
-    """A row of this stage: the artifact of ``cand`` (a stage-1 candidate) with ``runtime``."""
+    """A row of this stage (``tie``): the artifact of ``cand`` (a stage-1 candidate) with
+    ``runtime``."""
     from dataclasses import replace
 
     name = f"{cand.name}, {label}, {NOTE}"
-    return replace(cand, name=name, stage="recipe", runtime=runtime, session=session, record={
-        "name": name, "stage": "recipe", "options": dict(cand.recipe.options),
+    return replace(cand, name=name, stage="tie", runtime=runtime, session=session, record={
+        "name": name, "stage": "tie", "options": dict(cand.recipe.options),
         "runtime": runtime.to_dict(), "kept": False, "chosen": False,
         **({"peer": cand.recipe.peer} if cand.recipe.peer else {})})
 
 
 def _ties(run: Any, recipes: list[Any], winner: Any) -> list[Any]:
-    """Recipes within budget whose stage-1 score is within the margin of the winner's."""
+    """Recipes within budget whose stage-1 score is within TIE_BAND of the winner's."""
+    from modelport.optimize.batch_rules import TIE_BAND
+
     limit = run._score(winner)
     if limit is None:
         return []
     ties = [c for c in recipes if c is not winner and c.artifact is not None
             and c.recipe.same_as is None and c.record.get("kept")
-            and run._score(c) is not None and run._score(c) <= limit * (1 + run.settings.margin)]
+            and run._score(c) is not None and run._score(c) <= limit * (1 + TIE_BAND)]
     return sorted(ties, key=run._score)[:MAX_TIES]
 
 
@@ -130,8 +134,11 @@ def _time_other(run: Any, kept: list[Any], other: int) -> None:
 
 
 def _decide(run: Any, base: Any, ties: list[Any]) -> Any | None:
-    """The tie that is within the margin of ``base`` at every timed batch and beats it by the
-    margin at one (the best product of its ratios to ``base``), else None."""
+    """The tie whose ratios to ``base`` win the trade (``batch_rules.trade_wins``: within
+    TIE_BAND at every timed batch, ahead by the margin at one and over all together), the best
+    product of them first; else None."""
+    from modelport.optimize.batch_rules import trade_wins
+
     margin = run.settings.margin
 
     def scores(c: Any) -> list[float | None]:
@@ -152,12 +159,9 @@ def _decide(run: Any, base: Any, ties: list[Any]) -> Any | None:
             continue
         ratios = [m / r for m, r in zip(mine, ref)]
         c.record["ratios_to_winner"] = [round(r, 4) for r in ratios]
-        if all(r <= 1 + margin for r in ratios) and any(r < 1 - margin for r in ratios):
-            product = 1.0
-            for r in ratios:
-                product *= r
-            if product < best_product:
-                best, best_product = c, product
+        product = ratios[0] * (ratios[1] if len(ratios) > 1 else 1.0)
+        if trade_wins(ratios, margin) and product < best_product:
+            best, best_product = c, product
     if best is not None:
         batches = [base.record.get("batch")] + ([base.record["other_batch"]["batch"]]
                                      if base.record.get("other_batch") else [])
