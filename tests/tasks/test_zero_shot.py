@@ -23,9 +23,14 @@ FP32 = ("onnxruntime:cpu:fp32", "openvino:cpu:fp32")
 INT8 = ("onnxruntime:cpu:int8", "openvino:cpu:int8")
 ATOL = 1e-4
 #: --max-accuracy-drop in top-1 agreement points: random-init towers put images close together,
-#: so one flipped evaluation image of ~20 is 5 points (measured: 0 to 2 flips of 19)
+#: so one flipped evaluation image of ~20 is 5 points (measured: 1 to 3 flips of 19-20; 3 on
+#: OpenVINO's plain INT8 of both families)
 BUDGET_POINTS = 0.25
 TASK = "zero-shot-image-classification"
+#: OpenVINO's float-fallback search is left out (covered in tests/backends/test_fallback.py):
+#: its probe judges each calibration pair's single logit (cosine_min -1.0 in its record), so
+#: here it spent ~2 of the fixture's 4 minutes on NNCF trial builds (CLIP: 5 that kept none)
+OPTIONS = {"openvino": {"max_fallback": 0}}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +45,7 @@ def zero_shot(tmp_path_factory):
     for name, make in FAMILIES.items():
         folder = make(root / name)
         result = modelport.export(str(folder), [*FP32, *INT8], out=root / f"{name}-bundles",
-                                  calib=calib, bench=None, progress=False,
+                                  calib=calib, bench=None, progress=False, options=OPTIONS,
                                   budget=Budget(max_accuracy_drop=BUDGET_POINTS))
         out[name] = (folder, result)
     return out, images
