@@ -112,7 +112,8 @@ def _fast_paths_differ(run: Any, cand: Any) -> str | None:
     shapes = specialized_shapes(cand.runtime.to_dict().get("specialize"))
     if not shapes:
         return None
-    dynamic = run._load(cand.artifact, replace(cand.runtime, specialize=None))
+    dynamic = run._load(cand.artifact, replace(cand.runtime, specialize=None,
+                                               fast_path_precision=None))
     try:
         for shape in shapes:
             why = fast_path_differs(cand.session, dynamic, run.ctx.pool, {"specialize": shape})

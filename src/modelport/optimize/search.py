@@ -231,7 +231,8 @@ class _Run:
             if rt == Runtime():
                 continue
             rt = replace(rt, shapes=winner.runtime.shapes,  # the shape stage's choice
-                         specialize=winner.runtime.specialize)
+                         specialize=winner.runtime.specialize,
+                         fast_path_precision=winner.runtime.fast_path_precision)
             cand = Candidate(f"{winner.name}, {rt.describe()}", "runtime", winner.recipe, rt,
                              winner.artifact)
             cand.record = _describe(cand)

@@ -4,8 +4,12 @@ backend can specialize to them (``Proposal.shapes``: ONNX Runtime, OpenVINO), or
 (``Proposal.specialize``: OpenVINO, where a static [1, 128] MiniLM compiled 1.16-1.40x faster
 at batch 1 than the dynamic one, and a static [32, 128] used ~1.08x less CPU time per call;
 docs/performance.md): one shape at the search's batch, then one at the other batch the bench
-reports, each kept only when it wins at its own batch. They are judged with the runtime
-defaults (stage 2 comes after): when stage 2 then chooses a setting (a thread count, the bf16
+reports, each kept only when it wins at its own batch. Each shape is tried with the session's
+precision hint and with each other hint stage 2 proposes (bf16 for INT8 on a bf16 CPU), for
+that compile alone (``Runtime.fast_path_precision``): on MiniLM INT8 (Zen 5) a static
+[32, 128] with bf16 ran ~7% faster than with f32, where neither bf16 for the dynamic model nor
+the f32 [32, 128] alone beat the dynamic f32 model at batch 32, so judged one at a time
+neither was kept. They are judged with the runtime defaults otherwise (stage 2 comes after): when stage 2 then chooses a setting (a thread count, the bf16
 hint), each fast path that lost is judged again with it (``rejudge``), since a setting can move
 a fast path past the margin (on MiniLM INT8 a static [32, 128] lost with the f32 hint and won
 with the bf16 hint stage 2 chose).
@@ -41,20 +45,27 @@ def stage(run: Any, winner: Any, share: float) -> list[Any]:
         from modelport.backends.static_shapes import as_setting
 
         return _try(run, winner, share,
-                    replace(winner.runtime, shapes=Runtime(shapes=as_setting(fixed)).shapes))
+                    [replace(winner.runtime, shapes=Runtime(shapes=as_setting(fixed)).shapes)])
     if getattr(run.proposal, "specialize", False):
-        from modelport.backends.static_shapes import specialized_shapes
-
         rows: list[Any] = []
         for batch in fast_path_batches(run.batch):  # each shape judged at its own batch
             timed = timed_shapes(run.ctx.pool, run._inputs(winner.artifact), batch)
             if not timed:
                 break
-            have = specialized_shapes(winner.runtime.to_dict().get("specialize"))
-            rows += _try(run, winner, share, replace(winner.runtime, specialize=[*have, timed]),
+            # the session's hint, and each other hint stage 2 proposes, for this compile alone
+            rows += _try(run, winner, share, [winner.runtime.with_fast_path(timed, hint)
+                                              for hint in (None, *_other_hints(run, winner))],
                          batch=batch)
         return rows
     return []
+
+
+def _other_hints(run: Any, winner: Any) -> list[str]:
+    """The precision hints stage 2 proposes (bf16 on a bf16 CPU for INT8) other than the
+    winner's own: a fast path is tried with each too."""
+    own = winner.runtime.inference_precision
+    return list(dict.fromkeys(rt.inference_precision for rt in run.proposal.runtimes
+                              if rt.inference_precision and rt.inference_precision != own))
 
 
 def fast_path_batches(batch: int) -> tuple[int, ...]:
@@ -95,28 +106,34 @@ def rejudge(run: Any, winner: Any, chosen: Any, rows: list[Any], share: float) -
     if chosen is None or chosen.session is None or chosen.runtime == winner.runtime:
         return []
     kept = specialized_shapes(winner.runtime.to_dict().get("specialize"))
-    out: list[Any] = []
+    lost: dict[str, tuple[dict, list]] = {}  # shape -> (shape, hints of its loads that lost)
     for row in rows:
         tried = specialized_shapes(row.runtime.to_dict().get("specialize"))
         if not tried or tried[-1] in kept or not row.record.get("kept"):
             continue  # kept, or never ran (failed, differed, outside the budget, no time)
-        shape = tried[-1]  # it ran: it lost on speed; judged again at its own batch
+        hint = (row.runtime.fast_path_precision or [None] * len(tried))[-1]
+        if hint == chosen.runtime.inference_precision:
+            hint = None  # the session's own now
+        shape, hints = lost.setdefault(repr(tried[-1]), (tried[-1], []))
+        if hint not in hints:
+            hints.append(hint)
+    out: list[Any] = []
+    for shape, hints in lost.values():  # each ran and lost on speed: again at its own batch
         batch = next(iter(shape.values()))[0]
-        have = specialized_shapes(chosen.runtime.to_dict().get("specialize"))
         log.info("%s: fast path %s judged again with %s", run.target,
                  "x".join(map(str, next(iter(shape.values())))), chosen.runtime.describe())
-        out += _try(run, chosen, share, replace(chosen.runtime, specialize=[*have, shape]),
+        out += _try(run, chosen, share, [chosen.runtime.with_fast_path(shape, h) for h in hints],
                     batch=batch, name=chosen.recipe.name, note=REJUDGED, until=run.deadline)
     return out
 
 
-def _try(run: Any, winner: Any, share: float, rt: Runtime, batch: int | None = None, *,
-         name: str | None = None, note: str = "", until: float | None = None) -> list[Any]:
-    """The winner loaded with ``rt`` (static shapes or a static fast path) against the same
-    artifact loaded as it is (dynamic, or with the fast paths chosen so far), timed at
-    ``batch`` (default: the search's) until ``until`` (default: ``share`` of --max-time); both
-    recorded (names: ``name``, default the winner's, and its settings, then ``note``), the
-    static one chosen past the margin."""
+def _try(run: Any, winner: Any, share: float, rts: list[Runtime], batch: int | None = None,
+         *, name: str | None = None, note: str = "", until: float | None = None) -> list[Any]:
+    """The winner loaded with each of ``rts`` (static shapes or a static fast path) against
+    the same artifact loaded as it is (dynamic, or with the fast paths chosen so far), timed
+    together at ``batch`` (default: the search's) until ``until`` (default: ``share`` of
+    --max-time); all recorded (names: ``name``, default the winner's, and the settings, then
+    ``note``), the fastest static one chosen past the margin."""
     prefix, tail = name or winner.name, f", {note}" if note else ""
     name = f"{prefix}, " + ("dynamic shapes" if winner.runtime == Runtime()
                             else winner.runtime.describe())
@@ -127,38 +144,53 @@ def _try(run: Any, winner: Any, share: float, rt: Runtime, batch: int | None = N
     dynamic = replace(winner, name=name, stage="shape", record={
         **own, "name": name, "stage": "shape", "runtime": winner.runtime.to_dict(),
         "chosen": False})
-    name = f"{prefix}, {rt.describe()}{tail}"
-    static = replace(winner, name=name, stage="shape", runtime=rt, session=None, record={
-        "name": name, "stage": "shape", "options": dict(winner.recipe.options),
-        "runtime": rt.to_dict(), "kept": False, "chosen": False,
-        **({"peer": winner.recipe.peer} if winner.recipe.peer else {})})
-    if run._out_of_time(share):
-        run._drop(static, f"not tried: --max-time ({run.settings.max_time:.0f} s) reached")
-        return [static]  # the winner's row stands for the dynamic load
-    run._open(static)  # loaded static, checked against the budget
-    if rt.specialize and static.session is not None:
-        why = fast_path_differs(static.session, winner.session, run.ctx.pool, rt.to_dict())
-        if why:
-            static.session.close()
-            static.session = None
-            run._drop(static, why)
-    if static.session is not None:
-        run._time([dynamic, static], "static shapes" + tail, batch=batch,
+    statics = []
+    for rt in rts:
+        label = f"{prefix}, {rt.describe()}{tail}"
+        statics.append(replace(winner, name=label, stage="shape", runtime=rt, session=None,
+                               record={"name": label, "stage": "shape",
+                                       "options": dict(winner.recipe.options),
+                                       "runtime": rt.to_dict(), "kept": False, "chosen": False,
+                                       **({"peer": winner.recipe.peer} if winner.recipe.peer
+                                          else {})}))
+    for static in statics:
+        if run._out_of_time(share):
+            run._drop(static, f"not tried: --max-time ({run.settings.max_time:.0f} s) reached")
+            continue
+        run._open(static)  # loaded static, checked against the budget
+        if static.runtime.specialize and static.session is not None:
+            why = fast_path_differs(static.session, winner.session, run.ctx.pool,
+                                    static.runtime.to_dict())
+            if why:
+                static.session.close()
+                static.session = None
+                run._drop(static, why)
+    opened = [c for c in statics if c.session is not None]
+    tried = [c for c in statics if not c.record.get("why", "").startswith("not tried")]
+    if not tried:
+        return statics  # the winner's row stands for the dynamic load
+    if opened:
+        run._time([dynamic, *opened], "static shapes" + tail, batch=batch,
                   until=until or run.start + share * run.settings.max_time)
     dynamic.session = None  # the winner's own session
-    if static.session is not None and run._beats(static, dynamic):
+    scored = [c for c in opened if run._score(c) is not None]
+    best = min(scored, key=run._score) if scored else None
+    if best is not None and run._beats(best, dynamic):
         winner.session.close()
-        winner.session, winner.runtime = static.session, static.runtime
-        static.record["chosen"] = True
+        winner.session, winner.runtime = best.session, best.runtime
+        best.record["chosen"] = True
     else:
-        if static.session is not None:
-            static.session.close()
-            static.record["why"] = (f"not {100 * run.settings.margin:.0f}% faster than the "
-                                    + ("fast paths before it" if winner.runtime.specialize
-                                       else "dynamic graph"))
         dynamic.record["chosen"] = True
-    static.session = None
-    return [dynamic, static]
+    before = "fast paths before it" if dynamic.runtime.specialize else "dynamic graph"
+    for static in opened:
+        if not static.record["chosen"]:
+            static.session.close()
+            static.record["why"] = ("another load of this stage was faster"
+                                    if dynamic.record["chosen"] is False else
+                                    f"not {100 * run.settings.margin:.0f}% faster than the "
+                                    f"{before}")
+        static.session = None
+    return [dynamic, *statics]
 
 
 #: the fast path runs the same IR as the dynamic model: outputs this close or it is dropped

@@ -208,7 +208,8 @@ class OpenVINOBackend(Backend):
                                inference_precision=_check_hint(hint),
                                threads=threads or saved.get("threads"),
                                streams=options.get("streams", saved.get("streams")),
-                               shapes=saved.get("shapes"), specialize=saved.get("specialize"))
+                               shapes=saved.get("shapes"), specialize=saved.get("specialize"),
+                               fast_path_precision=saved.get("fast_path_precision"))
 
 
 class OpenVINOSession(Session):
@@ -222,7 +223,8 @@ class OpenVINOSession(Session):
                  device: str = "CPU", inference_precision: str = "f32",
                  threads: int | None = None, streams: int | None = None,
                  shapes: Mapping[str, Any] | None = None,
-                 specialize: Mapping[str, Any] | None = None) -> None:
+                 specialize: Mapping[str, Any] | None = None,
+                 fast_path_precision: Sequence[str | None] | None = None) -> None:
         import openvino as ov
 
         from modelport.backends.static_shapes import (
@@ -255,7 +257,8 @@ class OpenVINOSession(Session):
             from modelport.backends.openvino.fast_path import FastPath
 
             self._fast = FastPath(path, self.specialized, device, compile_config(
-                inference_precision, threads=threads), list(self.outputs))
+                inference_precision, threads=threads), list(self.outputs),
+                hints=[_check_hint(h) if h else None for h in fast_path_precision or ()])
 
     def _infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self._fast is not None and self._fast.takes(feeds):

@@ -24,7 +24,10 @@ class FastPath:
     one mapping or a list of them); ``takes`` says whether a feed fits one of them."""
 
     def __init__(self, path: Path, shapes: Any, device: str,
-                 config: Mapping[str, Any], outputs: list[str]) -> None:
+                 config: Mapping[str, Any], outputs: list[str],
+                 hints: list[str | None] | None = None) -> None:
+        """``hints``: an inference precision per shape, in order (None or missing: the one in
+        ``config``, the dynamic model's)."""
         import openvino as ov
 
         from modelport.backends.static_shapes import reshaped_ov_model
@@ -33,8 +36,11 @@ class FastPath:
         self.shapes = [{name: tuple(int(d) for d in dims) for name, dims in shape.items()}
                        for shape in (shapes if isinstance(shapes, (list, tuple)) else [shapes])]
         self._paths: dict[tuple, tuple[Any, Any, dict[str, Any]]] = {}
-        for shape in self.shapes:
-            compiled = core.compile_model(reshaped_ov_model(path, shape), device, dict(config))
+        hints = list(hints or [])
+        for i, shape in enumerate(self.shapes):
+            hint = hints[i] if i < len(hints) else None
+            compiled = core.compile_model(reshaped_ov_model(path, shape), device, {
+                **config, **({"INFERENCE_PRECISION_HINT": hint} if hint else {})})
             self._paths[_key(shape)] = (compiled, compiled.create_infer_request(),
                                         {name: compiled.output(name) for name in outputs})
 

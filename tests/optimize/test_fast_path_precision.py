@@ -1,0 +1,96 @@
+"""A static fast path with its own precision hint (``Runtime.fast_path_precision``): the
+setting's form, the OpenVINO session compiling each fast path with its hint, and the search
+trying each fast path with the other hint stage 2 proposes, on given figures with real NNCF
+builds of a tiny MLP (bf16 proposed through injected CPU features; where the CPU has no bf16
+the plugin runs the compile in f32, which the assertions allow). No assertion on a measured
+time."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import modelport
+from modelport.backends.base import BuildOptions
+from modelport.backends.static_shapes import specialized_shapes
+from modelport.metrics import Budget
+from modelport.optimize import SearchSettings
+from modelport.optimize.candidates import Runtime
+from tests.support.catalog_support import write_feeds, write_mlp_factory
+
+OV_INT8 = "openvino:cpu:int8"
+ONE, BATCH = {"features": [1, 12]}, {"features": [32, 12]}
+#: an AVX-512 CPU with bf16 arithmetic: the search proposes the bf16 hint
+BF16_CPU = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16")
+
+
+def test_the_setting_keeps_one_hint_per_fast_path_and_drops_all_none():
+    rt = Runtime().with_fast_path(ONE).with_fast_path(BATCH, "bf16")
+    assert rt.to_dict() == {"specialize": [ONE, BATCH], "fast_path_precision": [None, "bf16"]}
+    assert rt.describe() == "static fast path 1x12, 32x12 bf16"
+    assert Runtime(**rt.to_dict()) == rt  # as stored in a bundle and read back
+    plain = Runtime().with_fast_path(ONE).with_fast_path(BATCH)
+    assert plain.fast_path_precision is None and "fast_path_precision" not in plain.to_dict()
+    with pytest.raises(ValueError, match="one hint per fast path"):
+        Runtime(specialize=[ONE, BATCH], fast_path_precision=["bf16"])
+
+
+@pytest.fixture(scope="module")
+def mlp(tmp_path_factory):
+    pytest.importorskip("nncf")
+    root = tmp_path_factory.mktemp("fpp")
+    return (str(write_mlp_factory(root / "mlp.py")) + ":make",
+            write_feeds(root / "calib", 32, seed=1), write_feeds(root / "eval", 16, seed=2))
+
+
+def _fake_time(self, cands, what, *, until, batch=None):
+    """Given figures: a fast path 0.5x at batch 1 whatever its hint; at batch 32 0.9x with the
+    bf16 hint and 0.995x (a tie: it loses) without it; the bf16 hint for the whole session
+    1.005x at both batches (it loses)."""
+    at = batch or self.batch
+    for c in cands:
+        shapes = specialized_shapes(c.runtime.to_dict().get("specialize"))
+        hints = list(c.runtime.fast_path_precision or [None] * len(shapes))
+        factor = 1.005 if c.runtime.inference_precision else 1.0
+        for shape, hint in zip(shapes, hints):
+            if shape["features"][0] == at:
+                factor *= 0.5 if at == 1 else 0.9 if hint == "bf16" else 0.995
+        p50 = 10.0 * at * factor
+        c.record.update(batch=at, p50_ms=p50, throughput=1000.0 * at / p50, rounds=1)
+
+
+def test_a_fast_path_is_kept_with_the_hint_it_wins_with_and_loads_with_it(mlp, tmp_path,
+                                                                          monkeypatch):
+    from modelport.backends.openvino.backend import _type_name, effective_precision
+    from modelport.optimize.search import _Run
+
+    monkeypatch.setattr(_Run, "_time", _fake_time)
+    model, calib, evals = mlp
+    result = modelport.export(
+        model, [OV_INT8], out=tmp_path, calib=calib, eval=evals, bench=None, progress=False,
+        force=True, budget=Budget(min_cosine=0.5, min_top1_agreement=0.5),
+        options=BuildOptions(cpu_features=BF16_CPU, search=SearchSettings(
+            duration=0.02, rounds=2, cache=False)))
+    bundle = result.bundles[OV_INT8]
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    rows = [c for c in manifest["build"]["search"]["candidates"] if c["stage"] == "shape"]
+    # per batch: the loads before it, the fast path with the session's hint, with bf16
+    assert [c["batch"] for c in rows] == [1, 1, 1, 32, 32, 32]
+    assert [c["runtime"].get("fast_path_precision") for c in rows] == [
+        None, None, ["bf16"], None, None, [None, "bf16"]]  # stored only when not all None
+    assert [c["chosen"] for c in rows] == [False, True, False, False, False, True]
+    assert rows[4]["why"] == "another load of this stage was faster"
+    settings = manifest["build"]["runtime_settings"]
+    assert settings == {"specialize": [ONE, BATCH], "fast_path_precision": [None, "bf16"]}
+    with modelport.load(bundle) as session:
+        compiled = {k[0][1][0]: v[0] for k, v in session._fast._paths.items()}  # batch ->
+        hint = session._compiled.get_property("INFERENCE_PRECISION_HINT")
+        assert str(compiled[1].get_property("INFERENCE_PRECISION_HINT")) == str(hint)
+        bf16 = effective_precision(bundle / "model.xml", "CPU", "bf16")  # f32 without bf16
+        assert _type_name(compiled[32].get_property("INFERENCE_PRECISION_HINT")) == bf16
+        feed = {"features": np.random.default_rng(3).standard_normal((32, 12)).astype(
+            np.float32)}
+        assert session._fast.takes(feed)
+        assert all(np.isfinite(v).all() for v in session.infer(feed).values())
