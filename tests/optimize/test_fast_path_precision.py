@@ -94,3 +94,31 @@ def test_a_fast_path_is_kept_with_the_hint_it_wins_with_and_loads_with_it(mlp, t
             np.float32)}
         assert session._fast.takes(feed)
         assert all(np.isfinite(v).all() for v in session.infer(feed).values())
+
+
+def test_a_fast_path_that_differs_from_the_dynamic_model_ships_when_it_keeps_the_budget(
+        mlp, tmp_path, monkeypatch):
+    """Every fast path made to differ (the equality bound above 1): each is then judged by
+    the evaluation split through a static load of its shape and hint, which keeps the loose
+    budget, so the choice is the same as when they matched."""
+    from modelport.optimize import static_stage
+    from modelport.optimize.search import _Run
+
+    monkeypatch.setattr(_Run, "_time", _fake_time)
+    monkeypatch.setattr(static_stage, "FAST_PATH_MIN_COSINE", 1.5)
+    calls = []
+    real = static_stage.check_fast_path
+    monkeypatch.setattr(static_stage, "check_fast_path",
+                        lambda *a: calls.append(a[3]) or real(*a))
+    model, calib, evals = mlp
+    result = modelport.export(
+        model, [OV_INT8], out=tmp_path, calib=calib, eval=evals, bench=None, progress=False,
+        force=True, budget=Budget(min_cosine=0.5, min_top1_agreement=0.5),
+        options=BuildOptions(cpu_features=BF16_CPU, search=SearchSettings(
+            duration=0.02, rounds=2, cache=False)))
+    manifest = json.loads((result.bundles[OV_INT8] / "manifest.json").read_text())
+    rows = [c for c in manifest["build"]["search"]["candidates"] if c["stage"] == "shape"]
+    assert ONE in calls and BATCH in calls
+    assert all(c["kept"] for c in rows), [c.get("why") for c in rows]
+    assert manifest["build"]["runtime_settings"] == {
+        "specialize": [ONE, BATCH], "fast_path_precision": [None, "bf16"]}

@@ -103,20 +103,22 @@ def _ties(run: Any, recipes: list[Any], winner: Any) -> list[Any]:
 
 def _fast_paths_differ(run: Any, cand: Any) -> str | None:
     """The budget check runs the evaluation batches, which may miss a fast path's shape: each
-    of ``cand``'s fast paths against its own dynamic model (same recipe and hint)."""
+    of ``cand``'s fast paths against its own dynamic model (same recipe and hint), or the
+    budget at its shape (``static_stage.check_fast_path``)."""
     from dataclasses import replace
 
     from modelport.backends.static_shapes import specialized_shapes
-    from modelport.optimize.static_stage import fast_path_differs
+    from modelport.optimize.static_stage import check_fast_path
 
     shapes = specialized_shapes(cand.runtime.to_dict().get("specialize"))
     if not shapes:
         return None
+    hints = list(cand.runtime.fast_path_precision or [None] * len(shapes))
     dynamic = run._load(cand.artifact, replace(cand.runtime, specialize=None,
                                                fast_path_precision=None))
     try:
-        for shape in shapes:
-            why = fast_path_differs(cand.session, dynamic, run.ctx.pool, {"specialize": shape})
+        for shape, hint in zip(shapes, hints):
+            why = check_fast_path(run, cand, dynamic, shape, hint)
             if why:
                 return why
     finally:

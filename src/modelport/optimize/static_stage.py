@@ -159,8 +159,11 @@ def _try(run: Any, winner: Any, share: float, rts: list[Runtime], batch: int | N
             continue
         run._open(static)  # loaded static, checked against the budget
         if static.runtime.specialize and static.session is not None:
-            why = fast_path_differs(static.session, winner.session, run.ctx.pool,
-                                    static.runtime.to_dict())
+            from modelport.backends.static_shapes import specialized_shapes
+
+            shape = specialized_shapes(static.runtime.to_dict()["specialize"])[-1]
+            hint = (static.runtime.fast_path_precision or [None])[-1]
+            why = check_fast_path(run, static, winner.session, shape, hint)
             if why:
                 static.session.close()
                 static.session = None
@@ -193,8 +196,35 @@ def _try(run: Any, winner: Any, share: float, rts: list[Runtime], batch: int | N
     return [dynamic, *statics]
 
 
-#: the fast path runs the same IR as the dynamic model: outputs this close or it is dropped
+#: the fast path runs the same IR as the dynamic model: outputs this close, or it is judged
+#: against the budget at its own shape (``check_fast_path``)
 FAST_PATH_MIN_COSINE = 0.999
+
+
+def check_fast_path(run: Any, cand: Any, dynamic: Any, shape: dict[str, list[int]],
+                    hint: str | None) -> str | None:
+    """None when ``cand``'s fast path for ``shape`` (compiled with ``hint``; None: the
+    session's) may ship: its outputs equal ``dynamic``'s (an open session of the same IR) on
+    the pool rows, or, where they differ (a bf16 compile against an f32 one, or a static bf16
+    compile whose kernels round differently: cosine 0.9986 on MiniLM's symmetric INT8), the
+    evaluation split run through a static load of that shape and hint keeps the budget. Else
+    the reason."""
+    from modelport.metrics import budget_misses
+    from modelport.optimize.candidates import Runtime
+
+    why = fast_path_differs(cand.session, dynamic, run.ctx.pool, {"specialize": shape})
+    if why is None:
+        return None
+    static = run._load(cand.artifact, Runtime(
+        threads=cand.runtime.threads, shapes=shape,
+        inference_precision=hint or cand.runtime.inference_precision))
+    try:
+        metrics = run.check(static, list(static.inputs.values()))
+    finally:
+        static.close()
+    misses = budget_misses(metrics, run.ctx.budget)
+    return f"{why}, and outside the budget at its shape: {'; '.join(misses)}" if misses \
+        else None
 
 
 def fast_path_differs(fast: Any, dynamic: Any, pool: Any, runtime: dict[str, Any],
