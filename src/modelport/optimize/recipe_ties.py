@@ -8,8 +8,9 @@ ran 1.05-1.09x the preset at batch 32 with the bf16 hint and a static [32, 128] 
 settings the search then shipped. A recipe whose stage-1 score is within
 ``batch_rules.TIE_BAND`` of the winner's is loaded with the chosen settings (fast paths
 included), checked against the budget, and timed against the winner with them at the search's
-batch and the other bench batch; it replaces the winner when it wins the trade (``batch_rules.trade_wins``: within the band at
-both, ahead by the margin at one and over both together).
+batch and the other bench batch; it replaces the winner when it wins the trade
+(``batch_rules.trade_wins``: within the band at both, ahead by the margin at one and over both
+together).
 """
 
 from __future__ import annotations
