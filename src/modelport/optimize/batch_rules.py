@@ -42,13 +42,13 @@ def spare_rounds(settings: SearchSettings, left: float, cands: int) -> int:
 
 def other_batch_best(run: Any, kept: list[Any], base: Any) -> Any | None:
     """No candidate beat ``base`` (the runtime defaults; in stage 1 the fastest recipe) by the
-    margin at the search's batch: time the ones that tie with it there (within TIE_BAND) at
-    the other batch the bench reports (32 for a latency search); the best that wins there
-    (``trade_wins``: ahead by the margin there and over both batches together), else None. A candidate can be neutral for one request and decisive for a
-    batch: the bf16 hint on MiniLM INT8 ran 1.6x at batch 1 alone but tied once static fast
-    paths were chosen, and was still 1.1x at 32; symmetric activations tied with the
-    transformer preset at batch 1 and ran 1.05-1.09x at 32 (in probes with a static
-    [32, 128] compile and the bf16 hint)."""
+    margin at the search's batch: time the ones that tie with it there (within TIE_BAND) at the
+    other batch the bench reports (32 for a latency search); the best that wins there
+    (``trade_wins``: ahead by the margin there and over both batches together), else None. A
+    candidate can be neutral for one request and decisive for a batch: the bf16 hint on MiniLM
+    INT8 ran 1.6x at batch 1 alone but tied once static fast paths were chosen, and was still
+    1.1x at 32; symmetric activations tied with the transformer preset at batch 1 and ran
+    1.05-1.09x at 32 (in probes with a static [32, 128] compile and the bf16 hint)."""
     from modelport.optimize.static_stage import fast_path_batches
 
     batches = fast_path_batches(run.batch)

@@ -9,10 +9,10 @@ static at ``--shape``'s dims, or (OpenVINO, no ``--shape``) with static fast pat
 dynamic model; a fast path that lost there is judged again after stage 2 with the setting
 stage 2 chose, when it chose one. Last, the recipes that tied with the winner in stage 1 are
 judged again with the settings chosen since (recipe_ties.py). Every candidate is recorded
-(recipe, figures, fidelity, kept or dropped and why) in ``artifact.info["search"]``, which the manifest stores; the chosen
-runtime settings go to ``artifact.info["runtime_settings"]`` and the backend's ``load``
-re-applies them. ``--max-time`` ends the search early: no new candidate starts, and the best
-measured so far ships (a search cut short is not cached).
+(recipe, figures, fidelity, kept or dropped and why) in ``artifact.info["search"]``, which the
+manifest stores; the chosen runtime settings go to ``artifact.info["runtime_settings"]`` and the
+backend's ``load`` re-applies them. ``--max-time`` ends the search early: no new candidate
+starts, and the best measured so far ships (a search cut short is not cached).
 """
 
 from __future__ import annotations

@@ -5,14 +5,14 @@ backend can specialize to them (``Proposal.shapes``: ONNX Runtime, OpenVINO), or
 at batch 1 than the dynamic one, and a static [32, 128] used ~1.08x less CPU time per call;
 docs/performance.md): one shape at the search's batch, then one at the other batch the bench
 reports, each kept only when it wins at its own batch. Each shape is tried with the session's
-precision hint and with each other hint stage 2 proposes (bf16 for INT8 on a bf16 CPU), for
-that compile alone (``Runtime.fast_path_precision``): on MiniLM INT8 (Zen 5) a static
-[32, 128] with bf16 ran ~7% faster than with f32, where neither bf16 for the dynamic model nor
-the f32 [32, 128] alone beat the dynamic f32 model at batch 32, so judged one at a time
-neither was kept. They are judged with the runtime defaults otherwise (stage 2 comes after): when stage 2 then chooses a setting (a thread count, the bf16
-hint), each fast path that lost is judged again with it (``rejudge``), since a setting can move
-a fast path past the margin (on MiniLM INT8 a static [32, 128] lost with the f32 hint and won
-with the bf16 hint stage 2 chose).
+precision hint and with each other hint stage 2 proposes (bf16 for INT8 on a bf16 CPU), for that
+compile alone (``Runtime.fast_path_precision``): on MiniLM INT8 (Zen 5) a static [32, 128] with
+bf16 ran ~7% faster than with f32, where neither bf16 for the dynamic model nor the f32
+[32, 128] alone beat the dynamic f32 model at batch 32, so judged one at a time neither was kept.
+They are judged with the runtime defaults otherwise (stage 2 comes after): when stage 2 then
+chooses a setting (a thread count, the bf16 hint), each fast path that lost is judged again with
+it (``rejudge``), since a setting can move a fast path past the margin (on MiniLM INT8 a static
+[32, 128] lost with the f32 hint and won with the bf16 hint stage 2 chose).
 
 Every candidate of the search is timed at the fixed shapes (the shape the user said the bundle
 runs). Between stage 1 (recipes, built with dynamic axes) and stage 2 (runtime settings), the
