@@ -4,6 +4,7 @@ both)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from modelport.optimize.settings import SearchSettings
@@ -22,11 +23,27 @@ def trade_wins(ratios: list[float], margin: float) -> bool:
     It wins when it is no more than TIE_BAND behind at any batch, ahead by ``margin`` at one,
     and ahead by ``margin`` over the batches together (the product of its ratios): 2% slower
     at batch 1 for 7% faster at 32 is a win, 4.9% slower for 2.1% faster is not."""
-    product = 1.0
-    for r in ratios:
-        product *= r
     return (all(r <= 1 + TIE_BAND for r in ratios) and any(r < 1 - margin for r in ratios)
-            and product < 1 - margin)
+            and math.prod(ratios) < 1 - margin)
+
+
+def time_other_batch(run: Any, cands: list[Any], other: int, what: str) -> None:
+    """Time ``cands`` at the ``other`` bench batch; the figures go to each record's
+    ``other_batch``, the search's own figures stay the record's."""
+    saved = {c.name: dict(c.record) for c in cands}
+    run._time(cands, f"{what} at batch {other}", until=run.deadline, batch=other)
+    for c in cands:
+        figures = {k: c.record.get(k) for k in ("batch", "p50_ms", "throughput")}
+        c.record = {**saved[c.name], "other_batch": figures}
+
+
+def other_score(run: Any, cand: Any) -> float | None:
+    """``run._score`` of ``cand``'s figures at the other batch (``time_other_batch``): lower
+    is better."""
+    other = cand.record.get("other_batch") or {}
+    if run.settings.objective == "latency":
+        return other.get("p50_ms")
+    return 1.0 / other["throughput"] if other.get("throughput") else None
 
 
 def spare_rounds(settings: SearchSettings, left: float, cands: int) -> int:
@@ -60,23 +77,20 @@ def other_batch_best(run: Any, kept: list[Any], base: Any) -> Any | None:
     if not ties:
         return None
     other = batches[1]
-    saved = {c.name: dict(c.record) for c in [base, *ties]}
-    run._time([base, *ties], f"ties at batch {other}", until=run.deadline,
-              batch=other)
-    figures = {c.name: {k: c.record.get(k) for k in ("batch", "p50_ms", "throughput")}
-               for c in [base, *ties]}
-    for c in [base, *ties]:  # the search's own figures stay the record's
-        c.record = {**saved[c.name], "other_batch": figures[c.name]}
-    score = (lambda c: c.record["other_batch"]["p50_ms"]) if run.settings.objective == \
-        "latency" else (lambda c: 1.0 / c.record["other_batch"]["throughput"]
-                        if c.record["other_batch"].get("throughput") else None)
-    ref = score(base)
-    winners = [c for c in ties if ref is not None and score(c) is not None and trade_wins(
-        [run._score(c) / limit, score(c) / ref], run.settings.margin)]
+    time_other_batch(run, [base, *ties], other, "ties")
+    ref = other_score(run, base)
+    if ref is None:
+        return None
+
+    def ratios(c: Any) -> list[float]:
+        return [run._score(c) / limit, other_score(run, c) / ref]
+
+    winners = [c for c in ties if other_score(run, c) is not None
+               and trade_wins(ratios(c), run.settings.margin)]
     if not winners:
         return None
-    best = min(winners, key=lambda c: run._score(c) / limit * score(c) / ref)
+    best = min(winners, key=lambda c: math.prod(ratios(c)))
+    at_search, at_other = ratios(best)
     best.record["why"] = (f"ties with '{base.name}' at batch {run.batch} "
-                          f"({limit / run._score(best):.2f}x), "
-                          f"{ref / score(best):.2f}x at batch {other}")
+                          f"({1 / at_search:.2f}x), {1 / at_other:.2f}x at batch {other}")
     return best

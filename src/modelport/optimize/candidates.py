@@ -71,24 +71,26 @@ class Runtime:
             out["fast_path_precision"] = list(self.fast_path_precision)
         return out
 
+    def fast_paths(self) -> list[tuple[dict[str, list[int]], str | None]]:
+        """(shape, hint) of each fast path in order (hint None: the session's)."""
+        shapes = specialized_shapes(self.to_dict().get("specialize"))
+        return list(zip(shapes, self.fast_path_precision or [None] * len(shapes)))
+
     def with_fast_path(self, shape: Mapping[str, Any], hint: str | None = None) -> Runtime:
         """These settings with one more static fast path (``shape``), compiled with ``hint``
         (None: the session's)."""
-        have = specialized_shapes(self.to_dict().get("specialize"))
-        hints = list(self.fast_path_precision or [None] * len(have))
-        return replace(self, specialize=[*have, dict(shape)],
-                       fast_path_precision=(*hints, hint))
+        have = self.fast_paths()
+        return replace(self, specialize=[*(s for s, _ in have), dict(shape)],
+                       fast_path_precision=(*(h for _, h in have), hint))
 
     def describe(self) -> str:
         parts = {"threads": "threads {}", "streams": "streams {}",
                  "inference_precision": "hint {}", "graph_optimization_level": "graph {}",
                  "shapes": "static {}", "specialize": "static fast path {}"}
-        hints = list(self.fast_path_precision or [None] * len(self.specialize or ()))
         text = ", ".join(parts[k].format("auto" if (k == "streams" and v == 0) else
                                          _dims(v) if k == "shapes" else
                                          ", ".join(_dims(shape) + (f" {h}" if h else "")
-                                                   for shape, h in zip(
-                                                       specialized_shapes(v), hints))
+                                                   for shape, h in self.fast_paths())
                                          if k == "specialize" else v)
                          for k, v in self.to_dict().items() if k in parts)
         return text or "defaults"

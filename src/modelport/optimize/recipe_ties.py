@@ -31,6 +31,7 @@ def rejudge(run: Any, recipes: list[Any], winner: Any, final: Any) -> tuple[Any,
     the stage-1 winner; ``final``: the candidate whose session and runtime ship (stage 2's
     choice, or the winner itself), its session open. Returns (the recipe that ships, the rows
     this stage recorded); the recipe is ``winner`` unless a tie beat it."""
+    from modelport.optimize.batch_rules import time_other_batch
     from modelport.optimize.candidates import Runtime
     from modelport.optimize.static_stage import fast_path_batches
 
@@ -64,7 +65,7 @@ def rejudge(run: Any, recipes: list[Any], winner: Any, final: Any) -> tuple[Any,
         batches = fast_path_batches(run.batch)
         run._time(kept, f"tied recipes with {label}", until=run.deadline)
         if len(batches) > 1 and not run._out_of_time():
-            _time_other(run, kept, batches[1])
+            time_other_batch(run, kept, batches[1], "tied recipes")
     best = _decide(run, base, kept[1:])
     for cand in kept[1:]:
         cand.session.close()
@@ -80,13 +81,9 @@ def rejudge(run: Any, recipes: list[Any], winner: Any, final: Any) -> tuple[Any,
 def _row(cand: Any, runtime: Any, session: Any, label: str) -> Any:
     """A row of this stage (``tie``): the artifact of ``cand`` (a stage-1 candidate) with
     ``runtime``."""
-    from dataclasses import replace
+    from modelport.optimize.static_stage import stage_row
 
-    name = f"{cand.name}, {label}, {NOTE}"
-    return replace(cand, name=name, stage="tie", runtime=runtime, session=session, record={
-        "name": name, "stage": "tie", "options": dict(cand.recipe.options),
-        "runtime": runtime.to_dict(), "kept": False, "chosen": False,
-        **({"peer": cand.recipe.peer} if cand.recipe.peer else {})})
+    return stage_row(cand, f"{cand.name}, {label}, {NOTE}", "tie", runtime, session)
 
 
 def _ties(run: Any, recipes: list[Any], winner: Any) -> list[Any]:
@@ -108,17 +105,15 @@ def _fast_paths_differ(run: Any, cand: Any) -> str | None:
     budget at its shape (``static_stage.check_fast_path``)."""
     from dataclasses import replace
 
-    from modelport.backends.static_shapes import specialized_shapes
     from modelport.optimize.static_stage import check_fast_path
 
-    shapes = specialized_shapes(cand.runtime.to_dict().get("specialize"))
-    if not shapes:
+    paths = cand.runtime.fast_paths()
+    if not paths:
         return None
-    hints = list(cand.runtime.fast_path_precision or [None] * len(shapes))
     dynamic = run._load(cand.artifact, replace(cand.runtime, specialize=None,
                                                fast_path_precision=None))
     try:
-        for shape, hint in zip(shapes, hints):
+        for shape, hint in paths:
             why = check_fast_path(run, cand, dynamic, shape, hint)
             if why:
                 return why
@@ -127,31 +122,16 @@ def _fast_paths_differ(run: Any, cand: Any) -> str | None:
     return None
 
 
-def _time_other(run: Any, kept: list[Any], other: int) -> None:
-    """Time ``kept`` at the other bench batch; the figures go to ``record["other_batch"]``,
-    the search's own stay the record's."""
-    saved = {c.name: dict(c.record) for c in kept}
-    run._time(kept, f"tied recipes at batch {other}", until=run.deadline, batch=other)
-    for c in kept:
-        figures = {k: c.record.get(k) for k in ("batch", "p50_ms", "throughput")}
-        c.record = {**saved[c.name], "other_batch": figures}
-
-
 def _decide(run: Any, base: Any, ties: list[Any]) -> Any | None:
     """The tie whose ratios to ``base`` win the trade (``batch_rules.trade_wins``: within
     TIE_BAND at every timed batch, ahead by the margin at one and over all together), the best
     product of them first; else None."""
-    from modelport.optimize.batch_rules import trade_wins
+    import math
 
-    margin = run.settings.margin
+    from modelport.optimize.batch_rules import other_score, trade_wins
 
     def scores(c: Any) -> list[float | None]:
-        out = [run._score(c)]
-        other = c.record.get("other_batch")
-        if other is not None:
-            out.append(other.get("p50_ms") if run.settings.objective == "latency" else
-                       1.0 / other["throughput"] if other.get("throughput") else None)
-        return out
+        return [run._score(c)] + ([other_score(run, c)] if "other_batch" in c.record else [])
 
     ref = scores(base)
     if any(s is None for s in ref):
@@ -163,12 +143,11 @@ def _decide(run: Any, base: Any, ties: list[Any]) -> Any | None:
             continue
         ratios = [m / r for m, r in zip(mine, ref)]
         c.record["ratios_to_winner"] = [round(r, 4) for r in ratios]
-        product = ratios[0] * (ratios[1] if len(ratios) > 1 else 1.0)
-        if trade_wins(ratios, margin) and product < best_product:
-            best, best_product = c, product
+        if trade_wins(ratios, run.settings.margin) and math.prod(ratios) < best_product:
+            best, best_product = c, math.prod(ratios)
     if best is not None:
         batches = [base.record.get("batch")] + ([base.record["other_batch"]["batch"]]
-                                     if base.record.get("other_batch") else [])
+                                                if "other_batch" in base.record else [])
         best.record["why"] = (f"tied with '{base.recipe.name}' in stage 1; with the chosen "
                               "settings " + ", ".join(
                                   f"{1 / r:.2f}x at batch {b}"

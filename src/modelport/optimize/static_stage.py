@@ -60,6 +60,15 @@ def stage(run: Any, winner: Any, share: float) -> list[Any]:
     return []
 
 
+def stage_row(cand: Any, name: str, stage: str, runtime: Runtime, session: Any = None) -> Any:
+    """A new row of a later stage: ``cand``'s recipe and artifact (a ``search.Candidate``)
+    loaded with ``runtime``, recorded as not yet kept (``session``: one already open)."""
+    return replace(cand, name=name, stage=stage, runtime=runtime, session=session, record={
+        "name": name, "stage": stage, "options": dict(cand.recipe.options),
+        "runtime": runtime.to_dict(), "kept": False, "chosen": False,
+        **({"peer": cand.recipe.peer} if cand.recipe.peer else {})})
+
+
 def _other_hints(run: Any, winner: Any) -> list[str]:
     """The precision hints stage 2 proposes (bf16 on a bf16 CPU for INT8) other than the
     winner's own: a fast path is tried with each too."""
@@ -101,20 +110,18 @@ def rejudge(run: Any, winner: Any, chosen: Any, rows: list[Any], share: float) -
     with the f32 hint and won with the bf16 hint that stage 2 then chose. No new load
     past ``share`` of --max-time, timed until the deadline (as stage 2). Returns the rows (stage
     ``shape``, named ... ``REJUDGED``); a kept one is in ``chosen``'s runtime and session."""
-    from modelport.backends.static_shapes import specialized_shapes
-
     if chosen is None or chosen.session is None or chosen.runtime == winner.runtime:
         return []
-    kept = specialized_shapes(winner.runtime.to_dict().get("specialize"))
+    kept = [shape for shape, _ in winner.runtime.fast_paths()]
     lost: dict[str, tuple[dict, list]] = {}  # shape -> (shape, hints of its loads that lost)
     for row in rows:
-        tried = specialized_shapes(row.runtime.to_dict().get("specialize"))
-        if not tried or tried[-1] in kept or not row.record.get("kept"):
+        tried = row.runtime.fast_paths()
+        if not tried or tried[-1][0] in kept or not row.record.get("kept"):
             continue  # kept, or never ran (failed, differed, outside the budget, no time)
-        hint = (row.runtime.fast_path_precision or [None] * len(tried))[-1]
+        shape, hint = tried[-1]
         if hint == chosen.runtime.inference_precision:
             hint = None  # the session's own now
-        shape, hints = lost.setdefault(repr(tried[-1]), (tried[-1], []))
+        shape, hints = lost.setdefault(repr(shape), (shape, []))
         if hint not in hints:
             hints.append(hint)
     out: list[Any] = []
@@ -144,25 +151,15 @@ def _try(run: Any, winner: Any, share: float, rts: list[Runtime], batch: int | N
     dynamic = replace(winner, name=name, stage="shape", record={
         **own, "name": name, "stage": "shape", "runtime": winner.runtime.to_dict(),
         "chosen": False})
-    statics = []
-    for rt in rts:
-        label = f"{prefix}, {rt.describe()}{tail}"
-        statics.append(replace(winner, name=label, stage="shape", runtime=rt, session=None,
-                               record={"name": label, "stage": "shape",
-                                       "options": dict(winner.recipe.options),
-                                       "runtime": rt.to_dict(), "kept": False, "chosen": False,
-                                       **({"peer": winner.recipe.peer} if winner.recipe.peer
-                                          else {})}))
+    statics = [stage_row(winner, f"{prefix}, {rt.describe()}{tail}", "shape", rt)
+               for rt in rts]
     for static in statics:
         if run._out_of_time(share):
             run._drop(static, f"not tried: --max-time ({run.settings.max_time:.0f} s) reached")
             continue
         run._open(static)  # loaded static, checked against the budget
         if static.runtime.specialize and static.session is not None:
-            from modelport.backends.static_shapes import specialized_shapes
-
-            shape = specialized_shapes(static.runtime.to_dict()["specialize"])[-1]
-            hint = (static.runtime.fast_path_precision or [None])[-1]
+            shape, hint = static.runtime.fast_paths()[-1]  # the one being tried
             why = check_fast_path(run, static, winner.session, shape, hint)
             if why:
                 static.session.close()
@@ -186,10 +183,10 @@ def _try(run: Any, winner: Any, share: float, rts: list[Runtime], batch: int | N
         dynamic.record["chosen"] = True
     before = "fast paths before it" if dynamic.runtime.specialize else "dynamic graph"
     for static in opened:
-        if not static.record["chosen"]:
+        if static is not best or not best.record["chosen"]:
             static.session.close()
             static.record["why"] = ("another load of this stage was faster"
-                                    if dynamic.record["chosen"] is False else
+                                    if best.record["chosen"] else
                                     f"not {100 * run.settings.margin:.0f}% faster than the "
                                     f"{before}")
         static.session = None
@@ -212,7 +209,7 @@ def check_fast_path(run: Any, cand: Any, dynamic: Any, shape: dict[str, list[int
     from modelport.metrics import budget_misses
     from modelport.optimize.candidates import Runtime
 
-    why = fast_path_differs(cand.session, dynamic, run.ctx.pool, {"specialize": shape})
+    why = fast_path_differs(cand.session, dynamic, run.ctx.pool, shape)
     if why is None:
         return None
     static = run._load(cand.artifact, Runtime(
@@ -227,15 +224,13 @@ def check_fast_path(run: Any, cand: Any, dynamic: Any, shape: dict[str, list[int
         else None
 
 
-def fast_path_differs(fast: Any, dynamic: Any, pool: Any, runtime: dict[str, Any],
+def fast_path_differs(fast: Any, dynamic: Any, pool: Any, shapes: dict[str, list[int]],
                       feeds: int = 3) -> str | None:
     """The budget check runs the evaluation batches, which may miss the fast path's shape:
-    compare it with the dynamic model on pool rows at that shape; a reason when it differs."""
+    compare it with the dynamic model on pool rows at that shape (``shapes``: input name ->
+    dims); a reason when it differs."""
     import numpy as np
 
-    from modelport.backends.static_shapes import specialized_shapes
-
-    shapes = specialized_shapes(runtime["specialize"])[-1]  # the one being tried
     batch = next(iter(shapes.values()))[0]
     rows = len(next(iter(pool.values())))
     for i in range(max(1, min(feeds, rows // batch))):
