@@ -13,14 +13,10 @@ import numpy as np
 import pytest
 
 import modelport
-from modelport.backends.base import BuildOptions
 from modelport.backends.static_shapes import specialized_shapes
-from modelport.metrics import Budget
-from modelport.optimize import SearchSettings
 from modelport.optimize.candidates import Runtime
-from tests.support.catalog_support import write_feeds, write_mlp_factory
+from tests.optimize.conftest import export_searched
 
-OV_INT8 = "openvino:cpu:int8"
 ONE, BATCH = {"features": [1, 12]}, {"features": [32, 12]}
 #: an AVX-512 CPU with bf16 arithmetic: the search proposes the bf16 hint
 BF16_CPU = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16")
@@ -35,14 +31,6 @@ def test_the_setting_keeps_one_hint_per_fast_path_and_drops_all_none():
     assert plain.fast_path_precision is None and "fast_path_precision" not in plain.to_dict()
     with pytest.raises(ValueError, match="one hint per fast path"):
         Runtime(specialize=[ONE, BATCH], fast_path_precision=["bf16"])
-
-
-@pytest.fixture(scope="module")
-def mlp(tmp_path_factory):
-    pytest.importorskip("nncf")
-    root = tmp_path_factory.mktemp("fpp")
-    return (str(write_mlp_factory(root / "mlp.py")) + ":make",
-            write_feeds(root / "calib", 32, seed=1), write_feeds(root / "eval", 16, seed=2))
 
 
 def _fake_time(self, cands, what, *, until, batch=None):
@@ -61,19 +49,14 @@ def _fake_time(self, cands, what, *, until, batch=None):
         c.record.update(batch=at, p50_ms=p50, throughput=1000.0 * at / p50, rounds=1)
 
 
-def test_a_fast_path_is_kept_with_the_hint_it_wins_with_and_loads_with_it(mlp, tmp_path,
+def test_a_fast_path_is_kept_with_the_hint_it_wins_with_and_loads_with_it(ov_int8_mlp,
+                                                                          tmp_path,
                                                                           monkeypatch):
     from modelport.backends.openvino.backend import _type_name, effective_precision
     from modelport.optimize.search import _Run
 
     monkeypatch.setattr(_Run, "_time", _fake_time)
-    model, calib, evals = mlp
-    result = modelport.export(
-        model, [OV_INT8], out=tmp_path, calib=calib, eval=evals, bench=None, progress=False,
-        force=True, budget=Budget(min_cosine=0.5, min_top1_agreement=0.5),
-        options=BuildOptions(cpu_features=BF16_CPU, search=SearchSettings(
-            duration=0.02, rounds=2, cache=False)))
-    bundle = result.bundles[OV_INT8]
+    bundle = export_searched(ov_int8_mlp, tmp_path, cpu_features=BF16_CPU)
     manifest = json.loads((bundle / "manifest.json").read_text())
     rows = [c for c in manifest["build"]["search"]["candidates"] if c["stage"] == "shape"]
     # per batch: the loads before it, the fast path with the session's hint, with bf16
@@ -97,7 +80,7 @@ def test_a_fast_path_is_kept_with_the_hint_it_wins_with_and_loads_with_it(mlp, t
 
 
 def test_a_fast_path_that_differs_from_the_dynamic_model_ships_when_it_keeps_the_budget(
-        mlp, tmp_path, monkeypatch):
+        ov_int8_mlp, tmp_path, monkeypatch):
     """Every fast path made to differ (the equality bound above 1): each is then judged by
     the evaluation split through a static load of its shape and hint, which keeps the loose
     budget, so the choice is the same as when they matched."""
@@ -110,13 +93,8 @@ def test_a_fast_path_that_differs_from_the_dynamic_model_ships_when_it_keeps_the
     real = static_stage.check_fast_path
     monkeypatch.setattr(static_stage, "check_fast_path",
                         lambda *a: calls.append(a[3]) or real(*a))
-    model, calib, evals = mlp
-    result = modelport.export(
-        model, [OV_INT8], out=tmp_path, calib=calib, eval=evals, bench=None, progress=False,
-        force=True, budget=Budget(min_cosine=0.5, min_top1_agreement=0.5),
-        options=BuildOptions(cpu_features=BF16_CPU, search=SearchSettings(
-            duration=0.02, rounds=2, cache=False)))
-    manifest = json.loads((result.bundles[OV_INT8] / "manifest.json").read_text())
+    bundle = export_searched(ov_int8_mlp, tmp_path, cpu_features=BF16_CPU)
+    manifest = json.loads((bundle / "manifest.json").read_text())
     rows = [c for c in manifest["build"]["search"]["candidates"] if c["stage"] == "shape"]
     assert ONE in calls and BATCH in calls
     assert all(c["kept"] for c in rows), [c.get("why") for c in rows]

@@ -13,25 +13,13 @@ import numpy as np
 import pytest
 
 import modelport
-from modelport.backends.base import BuildOptions
 from modelport.backends.static_shapes import specialized_shapes
-from modelport.metrics import Budget
-from modelport.optimize import SearchSettings
 from modelport.optimize.recipe_ties import NOTE
-from tests.support.catalog_support import write_feeds, write_mlp_factory
+from tests.optimize.conftest import export_searched
 
 pytestmark = [pytest.mark.openvino]
 
-OV_INT8 = "openvino:cpu:int8"
 DEFAULT = "modelport default"
-
-
-@pytest.fixture(scope="module")
-def mlp(tmp_path_factory):
-    pytest.importorskip("nncf")
-    root = tmp_path_factory.mktemp("ties")
-    return (str(write_mlp_factory(root / "mlp.py")) + ":make",
-            write_feeds(root / "calib", 32, seed=1), write_feeds(root / "eval", 16, seed=2))
 
 
 def _given_figures(fast: list[str], wins: bool):
@@ -58,18 +46,13 @@ def _given_figures(fast: list[str], wins: bool):
 
 
 @pytest.mark.parametrize("wins", [True, False], ids=["tie-wins", "default-stays"])
-def test_a_tied_recipe_is_judged_again_with_the_chosen_settings(mlp, tmp_path, monkeypatch,
-                                                                wins):
+def test_a_tied_recipe_is_judged_again_with_the_chosen_settings(ov_int8_mlp, tmp_path,
+                                                                monkeypatch, wins):
     from modelport.optimize.search import _Run
 
     fast: list[str] = []
     monkeypatch.setattr(_Run, "_time", _given_figures(fast, wins))
-    model, calib, evals = mlp
-    result = modelport.export(
-        model, [OV_INT8], out=tmp_path, calib=calib, eval=evals, bench=None, progress=False,
-        force=True, budget=Budget(min_cosine=0.5, min_top1_agreement=0.5),
-        options=BuildOptions(search=SearchSettings(duration=0.02, rounds=2, cache=False)))
-    bundle = result.bundles[OV_INT8]
+    bundle = export_searched(ov_int8_mlp, tmp_path)
     manifest = json.loads((bundle / "manifest.json").read_text())
     search = manifest["build"]["search"]
     assert fast, "no second recipe within budget on the MLP"
