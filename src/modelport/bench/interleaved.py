@@ -3,7 +3,10 @@
 Timing artifacts one after another lets a burst of load from another process (or a CPU that
 warms up or throttles) land on one of them only. Interleaving spreads it over all: every
 session is timed once per round with the same harness (``bench.harness.benchmark``) and the
-figure kept per session and batch is the median over rounds. The recipe search
+figure kept per session and batch is the median over rounds. Odd rounds run the sessions in
+reverse order, so no session always follows the same one: what one leaves behind (its runtime's
+threads still spinning, caches full of its weights, a CPU clocked up by a batch-32 run) lands
+on a different neighbour each round instead of always on the next in line. The recipe search
 (``modelport.optimize``) and the experiments (``experiments/int8_recipes.py``) share this.
 """
 
@@ -61,7 +64,8 @@ def time_interleaved(
     for r in range(rounds):
         if r and deadline is not None and time.perf_counter() >= deadline:
             break
-        for label, session in sessions.items():
+        order = list(sessions.items())
+        for label, session in (reversed(order) if r % 2 else order):
             s = settings[label] if isinstance(settings, Mapping) else settings
             feed_pool = (pools or {}).get(label, pool)
             result = benchmark(session, feed_pool, s, label=label, progress=False)
