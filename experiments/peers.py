@@ -17,7 +17,10 @@ optimum-intel compiles it (the LATENCY hint, the plugin's default precision). Th
 
 Fidelity = mean cosine vs torch FP32 on the held-out evaluation sentences (padded to 128).
 Speed = p50 at batch 1 and 32, medians over interleaved rounds (bench/interleaved.py), as
-ratios to torch FP32 eager; "best modelport / best peer" compares the fastest modelport row
+ratios to torch FP32 eager. Each artifact is loaded ``--loads`` times (each load its own
+compile, timed as its own session) and its figure is the mean over the loads: two compiles of
+one IR ran up to ~9% apart at batch 1 on a 2-core Zen 5, steadily over rounds, so one load per
+row would let a lucky compile decide which peer is fastest; "best modelport / best peer" compares the fastest modelport row
 with the fastest peer row whose fidelity is not higher than it.
 
     .venv/bin/python experiments/peers.py --update-docs      # writes docs/performance.md
@@ -29,6 +32,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -47,10 +51,16 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (duration split)")
     p.add_argument("--max-time", type=float, default=600.0,
                    help="seconds of recipe search per modelport target (--optimize)")
+    p.add_argument("--loads", type=int, default=2,
+                   help="times each artifact is loaded (compiled); each load is timed as its own "
+                        "session and the row's figure is their mean (default 2): one compile can "
+                        "run several percent faster or slower than another of the same file")
     p.add_argument("--calib", type=int, default=128,
                    help="calibration sentences, the same for every INT8 artifact (default 128)")
     p.add_argument("--optimum-intel-venv", type=Path, default=None,
                    help="a venv with optimum-intel (see the docstring): its INT8 IR is a peer row")
+    p.add_argument("--json", type=Path, default=None,
+                   help="also write every row's figures (each load's too) to this JSON file")
     p.add_argument("--update-docs", action="store_true",
                    help="write the table into docs/performance.md (block peers)")
     args = p.parse_args()
@@ -63,6 +73,10 @@ def main() -> None:
 
     text = report(result) + f"\n\n({stamp()})"
     print(text)
+    if args.json:
+        import json
+
+        args.json.write_text(json.dumps({**result, "stamp": stamp()}, indent=1, default=str))
     if args.update_docs:
         from results_md import DOCS, update_doc_block
 
@@ -70,8 +84,6 @@ def main() -> None:
 
 
 def run(tmp: Path, args) -> dict[str, Any]:
-    from int8_recipes import _modelport
-
     from modelport.backends.torch.backend import TorchSession
     from modelport.bench.harness import BenchSettings
     from modelport.bench.interleaved import time_interleaved
@@ -94,39 +106,70 @@ def run(tmp: Path, args) -> dict[str, Any]:
     rows: dict[str, dict[str, Any]] = {}
     sessions: dict[str, Any] = {}
 
-    def add(label: str, session, kind: str, recipe: str) -> None:
-        sessions[label] = session
-        rows[label] = {"kind": kind, "recipe": recipe}
-        log.info("built %s", label)
+    loads: dict[str, list[str]] = {}  # row label -> the labels of its loads
 
-    add("torch FP32 eager", TorchSession(model.module, inputs, outputs), "reference", "")
+    def add(label: str, open_session, kind: str, recipe: str, times: int = args.loads) -> None:
+        """``open_session()`` loads the artifact (a compile): called ``times`` times, each load
+        timed as its own session, the row's figure the mean over them."""
+        rows[label] = {"kind": kind, "recipe": recipe}
+        loads[label] = [label if i == 0 else f"{label} (load {i + 1})" for i in range(times)]
+        for name in loads[label]:
+            sessions[name] = open_session()
+        log.info("built %s (%d load%s)", label, times, "s" if times > 1 else "")
+
+    add("torch FP32 eager", lambda: TorchSession(model.module, inputs, outputs), "reference", "",
+        times=1)
     for target, label in ((ORT_INT8, "modelport ORT INT8"), (OV_INT8, "modelport OpenVINO INT8")):
-        session, art = _modelport(target.split(":")[0], target, model, calib, tmp, inputs,
-                                  outputs)
-        add(label, session, "modelport", "default recipe, " + str(art.info.get("cpu_kind")))
-    for target, session, search in optimized(model, calib, held_out, tmp, args.max_time):
-        add(f"modelport {target} --optimize latency", session, "modelport",
+        open_session, art = _modelport_loader(target, model, calib, tmp, inputs, outputs)
+        add(label, open_session, "modelport", "default recipe, " + str(art.info.get("cpu_kind")))
+    for target, open_session, search in optimized(model, calib, held_out, tmp, args.max_time):
+        add(f"modelport {target} --optimize latency", open_session, "modelport",
             f"{search.get('chosen')} ({_settings(search.get('runtime_settings'))})")
-    for label, session, recipe in peers(model, calib, tmp, inputs, outputs,
-                                        args.optimum_intel_venv):
-        add(label, session, "peer", recipe)
+    for label, open_session, recipe in peers(model, calib, tmp, inputs, outputs,
+                                             args.optimum_intel_venv):
+        add(label, open_session, "peer", recipe)
     reference = run_session(sessions["torch FP32 eager"], evalset)
-    for label, session in sessions.items():
-        got = run_session(session, evalset, batch_size=32)
-        rows[label]["cosine"] = fidelity(got, reference, task=model.task)["cosine_mean"]
+    for label, row in rows.items():
+        got = run_session(sessions[label], evalset, batch_size=32)
+        row["cosine"] = fidelity(got, reference, task=model.task)["cosine_mean"]
     settings = BenchSettings(batch_sizes=(1, 32), warmup=3, duration=args.duration / args.rounds,
                              min_iters=3)
     timed = time_interleaved(sessions, pool, settings, rounds=args.rounds,
                              on_round=lambda r, n: log.info("round %d of %d timed", r, n))
-    for label, t in timed.items():
-        rows[label]["p50_ms"] = dict(t.p50_ms)
+    for label, names in loads.items():
+        rows[label]["p50_ms"] = {b: statistics.fmean(timed[n].p50_ms[b] for n in names)
+                                 for b in (1, 32)}
+        rows[label]["p50_ms_per_load"] = {b: [timed[n].p50_ms[b] for n in names] for b in (1, 32)}
     for session in sessions.values():
         session.close()
-    return {"seq": seq, "eval": len(evalset), "calib": len(calib), "rows": rows}
+    return {"seq": seq, "eval": len(evalset), "calib": len(calib), "loads": args.loads,
+            "rows": rows}
+
+
+def _modelport_loader(target: str, model, calib, tmp: Path, inputs, outputs):
+    """A modelport build of ``target`` (default recipe) and a function that loads it again."""
+    from int8_recipes import _modelport
+
+    from modelport import registry
+    from modelport.specs import Target
+
+    session, art = _modelport(target.split(":")[0], target, model, calib, tmp, inputs, outputs)
+    t = Target.parse(target)
+    first = [session]
+
+    def open_session():
+        if first:
+            return first.pop()
+        return registry.get_backend(t.runtime)().load(
+            art.main_path, target=t, inputs=art.inputs or inputs,
+            outputs=art.outputs or outputs, **art.session_options)
+
+    return open_session, art
 
 
 def optimized(model, calib, evalset, tmp: Path, max_time: float):
-    """The --optimize latency bundles of both INT8 targets, loaded as a user would."""
+    """The --optimize latency bundles of both INT8 targets, each with a function that loads it
+    as a user would."""
     import modelport
     from modelport.backends.base import BuildOptions
     from modelport.optimize import SearchSettings
@@ -137,11 +180,14 @@ def optimized(model, calib, evalset, tmp: Path, max_time: float):
                               options=BuildOptions(search=SearchSettings(
                                   objective="latency", max_time=max_time, cache=False)))
     for target, bundle in result.bundles.items():
-        session = modelport.load(bundle)
-        yield target, session, session.bundle.manifest["build"].get("search") or {}
+        from modelport.bundle import open_bundle
+
+        search = open_bundle(bundle).manifest["build"].get("search") or {}
+        yield target, (lambda b=bundle: modelport.load(b)), search
 
 
 def peers(model, calib, tmp: Path, inputs, outputs, optimum_venv: Path | None = None):
+    """Each peer artifact: (label, a function that loads it, the call that made it)."""
     import nncf
     import openvino as ov
     from onnxruntime.quantization import quantize_dynamic
@@ -151,12 +197,13 @@ def peers(model, calib, tmp: Path, inputs, outputs, optimum_venv: Path | None = 
 
     src = str(model.onnx_artifact.path)
     quantize_dynamic(src, str(tmp / "ort-plain.onnx"))
-    yield ("ORT quantize_dynamic defaults", OnnxRuntimeSession(tmp / "ort-plain.onnx", inputs,
-                                                               outputs), "quantize_dynamic(src, dst)")
+    yield ("ORT quantize_dynamic defaults",
+           lambda: OnnxRuntimeSession(tmp / "ort-plain.onnx", inputs, outputs),
+           "quantize_dynamic(src, dst)")
     fp32 = tmp / "ov-fp32.xml"
     ov.save_model(ov.convert_model(src), str(fp32), compress_to_fp16=False)
-    yield ("OpenVINO FP32 IR, plugin default precision", PluginDefault(fp32, inputs, outputs),
-           "compile_model(ir, 'CPU')")
+    yield ("OpenVINO FP32 IR, plugin default precision",
+           lambda: PluginDefault(fp32, inputs, outputs), "compile_model(ir, 'CPU')")
     dataset = nncf.Dataset(calib.samples)
     for preset, kwargs in (("transformer preset", {"model_type": nncf.ModelType.TRANSFORMER}),
                            ("defaults", {})):
@@ -164,13 +211,13 @@ def peers(model, calib, tmp: Path, inputs, outputs, optimum_venv: Path | None = 
         xml = tmp / f"nncf-{preset.split()[0]}.xml"
         ov.save_model(q, str(xml), compress_to_fp16=False)
         call = "nncf.quantize(model, data" + (", model_type=TRANSFORMER)" if kwargs else ")")
-        yield (f"NNCF {preset}, hint f32", OpenVINOSession(xml, inputs, outputs,
-                                                          inference_precision="f32"), call)
-        yield (f"NNCF {preset}, plugin default precision", PluginDefault(xml, inputs, outputs),
-               call)
+        yield (f"NNCF {preset}, hint f32",
+               lambda x=xml: OpenVINOSession(x, inputs, outputs, inference_precision="f32"), call)
+        yield (f"NNCF {preset}, plugin default precision",
+               lambda x=xml: PluginDefault(x, inputs, outputs), call)
     if optimum_venv is not None:
         xml, versions = optimum_intel(optimum_venv, calib, tmp)
-        yield ("optimum-intel OVQuantizer defaults", PluginDefault(xml, inputs, outputs),
+        yield ("optimum-intel OVQuantizer defaults", lambda: PluginDefault(xml, inputs, outputs),
                f"OVSentenceTransformer export + OVQuantizer(OVQuantizationConfig()) ({versions})")
 
 
@@ -232,7 +279,7 @@ def report(result: dict[str, Any]) -> str:
     lines = [(f"MiniLM (all-MiniLM-L6-v2), seq {result['seq']}; fidelity = mean cosine vs torch "
               f"FP32 on {result['eval']} held-out sentences; INT8 calibrated on "
               f"{result['calib']}. Speed: p50 ratios to torch FP32 eager, medians over "
-              "interleaved rounds."), "",
+              f"interleaved rounds, mean over {result.get('loads', 1)} load(s) of each artifact."), "",
              "| artifact | kind | recipe | mean cos | b1 vs torch | b32 vs torch |",
              "|---|---|---|---|---|---|"]
     for label, r in rows.items():
