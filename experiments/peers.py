@@ -67,11 +67,14 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     log.setLevel(logging.INFO)
     logging.getLogger("modelport").setLevel(logging.INFO)
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="modelport-peers-") as tmp:
         result = run(Path(tmp), args)
     from stamp import stamp
 
-    text = report(result) + f"\n\n({stamp()})"
+    result["load_avg"] = [load, os.getloadavg()[0]]
+    text = report(result) + (f"\n\n({stamp()} · load average {load:.1f} before / "
+                             f"{result['load_avg'][1]:.1f} after)")
     print(text)
     if args.json:
         import json
@@ -123,8 +126,10 @@ def run(tmp: Path, args) -> dict[str, Any]:
         open_session, art = _modelport_loader(target, model, calib, tmp, inputs, outputs)
         add(label, open_session, "modelport", "default recipe, " + str(art.info.get("cpu_kind")))
     for target, open_session, search in optimized(model, calib, held_out, tmp, args.max_time):
-        add(f"modelport {target} --optimize latency", open_session, "modelport",
+        label = f"modelport {target} --optimize latency"
+        add(label, open_session, "modelport",
             f"{search.get('chosen')} ({_settings(search.get('runtime_settings'))})")
+        rows[label]["search"] = search  # every candidate's figures, for --json
     for label, open_session, recipe in peers(model, calib, tmp, inputs, outputs,
                                              args.optimum_intel_venv):
         add(label, open_session, "peer", recipe)
