@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.lm.checkpoints import write_checkpoint
+from tests.support.shared import once_per_run
 
 EVAL_LINES = 40  # perplexity lines (the issue allows <= 50)
 FP32_TARGETS = ["onnxruntime:cpu:fp32", "openvino:cpu:fp32"]
@@ -31,14 +32,18 @@ def _export(kind: str, tmp_path_factory, eval_text: Path, targets: list[str], **
     import modelport
     from modelport.errors import AccuracyBudgetExceeded
 
-    root = tmp_path_factory.mktemp(f"lm-{kind}")
-    model = write_checkpoint(kind, root / "ckpt") if kind != "tiny-lm" else "builtin:tiny-lm"
-    try:
-        result = modelport.export(str(model), targets, out=root / "bundles", bench=None,
-                                  eval=eval_text, progress=False, **kwargs)
-    except AccuracyBudgetExceeded as exc:  # the other targets' bundles are still written
-        return model, exc.result, exc
-    return model, result, None
+    def build():
+        root = tmp_path_factory.mktemp(f"lm-{kind}")
+        model = write_checkpoint(kind, root / "ckpt") if kind != "tiny-lm" else "builtin:tiny-lm"
+        try:
+            result = modelport.export(str(model), targets, out=root / "bundles", bench=None,
+                                      eval=eval_text, progress=False, **kwargs)
+        except AccuracyBudgetExceeded as exc:  # the other targets' bundles are still written
+            return model, exc.result, exc
+        return model, result, None
+
+    # several files use each export: built once per run, not once per xdist worker
+    return once_per_run(tmp_path_factory, f"lm-{kind}", build)
 
 
 @pytest.fixture(scope="session")
