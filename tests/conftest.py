@@ -50,13 +50,12 @@ def _cuda() -> bool:
 
 
 #: the longest files (a 2.15 GB model through three backends, mostly disk work; the Ray
-#: clusters of the sweep tests; the zero-shot and audio task fixtures) start first, so that
+#: cluster of the sweep tests; the zero-shot and audio task fixtures) start first, so that
 #: under `make test`'s pytest-xdist workers the short files fill the end, not a long one
 #: (`make test` passes --no-loadscope-reorder: xdist would otherwise start the files with the
 #: most tests first, and this one-test file last)
 RUN_FIRST = ("tests/models/test_large_model.py", "tests/tasks/test_zero_shot.py",
              "tests/tasks/test_audio_tasks.py", "tests/sweep/test_sweep_ray.py",
-             "tests/sweep/test_sweep_optimize.py",
              "tests/passes/test_passes.py", "tests/backends/test_tensorrt_cpu.py")
 
 

@@ -1,10 +1,14 @@
-"""The sweep's pure decisions: CPU kinds, build deduplication, cache keys, speedup baselines."""
+"""The sweep's pure decisions: CPU kinds, build deduplication, cache keys, speedup baselines;
+a bad --optimize value refused by name."""
 
 from __future__ import annotations
+
+import pytest
 
 from modelport.sweep.payload import model_payload, pack_path, text_payload
 from modelport.sweep.plan import SweepSpec, cpu_kind, kind_features, plan_builds
 from modelport.sweep.report import add_speedups
+from tests.conftest import run_cli
 
 AVX2 = {"machine": "x86_64", "cpu_flags": ["avx2", "fma"]}
 VNNI = {"machine": "x86_64", "cpu_flags": ["avx2", "avx512f", "avx512_vnni", "avx512_bf16"]}
@@ -81,3 +85,16 @@ def test_speedups_against_the_fastest_fp32_artifact_without_torch():
     assert "onnxruntime:cpu:fp32" in label and "no torch" in label
     assert rows[2]["speedup_latency"] == 2.0 and rows[0]["speedup_latency"] == 2.0 / 3.0
     assert "speedup_latency" not in rows[3]
+
+
+def test_a_bad_optimize_value_is_a_named_error(tmp_path):
+    done = run_cli("sweep", "builtin:digits-cnn", "--targets", "onnxruntime:cpu:int8", "--report",
+                   str(tmp_path / "r"), "--optimize", "fastest", timeout=60)
+    assert done.returncode == 2
+    assert "--optimize" in done.stderr and "latency" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "r").exists()
+    from modelport.errors import UsageError
+    from modelport.sweep.run import make_spec
+
+    with pytest.raises(UsageError, match="--optimize takes latency or throughput"):
+        make_spec(["builtin:digits-cnn"], ["onnxruntime:cpu:int8"], (), None, None, {}, search={"objective": "x"})
