@@ -24,8 +24,10 @@ DEFAULT = "modelport default"
 
 def _given_figures(fast: list[str], wins: bool):
     """``_Run._time`` on given figures: every recipe but the default 1.005x its p50 (a tie)
-    at both batches; a fast path 0.5x at its own batch; with a fast path loaded, the first
-    recipe other than the default that is timed (``fast``) 0.9x at batch 32 when ``wins``."""
+    at both batches, 1.03x unless ``wins`` (still a tie, but too far behind over both batches
+    for a more faithful recipe to ship on fidelity); a fast path 0.5x at its own batch; with a
+    fast path loaded, the first recipe other than the default that is timed (``fast``) 0.9x at
+    batch 32 when ``wins``."""
 
     def fake_time(self, cands, what, *, until, batch=None):
         at = batch or self.batch
@@ -34,7 +36,7 @@ def _given_figures(fast: list[str], wins: bool):
                 fast.append(c.recipe.name)
             paths = [s["features"][0]
                      for s in specialized_shapes(c.runtime.to_dict().get("specialize"))]
-            factor = 1.0 if c.recipe.name == DEFAULT else 1.005
+            factor = 1.0 if c.recipe.name == DEFAULT else 1.005 if wins else 1.03
             if at in paths:
                 factor *= 0.5
             if wins and paths and at == 32 and c.recipe.name == fast[0]:
@@ -65,7 +67,7 @@ def test_a_tied_recipe_is_judged_again_with_the_chosen_settings(ov_int8_mlp, tmp
     assert all(r["stage"] == "tie" and r["runtime"] == settings for r in rows)
     assert all(r["kept"] and r["other_batch"]["batch"] == 32 for r in rows)
     tied = next(r for r in rows if r["name"].startswith(fast[0] + ","))
-    assert tied["ratios_to_winner"] == ([1.005, 0.9045] if wins else [1.005, 1.005])
+    assert tied["ratios_to_winner"] == ([1.005, 0.9045] if wins else [1.03, 1.03])
     assert [r["chosen"] for r in rows].count(True) == 1
     assert tied["chosen"] == wins and rows[0]["chosen"] == (not wins)
     assert search["chosen"] == (fast[0] if wins else DEFAULT)
@@ -82,3 +84,32 @@ def test_a_tied_recipe_is_judged_again_with_the_chosen_settings(ov_int8_mlp, tmp
             np.float32)}
         assert session._fast.takes(feed)
         assert all(np.isfinite(v).all() for v in session.infer(feed).values())
+
+
+def test_a_speed_tie_goes_to_the_recipe_closer_to_the_reference():
+    """The decision alone, on given figures: no tied recipe wins the trade; the one whose
+    outputs are 33% closer to the reference (1 - mean cosine) ships, the one only 10% closer
+    does not, and where none is closer enough the winner stays."""
+    from modelport.optimize.candidates import Runtime
+    from modelport.optimize.recipe_ties import _decide
+    from modelport.optimize.search import Candidate, _Run
+    from modelport.optimize.settings import SearchSettings
+
+    run = _Run.__new__(_Run)
+    run.settings, run.batch = SearchSettings(objective="latency"), 1
+
+    def row(name, p1, p32, cos):
+        recipe = type("Recipe", (), {"name": name})()
+        return Candidate(name, "tie", recipe, Runtime(), record={
+            "batch": 1, "p50_ms": p1, "other_batch": {"batch": 32, "p50_ms": p32},
+            "fidelity": {"cosine_mean": cos}})
+
+    base = row("preset", 10.0, 300.0, 0.9940)
+    closer = row("symmetric", 10.1, 300.0, 0.9960)  # 1% slower at batch 1: a tie
+    slightly = row("scope", 9.95, 300.0, 0.9946)
+    best = _decide(run, base, [slightly, closer])
+    assert best is closer and "closer to the reference" in best.record["why"]
+    assert closer.record["ratios_to_winner"] == [1.01, 1.0]
+    assert _decide(run, base, [slightly]) is None
+    slow = row("symmetric", 10.4, 306.0, 0.9960)  # 4% and 2% slower: 6% over both
+    assert _decide(run, base, [slow]) is None

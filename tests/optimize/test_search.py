@@ -243,6 +243,17 @@ def test_a_trade_between_batches_wins_only_inside_the_tie_band_and_ahead_overall
     assert not trade_wins([1.0, 0.99], 0.02)  # ahead nowhere by the margin
 
 
+def test_a_speed_tie_goes_to_the_more_faithful_candidate_only_inside_the_band():
+    from modelport.optimize.batch_rules import TIE_BAND, fidelity_tie_wins
+
+    closer, base = 0.0040, 0.0060  # 1 - mean cosine: symmetric activations vs the preset
+    assert fidelity_tie_wins([1.01, 1.005], 0.02, closer, base)  # a tie, 33% closer
+    assert not fidelity_tie_wins([1.01, 1.005], 0.02, 0.0050, base)  # only 17% closer
+    assert not fidelity_tie_wins([1.0, 1 + TIE_BAND + 0.01], 0.02, closer, base)  # not a tie
+    assert not fidelity_tie_wins([1.015, 1.015], 0.02, closer, base)  # 3% behind overall
+    assert not fidelity_tie_wins([1.0, 1.0], 0.02, None, base)  # no fidelity measured
+
+
 def test_a_setting_that_ties_at_batch_1_is_chosen_by_its_win_at_batch_32():
     """The decision rule alone (figures given, not measured): a runtime setting within the
     margin of the defaults at the search's batch is kept when it wins at the other batch."""

@@ -27,6 +27,36 @@ def trade_wins(ratios: list[float], margin: float) -> bool:
             and math.prod(ratios) < 1 - margin)
 
 
+#: a speed tie goes to the candidate whose outputs are closer to the reference by at least
+#: this fraction of the incumbent's error (1 - mean cosine): on MiniLM INT8 NNCF's symmetric
+#: activations (cos 0.9960) are 33% closer than the transformer preset (0.9940), and which of
+#: the two timed faster moved from run to run with the luck of a compile
+FIDELITY_GAIN = 0.25
+
+
+def fidelity_tie_wins(ratios: list[float], margin: float, error: float | None,
+                      base_error: float | None) -> bool:
+    """A speed tie that is more faithful: within TIE_BAND at every batch, no more than
+    ``margin`` behind over the batches together (the product of ``ratios``, the candidate's
+    time over the incumbent's), and an ``error`` (1 - mean cosine to the reference) at most
+    ``1 - FIDELITY_GAIN`` of the incumbent's ``base_error``. What timing cannot tell apart is
+    decided by what the check measured exactly."""
+    if error is None or base_error is None or not base_error > 0:
+        return False
+    return (all(r <= 1 + TIE_BAND for r in ratios) and math.prod(ratios) <= 1 + margin
+            and error <= (1 - FIDELITY_GAIN) * base_error)
+
+
+def fidelity_error(record: dict[str, Any]) -> float | None:
+    """1 - the mean cosine to the reference in a candidate's record (top-1 disagreement where
+    the check measured no cosine); None when it measured neither."""
+    f = record.get("fidelity") or {}
+    for key in ("cosine_mean", "top1_agreement"):
+        if f.get(key) is not None:
+            return max(0.0, 1.0 - float(f[key]))
+    return None
+
+
 def time_other_batch(run: Any, cands: list[Any], other: int, what: str) -> None:
     """Time ``cands`` at the ``other`` bench batch; the figures go to each record's
     ``other_batch``, the search's own figures stay the record's."""

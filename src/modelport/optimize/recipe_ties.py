@@ -10,7 +10,9 @@ settings the search then shipped. A recipe whose stage-1 score is within
 included), checked against the budget, and timed against the winner with them at the search's
 batch and the other bench batch; it replaces the winner when it wins the trade
 (``batch_rules.trade_wins``: within the band at both, ahead by the margin at one and over both
-together).
+together), or, where none does, when it ties on speed and its outputs are closer to the
+reference (``batch_rules.fidelity_tie_wins``): a tie within the spread of a compile's luck is
+decided by the fidelity the check measured exactly, not by which compile was lucky.
 """
 
 from __future__ import annotations
@@ -125,10 +127,16 @@ def _fast_paths_differ(run: Any, cand: Any) -> str | None:
 def _decide(run: Any, base: Any, ties: list[Any]) -> Any | None:
     """The tie whose ratios to ``base`` win the trade (``batch_rules.trade_wins``: within
     TIE_BAND at every timed batch, ahead by the margin at one and over all together), the best
-    product of them first; else None."""
+    product of them first; else the most faithful tie that still ties on speed
+    (``batch_rules.fidelity_tie_wins``); else None."""
     import math
 
-    from modelport.optimize.batch_rules import other_score, trade_wins
+    from modelport.optimize.batch_rules import (
+        fidelity_error,
+        fidelity_tie_wins,
+        other_score,
+        trade_wins,
+    )
 
     def scores(c: Any) -> list[float | None]:
         return [run._score(c)] + ([other_score(run, c)] if "other_batch" in c.record else [])
@@ -137,19 +145,35 @@ def _decide(run: Any, base: Any, ties: list[Any]) -> Any | None:
     if any(s is None for s in ref):
         return None
     best, best_product = None, 1.0
+    timed = []
     for c in ties:
         mine = scores(c)
         if len(mine) != len(ref) or any(s is None for s in mine):
             continue
         ratios = [m / r for m, r in zip(mine, ref)]
         c.record["ratios_to_winner"] = [round(r, 4) for r in ratios]
+        timed.append(c)
         if trade_wins(ratios, run.settings.margin) and math.prod(ratios) < best_product:
             best, best_product = c, math.prod(ratios)
+    batches = [base.record.get("batch")] + ([base.record["other_batch"]["batch"]]
+                                            if "other_batch" in base.record else [])
+
+    def at_batches(c: Any) -> str:
+        return ", ".join(f"{1 / r:.2f}x at batch {b}"
+                         for r, b in zip(c.record["ratios_to_winner"], batches))
+
     if best is not None:
-        batches = [base.record.get("batch")] + ([base.record["other_batch"]["batch"]]
-                                                if "other_batch" in base.record else [])
         best.record["why"] = (f"tied with '{base.recipe.name}' in stage 1; with the chosen "
-                              "settings " + ", ".join(
-                                  f"{1 / r:.2f}x at batch {b}"
-                                  for r, b in zip(best.record["ratios_to_winner"], batches)))
+                              f"settings {at_batches(best)}")
+        return best
+    base_error = fidelity_error(base.record)
+    faithful = [c for c in timed if fidelity_tie_wins(
+        c.record["ratios_to_winner"], run.settings.margin, fidelity_error(c.record), base_error)]
+    if not faithful:
+        return None
+    best = min(faithful, key=lambda c: fidelity_error(c.record))
+    best.record["why"] = (f"ties with '{base.recipe.name}' on speed with the chosen settings "
+                          f"({at_batches(best)}), and its outputs are closer to the reference "
+                          f"(error {fidelity_error(best.record):.4f} against {base_error:.4f}, "
+                          "1 - mean cosine)")
     return best
