@@ -47,11 +47,14 @@ def add_residual_qdq(qdq: Path, pre: Path, data) -> list[str]:
     """
     import onnx
     from onnx import helper, numpy_helper
+    from onnx.external_data_helper import load_external_data_for_model
 
     from modelport.backends.onnx_qdq import is_large
 
     large = is_large(qdq)  # then the weights stay external data when it is written back
-    model = onnx.load(str(qdq))
+    # the graph alone finds the sites; the weights are read only when it is written back (a
+    # transformer has no Conv: a 2 GB model is then never loaded here)
+    model = onnx.load(str(qdq), load_external_data=False)
     producers = {o: n for n in model.graph.node for o in n.output}
     inits = {i.name for i in model.graph.initializer}
     sites: list[tuple[Any, int]] = []
@@ -67,6 +70,7 @@ def add_residual_qdq(qdq: Path, pre: Path, data) -> list[str]:
         sites.append((node, skip))
     if not sites:
         return []
+    load_external_data_for_model(model, str(qdq.parent))
     absmax = _absmax(pre, [n.input[s] for n, s in sites], data)
     done = []
     for node, skip in sites:
