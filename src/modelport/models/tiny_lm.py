@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -60,12 +61,20 @@ def folder() -> Path:
     path = cache_dir() / f"tiny-lm-{VERSION}-seed{SEED}-s{STEPS}"
     if (path / "model.safetensors").is_file():
         return path
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    train(tmp)
-    shutil.rmtree(path, ignore_errors=True)
-    tmp.rename(path)
+    # a folder of this process's own, renamed into place: two processes training at once (test
+    # workers, parallel exports) shared one ".tmp" and deleted the finished folder the other
+    # was reading ("has no tokenizer"); the first to finish wins, the other's copy is dropped
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=path.name + ".tmp-", dir=path.parent))
+    try:
+        train(tmp)
+        try:
+            tmp.rename(path)
+        except OSError:  # another process renamed its folder into place first
+            if not (path / "model.safetensors").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 
