@@ -20,6 +20,7 @@ import numpy as np
 
 from modelport import registry
 from modelport.backends.base import Artifact, AvailabilityKind, Backend, BuildOptions, Session
+from modelport.backends.onnx_qdq import shared_preprocessing
 from modelport.bench import BenchSettings, benchmark, statuses
 from modelport.bench.memory import reset_peak
 from modelport.bench.speed_verdict import (
@@ -174,10 +175,11 @@ def export(
         # torch:cpu:bf16 is judged against the reference row (torch's FP32, never rebuilt)
         fp32_rows: dict[str, dict[str, Any]] = {backend_key(rows[0]["target"]): rows[0]}
         for target, backend in plan:
-            try:
-                row, bundle = export_target(ctx, target, backend, dest,
-                                            fp32=fp32_rows.get(backend_key(str(target))),
-                                            compare_only=target in added)
+            try:  # the INT8 targets of one graph over 2 GB share its pre-processing
+                with shared_preprocessing(workdir / "preprocessed"):
+                    row, bundle = export_target(ctx, target, backend, dest,
+                                                fp32=fp32_rows.get(backend_key(str(target))),
+                                                compare_only=target in added)
             except Exception as exc:  # keep_going: one broken target must not hide the others
                 if not keep_going:
                     raise
