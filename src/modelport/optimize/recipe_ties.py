@@ -145,30 +145,29 @@ def _decide(run: Any, base: Any, ties: list[Any]) -> Any | None:
     if any(s is None for s in ref):
         return None
     best, best_product = None, 1.0
-    timed = []
+    ratios: dict[str, list[float]] = {}  # tie name -> its times over the winner's, per batch
     for c in ties:
         mine = scores(c)
         if len(mine) != len(ref) or any(s is None for s in mine):
             continue
-        ratios = [m / r for m, r in zip(mine, ref)]
-        c.record["ratios_to_winner"] = [round(r, 4) for r in ratios]
-        timed.append(c)
-        if trade_wins(ratios, run.settings.margin) and math.prod(ratios) < best_product:
-            best, best_product = c, math.prod(ratios)
+        ratios[c.name] = [m / r for m, r in zip(mine, ref)]
+        c.record["ratios_to_winner"] = [round(r, 4) for r in ratios[c.name]]
+        if trade_wins(ratios[c.name], run.settings.margin) \
+                and math.prod(ratios[c.name]) < best_product:
+            best, best_product = c, math.prod(ratios[c.name])
     batches = [base.record.get("batch")] + ([base.record["other_batch"]["batch"]]
                                             if "other_batch" in base.record else [])
 
     def at_batches(c: Any) -> str:
-        return ", ".join(f"{1 / r:.2f}x at batch {b}"
-                         for r, b in zip(c.record["ratios_to_winner"], batches))
+        return ", ".join(f"{1 / r:.2f}x at batch {b}" for r, b in zip(ratios[c.name], batches))
 
     if best is not None:
         best.record["why"] = (f"tied with '{base.recipe.name}' in stage 1; with the chosen "
                               f"settings {at_batches(best)}")
         return best
     base_error = fidelity_error(base.record)
-    faithful = [c for c in timed if fidelity_tie_wins(
-        c.record["ratios_to_winner"], run.settings.margin, fidelity_error(c.record), base_error)]
+    faithful = [c for c in ties if c.name in ratios and fidelity_tie_wins(
+        ratios[c.name], run.settings.margin, fidelity_error(c.record), base_error)]
     if not faithful:
         return None
     best = min(faithful, key=lambda c: fidelity_error(c.record))
