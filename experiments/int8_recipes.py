@@ -122,9 +122,16 @@ def _modelport(backend: str, target: str, model, calib, tmp: Path, inputs, outpu
     workdir.mkdir()
     artifact = be.build(model, t, calib if t.precision != "fp32" else None, workdir,
                         BuildOptions(backends={backend: options or {}}))
-    session = be.load(artifact.main_path, target=t, inputs=artifact.inputs or inputs,
-                      outputs=artifact.outputs or outputs, **artifact.session_options)
-    return session, artifact
+    return load_artifact(artifact, t, inputs, outputs), artifact
+
+
+def load_artifact(artifact, target, inputs, outputs):
+    """A session of a built ``artifact`` (``target``: a parsed Target), as the export loads it."""
+    from modelport import registry
+
+    return registry.get_backend(target.runtime)().load(
+        artifact.main_path, target=target, inputs=artifact.inputs or inputs,
+        outputs=artifact.outputs or outputs, **artifact.session_options)
 
 
 def _onnxruntime(model, calib, tmp, inputs, outputs):

@@ -20,8 +20,9 @@ Speed = p50 at batch 1 and 32, medians over interleaved rounds (bench/interleave
 ratios to torch FP32 eager. Each artifact is loaded ``--loads`` times (each load its own
 compile, timed as its own session) and its figure is the mean over the loads: two compiles of
 one IR ran up to ~9% apart at batch 1 on a 2-core Zen 5, steadily over rounds, so one load per
-row would let a lucky compile decide which peer is fastest; "best modelport / best peer" compares the fastest modelport row
-with the fastest peer row whose fidelity is not higher than it.
+row would let a lucky compile decide which peer is fastest. "Best modelport / best peer"
+compares the fastest modelport row with the fastest peer row whose fidelity is not higher than
+it.
 
     .venv/bin/python experiments/peers.py --update-docs      # writes docs/performance.md
     .venv/bin/python experiments/peers.py --duration 1 --rounds 1 --max-time 3m
@@ -73,13 +74,14 @@ def main() -> None:
     from stamp import stamp
 
     result["load_avg"] = [load, os.getloadavg()[0]]
-    text = report(result) + (f"\n\n({stamp()} · load average {load:.1f} before / "
+    result["stamp"] = stamp()
+    text = report(result) + (f"\n\n({result['stamp']} · load average {load:.1f} before / "
                              f"{result['load_avg'][1]:.1f} after)")
     print(text)
     if args.json:
         import json
 
-        args.json.write_text(json.dumps({**result, "stamp": stamp()}, indent=1, default=str))
+        args.json.write_text(json.dumps(result, indent=1, default=str))
     if args.update_docs:
         from results_md import DOCS, update_doc_block
 
@@ -152,22 +154,18 @@ def run(tmp: Path, args) -> dict[str, Any]:
 
 
 def _modelport_loader(target: str, model, calib, tmp: Path, inputs, outputs):
-    """A modelport build of ``target`` (default recipe) and a function that loads it again."""
-    from int8_recipes import _modelport
+    """A modelport build of ``target`` (default recipe) and a function that loads it: the
+    session the build opened first, a new load on every later call."""
+    from int8_recipes import _modelport, load_artifact
 
-    from modelport import registry
     from modelport.specs import Target
 
     session, art = _modelport(target.split(":")[0], target, model, calib, tmp, inputs, outputs)
-    t = Target.parse(target)
-    first = [session]
+    opened = [session]
 
     def open_session():
-        if first:
-            return first.pop()
-        return registry.get_backend(t.runtime)().load(
-            art.main_path, target=t, inputs=art.inputs or inputs,
-            outputs=art.outputs or outputs, **art.session_options)
+        return opened.pop() if opened else load_artifact(art, Target.parse(target), inputs,
+                                                         outputs)
 
     return open_session, art
 
@@ -177,6 +175,7 @@ def optimized(model, calib, evalset, tmp: Path, max_time: float):
     as a user would."""
     import modelport
     from modelport.backends.base import BuildOptions
+    from modelport.bundle import open_bundle
     from modelport.optimize import SearchSettings
 
     out = tmp / "optimized"
@@ -185,9 +184,8 @@ def optimized(model, calib, evalset, tmp: Path, max_time: float):
                               options=BuildOptions(search=SearchSettings(
                                   objective="latency", max_time=max_time, cache=False)))
     for target, bundle in result.bundles.items():
-        from modelport.bundle import open_bundle
-
-        search = open_bundle(bundle).manifest["build"].get("search") or {}
+        # the manifest only: every load below verifies the bundle's checksums
+        search = open_bundle(bundle, verify=False).manifest["build"].get("search") or {}
         yield target, (lambda b=bundle: modelport.load(b)), search
 
 
@@ -284,7 +282,8 @@ def report(result: dict[str, Any]) -> str:
     lines = [(f"MiniLM (all-MiniLM-L6-v2), seq {result['seq']}; fidelity = mean cosine vs torch "
               f"FP32 on {result['eval']} held-out sentences; INT8 calibrated on "
               f"{result['calib']}. Speed: p50 ratios to torch FP32 eager, medians over "
-              f"interleaved rounds, mean over {result.get('loads', 1)} load(s) of each artifact."), "",
+              f"interleaved rounds, mean over {result.get('loads', 1)} load(s) of each "
+              "artifact."), "",
              "| artifact | kind | recipe | mean cos | b1 vs torch | b32 vs torch |",
              "|---|---|---|---|---|---|"]
     for label, r in rows.items():
