@@ -68,6 +68,8 @@ def folder() -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=path.name + ".tmp-", dir=path.parent))
     try:
         train(tmp)
+        if path.exists() and not (path / "model.safetensors").is_file():
+            shutil.rmtree(path, ignore_errors=True)  # a stale, incomplete folder in the way
         try:
             tmp.rename(path)
         except OSError:  # another process renamed its folder into place first
