@@ -65,6 +65,8 @@ def main() -> None:
     p.add_argument("--update-docs", action="store_true",
                    help="write the table into docs/performance.md (block peers)")
     args = p.parse_args()
+    if args.loads < 1:
+        p.error(f"--loads must be at least 1, got {args.loads}")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     log.setLevel(logging.INFO)
     logging.getLogger("modelport").setLevel(logging.INFO)
